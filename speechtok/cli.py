@@ -1,0 +1,49 @@
+"""The ``speechtok`` command line: one sub-command per task, each with its own ``--help``.
+
+Sub-commands live beside the code they drive and register themselves here through
+``add_<name>_command(subparsers)`` functions. User errors (:class:`SpeechtokError`) are printed as a
+single ``error: ...`` line with exit status 2, never as a stack trace.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from typing import Callable, Sequence
+
+from .errors import SpeechtokError
+
+Register = Callable[[argparse._SubParsersAction], None]
+
+
+def _registrations() -> list[Register]:
+    from .data.cli import add_data_commands
+
+    return [add_data_commands]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="speechtok",
+        description="Speech tokenizers: encode audio to tokens, decode back, train, evaluate.",
+    )
+    subparsers = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for register in _registrations():
+        register(subparsers)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except SpeechtokError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Corpora: the manifest interchange format, datasets and duration-based batching."""
