@@ -17,8 +17,10 @@ Register = Callable[[argparse._SubParsersAction], None]
 
 def _registrations() -> list[Register]:
     from .data.cli import add_data_commands
+    from .eval.cli import add_eval_command
+    from .train.cli import add_train_command
 
-    return [add_data_commands]
+    return [add_data_commands, add_eval_command, add_train_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -1,0 +1,125 @@
+"""Inference checkpoints: ``config.json`` + ``model.safetensors``, pinned to each other by hashes.
+
+``config.json`` records the model kind, its full config, the config's sha256 and the weights file's
+sha256; the safetensors header carries the config hash too. Loading refuses a checkpoint whose
+weights do not match their recorded hash (corrupt or tampered) or whose weights were written for a
+different config (wrong architecture). No pickle is ever loaded.
+"""
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+from torch import nn
+
+from .config import config_hash, dict_hash, to_dict
+from .errors import CheckpointError
+from .fileio import atomic_path, sha256_file, write_json_atomic
+
+FORMAT = "speechtok-checkpoint-v1"
+CONFIG_FILE = "config.json"
+WEIGHTS_FILE = "model.safetensors"
+BUNDLED_DIR = Path(__file__).resolve().parent / "checkpoints"
+
+
+@dataclass
+class LoadedCheckpoint:
+    directory: Path
+    kind: str
+    config: dict[str, Any]
+    state: dict[str, torch.Tensor]
+    info: dict[str, Any]
+
+
+def bundled_names() -> list[str]:
+    if not BUNDLED_DIR.is_dir():
+        return []
+    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / CONFIG_FILE).is_file())
+
+
+def resolve(name_or_dir: str | os.PathLike[str]) -> Path:
+    """A directory path, or the name of a checkpoint bundled inside the package."""
+    path = Path(name_or_dir)
+    if path.is_dir():
+        return path
+    if (BUNDLED_DIR / str(name_or_dir) / CONFIG_FILE).is_file():
+        return BUNDLED_DIR / str(name_or_dir)
+    if path.exists():
+        raise CheckpointError(f"{path}: expected a checkpoint directory (with {CONFIG_FILE}), got a file")
+    raise CheckpointError(
+        f"{name_or_dir}: no such checkpoint directory or bundled model (bundled: {', '.join(bundled_names()) or 'none'})")
+
+
+def save_checkpoint(directory: str | os.PathLike[str], kind: str, config: Any, state_dict: dict[str, torch.Tensor],
+                    *, dtype: torch.dtype = torch.float32, info: dict[str, Any] | None = None) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    digest = config_hash(config)
+    tensors = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in state_dict.items()}
+    with atomic_path(directory / WEIGHTS_FILE) as tmp:
+        save_file(tensors, str(tmp), metadata={"format": FORMAT, "kind": kind, "config_sha256": digest})
+    n_params = sum(v.numel() for v in tensors.values())
+    write_json_atomic(directory / CONFIG_FILE, {
+        "format": FORMAT,
+        "kind": kind,
+        "config": to_dict(config),
+        "config_sha256": digest,
+        "weights": {"file": WEIGHTS_FILE, "sha256": sha256_file(directory / WEIGHTS_FILE),
+                    "dtype": str(dtype).removeprefix("torch."), "numel": n_params},
+        "info": info or {},
+    })
+    return directory
+
+
+def load_checkpoint(name_or_dir: str | os.PathLike[str], *, expected_kind: str) -> LoadedCheckpoint:
+    directory = resolve(name_or_dir)
+    config_path = directory / CONFIG_FILE
+    if not config_path.is_file():
+        raise CheckpointError(f"{directory}: missing {CONFIG_FILE}")
+    try:
+        meta = json.loads(config_path.read_text())
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise CheckpointError(f"{config_path}: not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
+    if not isinstance(meta, dict) or meta.get("format") != FORMAT:
+        raise CheckpointError(f"{config_path}: not a speechtok checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r})")
+    if meta.get("kind") != expected_kind:
+        raise CheckpointError(f"{directory}: is a {meta.get('kind')!r} checkpoint, expected {expected_kind!r}")
+    weights = directory / meta["weights"]["file"]
+    if not weights.is_file():
+        raise CheckpointError(f"{directory}: missing weights file {weights.name}")
+    actual = sha256_file(weights)
+    if actual != meta["weights"]["sha256"]:
+        raise CheckpointError(
+            f"{weights}: sha256 mismatch (recorded {meta['weights']['sha256'][:12]}…, file {actual[:12]}…): corrupt or modified")
+    recorded_config = meta.get("config_sha256")
+    if dict_hash(meta["config"]) != recorded_config:
+        raise CheckpointError(f"{config_path}: config does not match its recorded hash: edited by hand?")
+    try:
+        with safe_open(str(weights), framework="pt") as handle:
+            header = handle.metadata() or {}
+            state = {k: handle.get_tensor(k) for k in handle.keys()}
+    except Exception as exc:
+        raise CheckpointError(f"{weights}: cannot read safetensors ({str(exc).splitlines()[0][:120]})") from None
+    if header.get("config_sha256") != recorded_config:
+        raise CheckpointError(f"{weights}: weights were written for a different architecture than {CONFIG_FILE}")
+    return LoadedCheckpoint(directory, meta["kind"], meta["config"], state, meta.get("info", {}))
+
+
+def load_state(model: nn.Module, loaded: LoadedCheckpoint) -> None:
+    """Strictly load weights, casting to the model's dtypes; a mismatch is a CheckpointError."""
+    own = model.state_dict()
+    missing = sorted(set(own) - set(loaded.state))
+    unexpected = sorted(set(loaded.state) - set(own))
+    if missing or unexpected:
+        raise CheckpointError(
+            f"{loaded.directory}: weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
+    for key, value in loaded.state.items():
+        if value.shape != own[key].shape:
+            raise CheckpointError(f"{loaded.directory}: {key} has shape {list(value.shape)}, model expects {list(own[key].shape)}")
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in loaded.state.items()})

@@ -1,0 +1,30 @@
+"""Judges: pretrained models that score speech (ASR, speaker encoder, MOS predictor).
+
+Every judge ships its weights inside a pip package (nothing downloads at run time) and describes
+itself with a :class:`JudgeInfo` (name, version, hash of its weights) that is written into every
+result, so a number can always be traced to the exact model that produced it.
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from importlib import metadata
+
+#: Thread cap for every inference library (torch, onnxruntime, CTranslate2): the machines have 2 cores.
+MAX_THREADS = 2
+
+
+@dataclass(frozen=True)
+class JudgeInfo:
+    """Identity of a judge: results computed by different ``(name, version, sha256)`` never mix."""
+
+    name: str
+    version: str
+    sha256: str
+
+    def as_dict(self) -> dict[str, str]:
+        return asdict(self)
+
+
+def package_versions(*names: str) -> str:
+    """``name==version`` of each installed distribution, joined: the version part of a JudgeInfo."""
+    return " ".join(f"{name}=={metadata.version(name)}" for name in names)

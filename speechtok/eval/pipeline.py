@@ -1,0 +1,83 @@
+"""``evaluate()``: the whole evaluation in one call (what ``speechtok eval`` and the scripts run).
+
+Writes into the report folder: ``results.jsonl`` (one line per system × file), ``summary.csv`` and
+``summary.md`` (one row per system), ``index.html`` and the audio/spectrogram/figure files it shows.
+"""
+from __future__ import annotations
+
+import datetime
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from ..data.manifest import read_manifest
+from .report import write_html
+from .runner import Judges, Runner, file_keys, library_versions, parse_metrics
+from .summary import columns, summarize, write_csv, write_jsonl, write_markdown
+from .systems import System, get_systems
+
+
+@dataclass(frozen=True)
+class EvalResult:
+    rows: list[dict[str, Any]]
+    columns: list[str]
+    records: list[dict[str, Any]]
+    meta: dict[str, Any]
+    out_dir: Path
+
+    @property
+    def failures(self) -> list[dict[str, Any]]:
+        return [r for r in self.records if "error" in r]
+
+
+def evaluate(
+    systems: Sequence[str | System],
+    data: str | Path,
+    out_dir: str | Path,
+    *,
+    metrics: str | Sequence[str] | None = None,
+    asr_judge: str = "whisper-base",
+    limit: int | None = None,
+    samples: int | None = None,
+    html: bool = True,
+    progress: bool = True,
+    vocoder: str | None = "griffin-lim",
+    steps: int | None = None,
+    cfg: float | None = None,
+) -> EvalResult:
+    """Evaluate ``systems`` (names, paths or :class:`System` objects) on the manifest ``data``.
+
+    ``limit`` keeps the first N files; ``samples`` caps how many files get players in the HTML.
+    """
+    out_dir = Path(out_dir)
+    groups = parse_metrics(metrics)
+    names = [s for s in systems if isinstance(s, str)]
+    resolved = iter(get_systems(names, vocoder=vocoder, steps=steps, cfg=cfg))
+    chosen = [next(resolved) if isinstance(s, str) else s for s in systems]
+    rows_in = read_manifest(data)
+    utterances = rows_in[:limit] if limit else rows_in
+    runner = Runner(out_dir, groups, Judges(asr_judge), progress=progress)
+    start = time.perf_counter()
+    records = runner.run(chosen, utterances)
+    meta = {
+        "data": str(data), "files": len(utterances), "minutes": sum(u.seconds for u in utterances) / 60,
+        "speakers": len({u.speaker for u in utterances}), "transcribed": sum(1 for u in utterances if u.transcript),
+        "groups": list(groups), "judges": runner.judge_infos(), "libraries": library_versions(),
+        "systems": {s.name: s.describe() for s in chosen}, "threads": torch.get_num_threads(),
+        "date": datetime.date.today().isoformat(), "seconds": time.perf_counter() - start,
+        "failures": [{"system": r["system"], "file": r["file"], "error": r["error"]} for r in records if "error" in r],
+    }
+    cols = columns(groups, chosen)
+    rows = summarize(records, chosen, groups)
+    write_jsonl(out_dir / "results.jsonl", records)
+    write_csv(out_dir / "summary.csv", rows, cols)
+    write_markdown(out_dir / "summary.md", rows, cols, meta)
+    if html:
+        keys = file_keys(utterances)
+        shown = utterances[:samples] if samples is not None else utterances
+        write_html(out_dir, rows, cols, records, chosen, [(u, keys[u.path]) for u in shown], meta)
+    meta["seconds_total"] = time.perf_counter() - start
+    return EvalResult(rows, cols, records, meta, out_dir)

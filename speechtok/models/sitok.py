@@ -1,0 +1,326 @@
+"""SiTok: a discrete diffusion-autoencoder speech tokenizer (12.5 Hz, one 65,536-entry codebook).
+
+    wav 24 kHz ─ log-mel 50 Hz ─ stack ×4 ─ causal encoder ─ vq_in ─ VQ (16 bit) ─ vq_out ─┬─ CTC head
+                                                                                          └─ flow-matching decoder ─ mel ─ vocoder
+
+Training minimises ``L1 flow matching + VQ commitment + ctc_weight × CTC``: ``forward`` returns
+these losses (so DDP/FSDP wrappers see the training computation); ``encode``/``decode`` are for use.
+Decoding integrates the learned velocity field from noise (t=0) to mel (t=1) with Euler steps;
+token classifier-free guidance mixes conditional and token-free velocities.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .. import checkpoint as ckpt
+from ..audio import check_waveform, resample
+from ..errors import CheckpointError, ConfigError
+from ..mel import MelSpectrogram
+from ..modules.transformer import Transformer, TransformerConfig
+from ..quantization import BinarySphericalQuantizer, EMAVectorQuantizer, QuantizerOutput
+from ..text import get_vocabulary
+from ..vocoder.griffin_lim import GriffinLim
+from .sitok_config import SiTokConfig, get_preset
+
+MODEL_KIND = "sitok"
+
+
+class TimestepEmbedding(nn.Module):
+    """Sinusoidal features of the diffusion time followed by a 2-layer MLP."""
+
+    def __init__(self, features: int, dim: int) -> None:
+        super().__init__()
+        self.features = features
+        self.mlp = nn.Sequential(nn.Linear(features, dim), nn.SiLU(), nn.Linear(dim, dim))
+
+    def forward(self, t: torch.Tensor) -> torch.Tensor:
+        half = self.features // 2
+        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+        angles = 1000.0 * t.float()[:, None] * freqs[None]
+        return self.mlp(torch.cat([angles.cos(), angles.sin()], dim=-1))
+
+
+@dataclass
+class EncoderOutput:
+    cond: torch.Tensor  # [B, T', dim] decoder/CTC condition from the quantised tokens
+    quant: QuantizerOutput
+    token_mask: torch.Tensor  # [B, T']
+
+
+class SiTok(nn.Module):
+    def __init__(self, config: SiTokConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        stacked = c.mel.n_mels * c.stack
+        self.mel = MelSpectrogram(c.mel)
+        self.encoder_in = nn.Linear(stacked, c.dim)
+        self.encoder = Transformer(TransformerConfig(c.dim, c.encoder_layers, c.heads, c.mlp_dim, causal=True))
+        if c.quantizer == "vq":
+            self.quantizer: nn.Module = EMAVectorQuantizer(
+                c.codebook_size, c.code_dim, decay=c.vq_decay, commitment=c.vq_commitment,
+                dead_threshold=c.vq_dead_threshold)
+        else:
+            self.quantizer = BinarySphericalQuantizer(int(math.log2(c.codebook_size)), commitment=c.vq_commitment)
+        self.vq_in = nn.Linear(c.dim, self.quantizer.dim)
+        self.vq_out = nn.Linear(self.quantizer.dim, c.dim)
+        self.vocabulary = get_vocabulary(c.ctc_vocab)
+        self.ctc_head = Transformer(TransformerConfig(c.dim, c.ctc_layers, c.heads, c.mlp_dim, causal=True))
+        self.ctc_out = nn.Linear(c.dim, len(self.vocabulary) * c.ctc_upsample)
+        self.time_embed = TimestepEmbedding(c.time_embed_dim, c.dim)
+        self.decoder_in = nn.Linear(stacked, c.dim)
+        self.decoder = Transformer(TransformerConfig(c.dim, c.decoder_layers, c.heads, c.mlp_dim, cond_dim=c.dim))
+        self.decoder_out = nn.Linear(c.dim, stacked)
+        self.vocoder: nn.Module | None = None
+
+    # ----------------------------------------------------------------- construction and checkpoints
+    @classmethod
+    def from_preset(cls, name: str, **overrides: object) -> "SiTok":
+        config = get_preset(name)
+        if overrides:
+            from ..config import override
+
+            config = override(config, dict(overrides), where=name)
+        return cls(config)
+
+    @classmethod
+    def from_pretrained(cls, name_or_dir: str | Path, *, map_location: str = "cpu") -> "SiTok":
+        """Load a checkpoint directory or a bundled model name; refuses hash or architecture mismatch."""
+        from ..config import from_dict
+
+        loaded = ckpt.load_checkpoint(name_or_dir, expected_kind=MODEL_KIND)
+        model = cls(from_dict(SiTokConfig, loaded.config, where=f"{loaded.directory}/config"))
+        ckpt.load_state(model, loaded)
+        return model.eval().to(map_location)
+
+    def save_pretrained(self, directory: str | Path, *, dtype: torch.dtype = torch.float32,
+                        info: dict | None = None) -> Path:
+        return ckpt.save_checkpoint(directory, MODEL_KIND, self.config, self.state_dict(), dtype=dtype, info=info)
+
+    # ----------------------------------------------------------------------------- rates and sizes
+    @property
+    def sample_rate(self) -> int:
+        return self.config.mel.sample_rate
+
+    @property
+    def token_rate(self) -> float:
+        return self.config.token_rate
+
+    @property
+    def codebook_size(self) -> int:
+        return self.config.codebook_size
+
+    @property
+    def bits_per_token(self) -> int:
+        return self.quantizer.bits_per_token
+
+    @property
+    def bitrate(self) -> float:
+        """Bits per second of the token stream (one codebook): token_rate × bits_per_token."""
+        return self.token_rate * self.bits_per_token
+
+    @property
+    def samples_per_token(self) -> int:
+        return self.config.mel.hop_length * self.config.stack
+
+    def num_tokens(self, num_samples: int, sample_rate: int) -> int:
+        """Tokens produced for ``num_samples`` at ``sample_rate``: ceil(seconds × token_rate)."""
+        samples = num_samples if sample_rate == self.sample_rate else math.ceil(num_samples * self.sample_rate / sample_rate)
+        return -(-samples // self.samples_per_token)
+
+    # ------------------------------------------------------------------------------- mel stacking
+    def stack(self, mel: torch.Tensor, frame_lengths: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``[B, n_mels, F]`` → ``[B, T', stack·n_mels]``; frames past each length become silence.
+
+        Returns the stacked tensor, the token mask ``[B, T']`` and a per-value target mask of the
+        stacked shape (True on real frames), used to ignore padding in the flow loss.
+        """
+        b, n_mels, frames = mel.shape
+        s = self.config.stack
+        tokens = -(-frames // s)
+        frame_valid = torch.arange(tokens * s, device=mel.device)[None] < frame_lengths[:, None]
+        mel = F.pad(mel, (0, tokens * s - frames), value=self.mel.silence_value)
+        mel = torch.where(frame_valid[:, None, :], mel, torch.full_like(mel, self.mel.silence_value))
+        stacked = mel.transpose(1, 2).reshape(b, tokens, s * n_mels)
+        token_mask = frame_valid.view(b, tokens, s).any(-1)
+        value_mask = frame_valid.view(b, tokens, s, 1).expand(b, tokens, s, n_mels).reshape(b, tokens, s * n_mels)
+        return stacked, token_mask, value_mask
+
+    def unstack(self, stacked: torch.Tensor) -> torch.Tensor:
+        b, tokens, _ = stacked.shape
+        return stacked.reshape(b, tokens * self.config.stack, self.config.mel.n_mels).transpose(1, 2)
+
+    # -------------------------------------------------------------------------------- the network
+    def encode_mel(self, stacked: torch.Tensor, token_mask: torch.Tensor) -> EncoderOutput:
+        h = self.encoder(self.encoder_in(stacked), token_mask)
+        quant = self.quantizer(self.vq_in(h), token_mask)
+        return EncoderOutput(self.vq_out(quant.quantized), quant, token_mask)
+
+    def cond_from_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        """``[B, 1, T']`` codes → ``[B, T', dim]`` decoder condition."""
+        return self.vq_out(self.quantizer.lookup(codes[:, 0]))
+
+    def velocity(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
+                 token_mask: torch.Tensor | None) -> torch.Tensor:
+        h = self.decoder_in(x_t) + cond
+        return self.decoder_out(self.decoder(h, token_mask, cond=self.time_embed(t)))
+
+    def ctc_log_probs(self, cond: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
+        """``[B, T'·ctc_upsample, vocab]`` log-probabilities of the CTC head."""
+        logits = self.ctc_out(self.ctc_head(cond, token_mask))
+        b, t, _ = logits.shape
+        return logits.view(b, t * self.config.ctc_upsample, len(self.vocabulary)).log_softmax(-1)
+
+    def forward(self, mel: torch.Tensor, frame_lengths: torch.Tensor, labels: torch.Tensor,
+               label_lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+        """Training losses for a batch of normalised mel ``[B, n_mels, F]``.
+
+        ``labels`` ``[B, L]`` are CTC label ids, ``label_lengths`` ``[B]`` their lengths; items with
+        length 0 (no transcript) are left out of the CTC term.
+        """
+        c = self.config
+        x, token_mask, value_mask = self.stack(mel, frame_lengths)
+        enc = self.encode_mel(x, token_mask)
+
+        b = x.shape[0]
+        t = torch.rand(b, device=x.device)
+        noise = torch.randn_like(x)
+        x_t = t[:, None, None] * x + (1 - t[:, None, None]) * noise
+        drop = c.token_drop if self.training else 0.0
+        keep = (torch.rand(b, device=x.device) >= drop).to(x.dtype)
+        pred = self.velocity(x_t, t, enc.cond * keep[:, None, None], token_mask)
+        weight = value_mask.to(x.dtype)
+        flow = ((pred - (x - noise)).abs() * weight).sum() / weight.sum().clamp(min=1)
+
+        ctc = self._ctc_loss(enc.cond, token_mask, labels, label_lengths)
+        total = flow + enc.quant.loss + c.ctc_weight * ctc
+        return {"loss": total, "flow": flow, "vq": enc.quant.loss, "ctc": ctc,
+                "perplexity": enc.quant.perplexity, "indices": enc.quant.indices[token_mask]}
+
+    def _ctc_loss(self, cond: torch.Tensor, token_mask: torch.Tensor, labels: torch.Tensor,
+                  label_lengths: torch.Tensor) -> torch.Tensor:
+        labelled = label_lengths > 0
+        if not bool(labelled.any()):
+            # Zero-weighted pass: every parameter gets a gradient, as DDP and exact resume require.
+            return self.ctc_log_probs(cond, token_mask).sum() * 0.0
+        log_probs = self.ctc_log_probs(cond[labelled], token_mask[labelled])
+        input_lengths = token_mask[labelled].sum(-1) * self.config.ctc_upsample
+        return F.ctc_loss(log_probs.transpose(0, 1), labels[labelled], input_lengths, label_lengths[labelled],
+                          blank=0, reduction="mean", zero_infinity=True)
+
+    # ------------------------------------------------------------------------------ inference API
+    def _prepare(self, wav: torch.Tensor, sample_rate: int,
+                 lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
+        """Validate, resample to the model rate item by item, return ``[B, 1, T]`` and sample lengths."""
+        wav = check_waveform(wav, sample_rate)
+        if lengths is None:
+            lengths = torch.full((wav.shape[0],), wav.shape[-1], dtype=torch.long)
+        lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()
+        if lengths.shape != (wav.shape[0],) or bool((lengths <= 0).any()) or bool((lengths > wav.shape[-1]).any()):
+            raise ConfigError(f"lengths must be {wav.shape[0]} values in 1..{wav.shape[-1]}, got {lengths.tolist()}")
+        if sample_rate == self.sample_rate:
+            return wav.to(self.device), lengths
+        items = [resample(wav[i, 0, : int(n)].cpu().numpy(), sample_rate, self.sample_rate)
+                 for i, n in enumerate(lengths)]
+        new_lengths = torch.tensor([len(x) for x in items], dtype=torch.long)
+        out = np.zeros((len(items), 1, int(new_lengths.max())), dtype=np.float32)
+        for i, x in enumerate(items):
+            out[i, 0, : len(x)] = x
+        return torch.from_numpy(out).to(self.device), new_lengths
+
+    @property
+    def device(self) -> torch.device:
+        return self.encoder_in.weight.device
+
+    @torch.inference_mode()
+    def encode(self, wav: torch.Tensor, sample_rate: int, lengths: torch.Tensor | None = None) -> torch.Tensor:
+        """Audio ``[B, 1, T]`` at ``sample_rate`` → codes ``[B, 1, T']``, ``T' = ceil(seconds × 12.5)``.
+
+        ``lengths`` (samples at ``sample_rate``) marks padding in a batch of unequal clips; each item's
+        first ``num_tokens(length)`` codes equal those of encoding it alone.
+        """
+        wav, lengths = self._prepare(wav, sample_rate, lengths)
+        mel = self.mel(wav)
+        frame_lengths = (lengths + self.config.mel.hop_length - 1) // self.config.mel.hop_length
+        x, token_mask, _ = self.stack(mel, frame_lengths.to(mel.device))
+        enc = self.encode_mel(x, token_mask)
+        return enc.quant.indices[:, None, :]
+
+    @torch.inference_mode()
+    def decode_mel(self, codes: torch.Tensor, *, steps: int | None = None, cfg: float | None = None,
+                   token_lengths: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Codes ``[B, 1, T']`` → normalised mel ``[B, n_mels, 4·T']`` by Euler integration."""
+        codes = self._check_codes(codes)
+        steps = self.config.sample_steps if steps is None else int(steps)
+        cfg = self.config.cfg_scale if cfg is None else float(cfg)
+        if steps < 1:
+            raise ConfigError(f"steps must be >= 1, got {steps}")
+        b, _, tokens = codes.shape
+        mask = None
+        if token_lengths is not None:
+            mask = torch.arange(tokens, device=codes.device)[None] < token_lengths.to(codes.device)[:, None]
+        cond = self.cond_from_codes(codes)
+        x = torch.randn(b, tokens, self.decoder_in.in_features, generator=generator,
+                        device="cpu").to(self.device)
+        guided = cfg != 1.0
+        if guided:
+            cond = torch.cat([cond, torch.zeros_like(cond)])
+            mask = None if mask is None else torch.cat([mask, mask])
+        for i in range(steps):
+            t = torch.full((b,), i / steps, device=self.device)
+            x_in = torch.cat([x, x]) if guided else x
+            v = self.velocity(x_in, torch.cat([t, t]) if guided else t, cond, mask)
+            if guided:
+                v_cond, v_uncond = v.chunk(2)
+                v = v_uncond + cfg * (v_cond - v_uncond)
+            x = x + v / steps
+        return self.unstack(x)
+
+    @torch.inference_mode()
+    def decode(self, codes: torch.Tensor, *, steps: int | None = None, cfg: float | None = None,
+               vocoder: str | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Codes ``[B, 1, T']`` → waveform ``[B, 1, T' · 1920]`` at :attr:`sample_rate`.
+
+        Uses the checkpoint's vocoder. ``vocoder="griffin-lim"`` selects the Griffin-Lim fallback
+        explicitly (intelligible but phasey); it is never used silently.
+        """
+        mel = self.decode_mel(codes, steps=steps, cfg=cfg, generator=generator)
+        return self.vocode(mel, vocoder)
+
+    def vocode(self, mel: torch.Tensor, vocoder: str | None = None) -> torch.Tensor:
+        if vocoder == "griffin-lim":
+            return GriffinLim(self.config.mel).to(mel.device)(self.mel.denormalize(mel))
+        if vocoder is not None:
+            raise ConfigError(f"unknown vocoder {vocoder!r} (use the checkpoint's own or 'griffin-lim')")
+        if self.vocoder is None:
+            raise CheckpointError(
+                f"{self.config.name} has no neural vocoder; pass vocoder='griffin-lim' "
+                "(CLI: --vocoder griffin-lim) to use the Griffin-Lim fallback")
+        return self.vocoder(mel)
+
+    @torch.inference_mode()
+    def reconstruct(self, wav: torch.Tensor, sample_rate: int, *, steps: int | None = None,
+                    cfg: float | None = None, vocoder: str | None = None,
+                    generator: torch.Generator | None = None) -> torch.Tensor:
+        """Encode then decode; output is at :attr:`sample_rate`, trimmed to the input's duration."""
+        codes = self.encode(wav, sample_rate)
+        out = self.decode(codes, steps=steps, cfg=cfg, vocoder=vocoder, generator=generator)
+        duration = math.ceil(wav.shape[-1] * self.sample_rate / sample_rate)
+        return out[..., :duration]
+
+    def _check_codes(self, codes: torch.Tensor) -> torch.Tensor:
+        if not isinstance(codes, torch.Tensor) or codes.dim() != 3 or codes.shape[1] != 1:
+            shape = list(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
+            raise ConfigError(f"codes: expected a LongTensor [B, 1, T'], got {shape}")
+        if codes.shape[-1] == 0:
+            raise ConfigError("codes: empty token sequence")
+        if codes.dtype.is_floating_point or int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size:
+            raise ConfigError(f"codes: values must be integers in [0, {self.codebook_size})")
+        return codes.long().to(self.device)

@@ -1,0 +1,157 @@
+"""One Llama-style transformer stack shared by every sequence model in speechtok.
+
+RMSNorm, rotary position embeddings, SwiGLU MLP and PyTorch's fused scaled-dot-product attention.
+Two switches cover all uses: ``causal`` (SiTok's encoder and CTC head are causal, its flow-matching
+decoder is not) and ``cond_dim`` (when set, every RMSNorm becomes an *adaptive* RMSNorm whose gain
+is predicted from a conditioning vector, which is how the diffusion time enters the decoder).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class TransformerConfig:
+    dim: int
+    depth: int
+    heads: int
+    mlp_dim: int
+    causal: bool = False
+    cond_dim: int | None = None
+    rope_theta: float = 10000.0
+    norm_eps: float = 1e-6
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
+
+
+class AdaptiveRMSNorm(nn.Module):
+    """RMSNorm whose per-channel gain is ``Linear(cond)``, initialised to exactly 1.
+
+    Starting at the identity gain lets a freshly initialised decoder behave like a plain one.
+    """
+
+    def __init__(self, dim: int, cond_dim: int, eps: float = 1e-6) -> None:
+        super().__init__()
+        self.eps = eps
+        self.to_gain = nn.Linear(cond_dim, dim)
+        nn.init.zeros_(self.to_gain.weight)
+        nn.init.ones_(self.to_gain.bias)
+
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+        if cond is None:
+            raise ValueError("AdaptiveRMSNorm needs a conditioning vector")
+        gain = self.to_gain(cond)
+        if gain.dim() == 2:
+            gain = gain[:, None, :]
+        return F.rms_norm(x, (x.shape[-1],), None, self.eps) * gain
+
+
+def _norm(cfg: TransformerConfig) -> nn.Module:
+    if cfg.cond_dim is None:
+        return RMSNorm(cfg.dim, cfg.norm_eps)
+    return AdaptiveRMSNorm(cfg.dim, cfg.cond_dim, cfg.norm_eps)
+
+
+def rotary_tables(length: int, head_dim: int, theta: float, device: torch.device,
+                  offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    inv_freq = 1.0 / (theta ** (torch.arange(0, head_dim, 2, device=device, dtype=torch.float32) / head_dim))
+    pos = torch.arange(offset, offset + length, device=device, dtype=torch.float32)
+    angles = torch.outer(pos, inv_freq)
+    return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate pairs (first half, second half) of each head's channels; x is ``[B, H, T, Dh]``."""
+    x1, x2 = x.chunk(2, dim=-1)
+    return torch.cat((x1 * cos - x2 * sin, x2 * cos + x1 * sin), dim=-1).type_as(x)
+
+
+class Attention(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        if cfg.dim % cfg.heads:
+            raise ValueError(f"dim {cfg.dim} is not divisible by heads {cfg.heads}")
+        self.heads = cfg.heads
+        self.head_dim = cfg.dim // cfg.heads
+        self.qkv = nn.Linear(cfg.dim, 3 * cfg.dim, bias=False)
+        self.out = nn.Linear(cfg.dim, cfg.dim, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
+                attn_mask: torch.Tensor | None, is_causal: bool) -> torch.Tensor:
+        b, t, _ = x.shape
+        q, k, v = self.qkv(x).view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
+        q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
+        return self.out(y.transpose(1, 2).reshape(b, t, -1))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, dim: int, hidden: int) -> None:
+        super().__init__()
+        self.gate_up = nn.Linear(dim, 2 * hidden, bias=False)
+        self.down = nn.Linear(hidden, dim, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.gate_up(x).chunk(2, dim=-1)
+        return self.down(F.silu(gate) * up)
+
+
+class TransformerBlock(nn.Module):
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.attn_norm = _norm(cfg)
+        self.attn = Attention(cfg)
+        self.mlp_norm = _norm(cfg)
+        self.mlp = SwiGLU(cfg.dim, cfg.mlp_dim)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attn_mask: torch.Tensor | None,
+                is_causal: bool, cond: torch.Tensor | None) -> torch.Tensor:
+        x = x + self.attn(self.attn_norm(x, cond), cos, sin, attn_mask, is_causal)
+        return x + self.mlp(self.mlp_norm(x, cond))
+
+
+class Transformer(nn.Module):
+    """A stack of blocks plus a final norm, operating on channel-last ``[B, T, dim]`` sequences."""
+
+    def __init__(self, cfg: TransformerConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.blocks = nn.ModuleList(TransformerBlock(cfg) for _ in range(cfg.depth))
+        self.final_norm = _norm(cfg)
+        for module in self.modules():  # adaptive-norm gains keep their identity initialisation
+            if isinstance(module, (Attention, SwiGLU)):
+                for linear in module.children():
+                    nn.init.normal_(linear.weight, std=0.02)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
+                cond: torch.Tensor | None = None) -> torch.Tensor:
+        """``mask`` is ``[B, T]`` True at valid positions; ``cond`` is ``[B, cond_dim]`` or ``[B, T, cond_dim]``."""
+        cfg = self.cfg
+        t = x.shape[1]
+        cos, sin = rotary_tables(t, cfg.dim // cfg.heads, cfg.rope_theta, x.device)
+        attn_mask, is_causal = self._attention_mask(mask, t, x.device)
+        for block in self.blocks:
+            x = block(x, cos, sin, attn_mask, is_causal, cond)
+        return self.final_norm(x, cond)
+
+    def _attention_mask(self, mask: torch.Tensor | None, t: int,
+                        device: torch.device) -> tuple[torch.Tensor | None, bool]:
+        if mask is None:
+            return None, self.cfg.causal
+        allowed = mask[:, None, None, :]
+        if self.cfg.causal:
+            allowed = allowed & torch.ones(t, t, dtype=torch.bool, device=device).tril()
+        return allowed, False

@@ -1,0 +1,1 @@
+"""Training: configs, the loop, distributed setup and resumable training state."""

@@ -1,0 +1,80 @@
+"""``speechtok train``: train or fine-tune a tokenizer from a preset, a manifest and YAML overrides."""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from ..config import from_dict, load_yaml, override
+from ..errors import ConfigError
+from ..models.sitok_config import PRESETS, get_preset
+from .config import TrainConfig
+from .state import find_checkpoint, read_trainer_state
+from .trainer import RunSpec, Trainer
+
+
+def add_train_command(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "train",
+        help="train or fine-tune a tokenizer",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description=(
+            "Train a tokenizer on a manifest (path, seconds, speaker, transcript).\n\n"
+            "examples:\n"
+            "  speechtok train --preset sitok-small --data train.tsv --valid dev.tsv \\\n"
+            "      --config configs/sitok-small.yaml --out runs/sitok-small\n"
+            "  speechtok train --resume runs/sitok-small            # continue exactly where it stopped\n"
+            "  speechtok train --resume runs/sitok-small --steps 8000   # ... and train longer\n"
+            "  torchrun --nproc_per_node 8 -m speechtok.cli train --preset sitok-l ...   # multi-GPU\n\n"
+            f"presets: {', '.join(PRESETS)}.  The YAML file may hold 'model:' and 'train:' sections\n"
+            "that override the preset and the training defaults (see configs/)."
+        ),
+    )
+    p.add_argument("--preset", help="model preset to start from")
+    p.add_argument("--data", help="training manifest")
+    p.add_argument("--valid", help="validation manifest (optional)")
+    p.add_argument("--config", help="YAML overrides with 'model:' and/or 'train:' sections")
+    p.add_argument("--out", help="run directory (checkpoints, metrics.jsonl, metrics.png)")
+    p.add_argument("--resume", help="run or checkpoint directory to continue from (restores everything)")
+    p.add_argument("--init", help="checkpoint whose weights initialise a new run (fine-tuning)")
+    p.add_argument("--steps", type=int, help="total number of steps (overrides the config)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
+    p.set_defaults(func=_run_train)
+
+
+def _run_train(args: argparse.Namespace) -> int:
+    overrides = load_yaml(args.config) if args.config else {}
+    unknown = sorted(set(overrides) - {"model", "train"})
+    if unknown:
+        raise ConfigError(f"{args.config}: unknown section(s) {unknown} (use 'model' and 'train')")
+    if args.resume:
+        checkpoint = find_checkpoint(args.resume)
+        spec = RunSpec.from_json(read_trainer_state(checkpoint)["spec"])
+        if "model" in overrides and override(spec.model, overrides["model"]) != spec.model:
+            raise ConfigError("--resume continues the same model; model overrides are not allowed")
+        train = override(spec.train, overrides.get("train", {}), "train")
+        run_dir = Path(args.out) if args.out else checkpoint.parent.parent
+        spec = RunSpec(spec.model, train, spec.train_manifest, spec.valid_manifest)
+    else:
+        missing = [flag for flag, value in (("--preset", args.preset), ("--data", args.data), ("--out", args.out)) if not value]
+        if missing:
+            raise ConfigError(f"a new run needs {', '.join(missing)} (or --resume RUN_DIR)")
+        model = override(get_preset(args.preset), overrides.get("model", {}), "model")
+        train = from_dict(TrainConfig, overrides.get("train", {}), "train")
+        spec = RunSpec(model, train, str(Path(args.data).resolve()),
+                       str(Path(args.valid).resolve()) if args.valid else None)
+        run_dir = Path(args.out)
+    if args.steps is not None:
+        spec = RunSpec(spec.model, override(spec.train, {"steps": args.steps}), spec.train_manifest, spec.valid_manifest)
+    trainer = Trainer(spec, run_dir, resume_from=checkpoint if args.resume else None, init_from=args.init,
+                      progress=not args.no_progress)
+    try:
+        final = trainer.run()
+    finally:
+        from .distributed import teardown
+
+        teardown()
+    if final is not None:
+        print(f"last checkpoint: {final}")
+    return 0
+
+

@@ -1,0 +1,27 @@
+"""Training hyper-parameters (typed; overridable from YAML under the ``train:`` key)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    steps: int = 1000
+    lr: float = 8e-5  # SiTok paper value; small CPU models train well at ~5e-4
+    min_lr_ratio: float = 0.1  # cosine decay after warm-up ends at lr × this (the paper's schedule is not published)
+    warmup_steps: int = 100
+    betas: tuple[float, float] = (0.9, 0.999)
+    weight_decay: float = 0.01
+    grad_clip: float = 0.5
+    batch_seconds: float = 60.0  # padded seconds of audio per batch per process
+    max_seconds: float = 12.0  # longer utterances are randomly cropped (and lose their transcript)
+    log_every: int = 10
+    checkpoint_every: int = 200
+    keep_checkpoints: int = 2
+    valid_every: int = 200
+    seed: int = 0
+    precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast on CUDA, fp32 on CPU
+    strategy: Literal["auto", "ddp", "fsdp"] = "auto"  # auto: FSDP for presets over 300M parameters
+    usage_window: int = 500  # codebook usage = codes used in the last N steps
+    threads: int = 0  # torch CPU threads per process; 0 = leave torch's default

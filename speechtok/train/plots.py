@@ -1,0 +1,51 @@
+"""Training curves as a PNG: people would rather look at a loss curve than read a JSONL file."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+
+from ..fileio import atomic_path  # noqa: E402
+
+PANELS = (
+    ("flow", "valid_flow", "flow-matching L1"),
+    ("ctc", "valid_ctc", "CTC loss"),
+    ("codebook_usage", None, "codebook usage (fraction of codes used recently)"),
+    ("perplexity", None, "code perplexity per batch"),
+    ("valid_ctc_cer", None, "validation greedy-CTC CER"),
+    ("lr", None, "learning rate"),
+)
+
+
+def read_metrics(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def plot_metrics(jsonl: str | Path, png: str | Path, title: str | None = None) -> Path | None:
+    records = read_metrics(Path(jsonl))
+    if not records:
+        return None
+    fig, axes = plt.subplots(2, 3, figsize=(15, 7.5))
+    for ax, (train_key, valid_key, label) in zip(axes.flat, PANELS):
+        for key, style in ((train_key, "-"), (valid_key, "o-")):
+            points = [(r["step"], r[key]) for r in records if key and key in r]
+            if points:
+                xs, ys = zip(*points)
+                ax.plot(xs, ys, style, label=("valid" if key == valid_key else "train"), markersize=3)
+        ax.set_title(label)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        if valid_key:
+            ax.legend()
+    fig.suptitle(title or str(Path(jsonl).parent.name))
+    fig.tight_layout()
+    with atomic_path(png) as tmp:
+        fig.savefig(tmp, dpi=90, format="png")
+    plt.close(fig)
+    return Path(png)
