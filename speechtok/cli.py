@@ -18,9 +18,10 @@ Register = Callable[[argparse._SubParsersAction], None]
 def _registrations() -> list[Register]:
     from .data.cli import add_data_commands
     from .eval.cli import add_eval_command
+    from .models.cli import add_model_commands
     from .train.cli import add_train_command
 
-    return [add_data_commands, add_eval_command, add_train_command]
+    return [add_model_commands, add_data_commands, add_train_command, add_eval_command]
 
 
 def build_parser() -> argparse.ArgumentParser:

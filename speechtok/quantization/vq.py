@@ -79,14 +79,22 @@ class EMAVectorQuantizer(nn.Module):
 
     @torch.no_grad()
     def _restart_dead(self, vectors: torch.Tensor) -> None:
+        """Move dead codes onto random encoder vectors; rank 0 chooses, every rank applies the same."""
         dead = torch.nonzero(self.ema_count < self.dead_threshold).squeeze(1)
-        n = min(dead.numel(), vectors.shape[0])
+        distributed = dist.is_available() and dist.is_initialized()
+        count = torch.tensor([min(dead.numel(), vectors.shape[0])], device=vectors.device)
+        if distributed:
+            dist.broadcast(count, src=0)  # the dead set is identical everywhere; batch sizes are not
+        n = int(count)
         if n == 0:
             return
         dead = dead[:n]
-        replacements = vectors[torch.randperm(vectors.shape[0], device=vectors.device)[:n]]
-        if dist.is_available() and dist.is_initialized():
-            dist.broadcast(replacements.contiguous(), src=0)
+        if not distributed or dist.get_rank() == 0:
+            replacements = vectors[torch.randperm(vectors.shape[0], device=vectors.device)[:n]].contiguous()
+        else:
+            replacements = torch.empty(n, self.dim, device=vectors.device, dtype=vectors.dtype)
+        if distributed:
+            dist.broadcast(replacements, src=0)
         self.codebook[dead] = replacements
         self.ema_count[dead] = 1.0
         self.ema_sum[dead] = replacements

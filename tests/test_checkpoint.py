@@ -1,0 +1,71 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+
+from speechtok.errors import CheckpointError
+from speechtok.models.sitok import SiTok
+
+
+def test_round_trip_gives_identical_model(tmp_path, tiny_model, speech):
+    wav, rate = speech
+    tiny_model.save_pretrained(tmp_path / "ckpt", info={"note": "test"})
+    files = sorted(p.name for p in (tmp_path / "ckpt").iterdir())
+    assert files == ["config.json", "model.safetensors"]
+    meta = json.loads((tmp_path / "ckpt" / "config.json").read_text())
+    assert len(meta["weights"]["sha256"]) == 64 and meta["kind"] == "sitok"
+    loaded = SiTok.from_pretrained(tmp_path / "ckpt")
+    x = torch.from_numpy(wav)[None, None]
+    assert torch.equal(loaded.encode(x, rate), tiny_model.encode(x, rate))
+    codes = torch.randint(0, 65536, (1, 1, 4))
+    g = lambda: torch.Generator().manual_seed(3)  # noqa: E731
+    assert torch.equal(loaded.decode_mel(codes, steps=2, generator=g()), tiny_model.decode_mel(codes, steps=2, generator=g()))
+
+
+def test_tampered_weights_are_refused(tmp_path, tiny_model):
+    tiny_model.save_pretrained(tmp_path / "ckpt")
+    weights = tmp_path / "ckpt" / "model.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-5] ^= 0xFF
+    weights.write_bytes(bytes(data))
+    with pytest.raises(CheckpointError, match="sha256 mismatch"):
+        SiTok.from_pretrained(tmp_path / "ckpt")
+
+
+def test_edited_config_is_refused(tmp_path, tiny_model):
+    tiny_model.save_pretrained(tmp_path / "ckpt")
+    path = tmp_path / "ckpt" / "config.json"
+    meta = json.loads(path.read_text())
+    meta["config"]["decoder_layers"] = 3
+    path.write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="recorded hash"):
+        SiTok.from_pretrained(tmp_path / "ckpt")
+
+
+def test_weights_of_another_architecture_are_refused(tmp_path, tiny_model):
+    tiny_model.save_pretrained(tmp_path / "a")
+    SiTok.from_preset("sitok-tiny", decoder_layers=3).save_pretrained(tmp_path / "b")
+    (tmp_path / "a" / "model.safetensors").write_bytes((tmp_path / "b" / "model.safetensors").read_bytes())
+    meta = json.loads((tmp_path / "a" / "config.json").read_text())
+    meta["weights"]["sha256"] = json.loads((tmp_path / "b" / "config.json").read_text())["weights"]["sha256"]
+    (tmp_path / "a" / "config.json").write_text(json.dumps(meta))
+    with pytest.raises(CheckpointError, match="different architecture"):
+        SiTok.from_pretrained(tmp_path / "a")
+
+
+def test_unknown_name_and_wrong_kind(tmp_path):
+    with pytest.raises(CheckpointError, match="no such checkpoint"):
+        SiTok.from_pretrained("sitok-does-not-exist")
+    (tmp_path / "junk").mkdir()
+    (tmp_path / "junk" / "config.json").write_text("{not json")
+    with pytest.raises(CheckpointError, match="not valid JSON"):
+        SiTok.from_pretrained(tmp_path / "junk")
+
+
+def test_fp16_export_loads_into_fp32_model(tmp_path, tiny_model):
+    tiny_model.save_pretrained(tmp_path / "half", dtype=torch.float16)
+    loaded = SiTok.from_pretrained(tmp_path / "half")
+    assert loaded.encoder_in.weight.dtype == torch.float32
+    assert torch.allclose(loaded.encoder_in.weight, tiny_model.encoder_in.weight, atol=1e-3)

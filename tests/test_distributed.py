@@ -1,0 +1,35 @@
+"""Data-parallel training with 2 CPU processes (gloo): replicas must stay bit-identical."""
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_process_training_keeps_replicas_identical(tmp_path, real_manifest, strategy):
+    worker = Path(__file__).with_name("ddp_worker.py")
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parent))
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+           "--master_port", str(_free_port()), str(worker), str(real_manifest), str(tmp_path), strategy]
+    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    replicas = json.loads((tmp_path / "replicas.json").read_text())
+    assert len(replicas) == 2
+    assert replicas[0]["hash"] == replicas[1]["hash"]  # parameters and the EMA codebook agree
+    assert replicas[0]["first_batch"] != replicas[1]["first_batch"]  # each rank trained on its own shard
+    checkpoint = tmp_path / "checkpoints" / "step_0000003"
+    assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "optimizer.safetensors").is_file()
+    trainer = json.loads((checkpoint / "trainer.json").read_text())
+    assert trainer["world_size"] == 2 and trainer["strategy"] == strategy

@@ -1,0 +1,45 @@
+from __future__ import annotations
+
+import torch
+
+from speechtok.modules.transformer import AdaptiveRMSNorm, RMSNorm, Transformer, TransformerConfig
+
+
+def test_causal_stack_ignores_the_future():
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(32, 2, 4, 64, causal=True)).eval()
+    x = torch.randn(1, 12, 32)
+    y = x.clone()
+    y[:, 8:] = torch.randn(1, 4, 32)
+    assert torch.allclose(model(x)[:, :8], model(y)[:, :8], atol=1e-6)
+    assert not torch.allclose(model(x)[:, 8:], model(y)[:, 8:])
+
+
+def test_bidirectional_stack_sees_the_future():
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(32, 2, 4, 64, causal=False)).eval()
+    x = torch.randn(1, 12, 32)
+    y = x.clone()
+    y[:, 8:] = 0
+    assert not torch.allclose(model(x)[:, :8], model(y)[:, :8])
+
+
+def test_padding_mask_matches_unpadded():
+    torch.manual_seed(0)
+    for causal in (True, False):
+        model = Transformer(TransformerConfig(32, 2, 4, 64, causal=causal)).eval()
+        x = torch.randn(2, 10, 32)
+        mask = torch.ones(2, 10, dtype=torch.bool)
+        mask[1, 6:] = False
+        batched = model(x, mask)
+        alone = model(x[1:, :6])
+        assert torch.allclose(batched[1, :6], alone[0], atol=1e-5)
+
+
+def test_adaptive_norm_starts_as_plain_rmsnorm_and_depends_on_condition():
+    x = torch.randn(2, 5, 16)
+    ada = AdaptiveRMSNorm(16, 8)
+    cond = torch.randn(2, 8)
+    assert torch.allclose(ada(x, cond), RMSNorm(16)(x), atol=1e-6)
+    torch.nn.init.normal_(ada.to_gain.weight)
+    assert not torch.allclose(ada(x, cond), ada(x, torch.randn(2, 8)))
