@@ -1,0 +1,129 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import soundfile as sf
+
+from speechtok.assets import SAMPLE_SPEECH
+from speechtok.cli import build_parser, main
+
+
+@pytest.fixture(scope="module")
+def checkpoint(tmp_path_factory):
+    import torch
+
+    from speechtok.models.sitok import SiTok
+
+    torch.manual_seed(0)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny"
+    SiTok.from_preset("sitok-tiny").save_pretrained(path, info={"trained_on": "nothing (random init)"})
+    return path
+
+
+def _error_line(capsys, progress_bar: bool = False) -> str:
+    err = capsys.readouterr().err.strip().splitlines()
+    if progress_bar:  # tqdm shares stderr; the error must still be the single final line
+        assert "Traceback" not in "\n".join(err)
+        err = [line for line in err if not line.startswith("tokenize")]
+    assert len(err) == 1 and err[0].startswith("error: "), err  # one line, no traceback
+    return err[0]
+
+
+def test_encode_decode_reconstruct_round_trip(tmp_path, checkpoint, capsys):
+    tokens = tmp_path / "codes.npy"
+    assert main(["encode", str(SAMPLE_SPEECH), "-o", str(tokens), "--checkpoint", str(checkpoint)]) == 0
+    codes = np.load(tokens)
+    assert codes.shape == (1, 50) and codes.dtype == np.int32  # 3.99 s × 12.5 Hz
+    out = tmp_path / "decoded.wav"
+    assert main(["decode", str(tokens), "-o", str(out), "--checkpoint", str(checkpoint), "--steps", "2",
+                 "--vocoder", "griffin-lim"]) == 0
+    info = sf.info(out)
+    assert info.samplerate == 24000 and info.frames == 50 * 1920
+    out2 = tmp_path / "recon.flac"
+    assert main(["reconstruct", str(SAMPLE_SPEECH), str(out2), "--checkpoint", str(checkpoint), "--steps", "2",
+                 "--vocoder", "griffin-lim"]) == 0
+    assert abs(sf.info(out2).duration - 3.99) < 0.01
+    assert "200 bps" in capsys.readouterr().out
+
+
+def test_reconstruct_without_vocoder_is_a_clear_error(tmp_path, checkpoint, capsys):
+    out = tmp_path / "x.wav"
+    assert main(["reconstruct", str(SAMPLE_SPEECH), str(out), "--checkpoint", str(checkpoint), "--steps", "1"]) == 2
+    assert "--vocoder griffin-lim" in _error_line(capsys)
+    assert not out.exists()
+
+
+def _bad_inputs(tmp_path):
+    corrupt = tmp_path / "corrupt.wav"
+    corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 10)
+    empty = tmp_path / "empty.wav"
+    sf.write(empty, np.zeros(0, dtype=np.float32), 16000)
+    nan = tmp_path / "nan.wav"
+    sf.write(nan, np.full(1600, np.nan, dtype=np.float32), 16000, subtype="FLOAT")
+    return [(tmp_path / "missing.wav", "not found"), (corrupt, "corrupt"), (empty, "empty"), (nan, "NaN")]
+
+
+@pytest.mark.parametrize("command", ["reconstruct", "encode"])
+def test_bad_audio_gives_one_line_and_no_output(tmp_path, checkpoint, capsys, command):
+    for path, fragment in _bad_inputs(tmp_path):
+        out = tmp_path / ("out.wav" if command == "reconstruct" else "out.npy")
+        args = [command, str(path), str(out)] if command == "reconstruct" else [command, str(path), "-o", str(out)]
+        assert main(args + ["--checkpoint", str(checkpoint), "--vocoder", "griffin-lim"][: 2 if command == "encode" else 4]) == 2
+        line = _error_line(capsys)
+        assert str(path) in line and fragment in line
+        assert not out.exists()
+        assert not list(tmp_path.glob(".*tmp*"))
+
+
+def test_wrong_checkpoint_and_bad_token_file(tmp_path, checkpoint, capsys):
+    assert main(["encode", str(SAMPLE_SPEECH), "-o", str(tmp_path / "a.npy"), "--checkpoint", str(tmp_path)]) == 2
+    assert "config.json" in _error_line(capsys)
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.zeros((3,), dtype=np.float32))
+    assert main(["decode", str(bad), "-o", str(tmp_path / "o.wav"), "--checkpoint", str(checkpoint)]) == 2
+    assert "expected an integer array" in _error_line(capsys)
+    assert not (tmp_path / "o.wav").exists()
+
+
+def test_info_describes_checkpoint(checkpoint, capsys):
+    assert main(["info", str(checkpoint)]) == 0
+    out = capsys.readouterr().out
+    assert "sitok-tiny" in out and "12.5 Hz × 16 bits = 200 bps" in out and "sha256" in out
+    assert "random init" in out
+
+
+def test_tokenize_is_batched_resumable_and_reports_failures(tmp_path, checkpoint, capsys):
+    from speechtok.audio import load_audio
+
+    corpus = tmp_path / "corpus"
+    (corpus / "spk").mkdir(parents=True)
+    wav, rate = load_audio(SAMPLE_SPEECH)
+    for i, n in enumerate((len(wav), len(wav) // 2, len(wav) // 3)):
+        sf.write(corpus / "spk" / f"u{i}.flac", wav[:n], rate)
+    (corpus / "spk" / "broken.wav").write_bytes(b"not audio at all")
+    out = tmp_path / "tokens"
+    assert main(["tokenize", str(corpus), "-o", str(out), "--checkpoint", str(checkpoint)]) == 2
+    assert "could not be tokenized" in _error_line(capsys, progress_bar=True)
+    assert "broken.wav" in (out / "failed.tsv").read_text()
+    made = sorted(p.name for p in out.glob("*.npy"))
+    assert made == ["u0.npy", "u1.npy", "u2.npy"]
+    assert np.load(out / "u1.npy").shape == (1, 25)
+    # Items tokenized in one padded batch equal the same file tokenized alone.
+    alone = tmp_path / "alone.npy"
+    assert main(["encode", str(corpus / "spk" / "u1.flac"), "-o", str(alone), "--checkpoint", str(checkpoint)]) == 0
+    assert np.array_equal(np.load(alone), np.load(out / "u1.npy"))
+    # A rerun skips finished files.
+    (corpus / "spk" / "broken.wav").unlink()
+    before = {p.name: p.stat().st_mtime_ns for p in out.glob("*.npy")}
+    (out / "u2.npy").unlink()
+    assert main(["tokenize", str(corpus), "-o", str(out), "--checkpoint", str(checkpoint)]) == 0
+    after = {p.name: p.stat().st_mtime_ns for p in out.glob("*.npy")}
+    assert after["u0.npy"] == before["u0.npy"] and after["u1.npy"] == before["u1.npy"] and "u2.npy" in after
+
+
+@pytest.mark.parametrize("command", ["encode", "decode", "reconstruct", "info", "tokenize", "train", "manifest"])
+def test_every_command_has_help(command, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        build_parser().parse_args([command, "--help"])
+    assert exit_.value.code == 0
+    assert len(capsys.readouterr().out) > 200

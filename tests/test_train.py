@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+import json
+
+import pytest
+from safetensors.torch import load_file
+
+from speechtok.cli import main
+
+
+@pytest.fixture()
+def overrides(tmp_path):
+    path = tmp_path / "o.yaml"
+    path.write_text("train:\n  steps: 4\n  lr: 0.001\n  warmup_steps: 1\n  batch_seconds: 6.0\n  max_seconds: 3.0\n"
+                    "  log_every: 1\n  checkpoint_every: 2\n  keep_checkpoints: 5\n  valid_every: 2\n")
+    return path
+
+
+def test_resume_continues_the_same_run_exactly(tmp_path, real_manifest, overrides):
+    a, b = tmp_path / "a", tmp_path / "b"
+    common = ["--preset", "sitok-tiny", "--data", str(real_manifest), "--config", str(overrides), "--no-progress"]
+    assert main(["train", *common, "--valid", str(real_manifest), "--out", str(a)]) == 0
+    assert main(["train", "--resume", str(a / "checkpoints" / "step_0000002"), "--out", str(b), "--no-progress"]) == 0
+    wa = load_file(str(a / "checkpoints" / "step_0000004" / "model.safetensors"))
+    wb = load_file(str(b / "checkpoints" / "step_0000004" / "model.safetensors"))
+    assert all((wa[k] == wb[k]).all() for k in wa)  # bit-identical, EMA codebook included
+    loss = lambda run: [r["loss"] for r in map(json.loads, (run / "metrics.jsonl").read_text().splitlines()) if "loss" in r]  # noqa: E731
+    assert loss(b) == loss(a)[2:]
+    records = [json.loads(line) for line in (a / "metrics.jsonl").read_text().splitlines()]
+    assert {"flow", "ctc", "vq", "codebook_usage", "perplexity", "lr", "grad_norm"} <= set(records[0])
+    assert any("valid_flow" in r for r in records)
+    assert (a / "metrics.png").stat().st_size > 10_000
+
+
+def test_config_errors_are_one_line(tmp_path, real_manifest, capsys):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n  stpes: 10\n")
+    assert main(["train", "--preset", "sitok-tiny", "--data", str(real_manifest), "--config", str(bad),
+                 "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "stpes" in err and len(err.splitlines()) == 1
+    assert main(["train", "--preset", "sitok-nope", "--data", str(real_manifest), "--out", str(tmp_path / "r")]) == 2
+    assert "unknown SiTok preset" in capsys.readouterr().err
+    assert main(["train", "--preset", "sitok-tiny"]) == 2
+    assert "--data" in capsys.readouterr().err
+
+
+def test_lr_schedule_warms_up_then_decays():
+    from speechtok.train.config import TrainConfig
+    from speechtok.train.trainer import lr_factor
+
+    cfg = TrainConfig(steps=100, warmup_steps=10, min_lr_ratio=0.1)
+    assert lr_factor(0, cfg) == pytest.approx(0.1) and lr_factor(9, cfg) == pytest.approx(1.0)
+    assert lr_factor(55, cfg) == pytest.approx(0.55) and lr_factor(100, cfg) == pytest.approx(0.1)
