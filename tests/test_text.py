@@ -1,0 +1,29 @@
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from speechtok.errors import ConfigError
+from speechtok.text import get_vocabulary
+
+
+def test_char_vocabulary_normalises_and_round_trips():
+    vocab = get_vocabulary("char")
+    assert len(vocab) == 29 and vocab.symbols[0] == "<blank>"
+    ids = vocab.encode("Press 1, then #!  O'Brien")
+    assert 0 not in ids
+    assert vocab.decode(ids) == "press one then o'brien"
+
+
+@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (apt-get install espeak-ng)")
+def test_phoneme_vocabulary_uses_espeak_ipa():
+    vocab = get_vocabulary("phoneme")
+    ids = vocab.encode("Please enter your agent number")
+    assert vocab.decode(ids) == "pliːz ɛntɚ jʊɹ eɪdʒənt nʌmbɚ"
+    assert len(ids) < len("Please enter your agent number")  # phonemes are denser than letters
+
+
+def test_unknown_vocabulary():
+    with pytest.raises(ConfigError, match="unknown CTC vocabulary"):
+        get_vocabulary("bpe")
