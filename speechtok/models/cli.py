@@ -143,13 +143,22 @@ def _info(args: argparse.Namespace) -> int:
         f"config hash  {meta['config_sha256']}",
     ]
     for key, value in loaded.info.items():
-        if key == "quality":
-            continue
-        lines.append(f"{key:<12} {value if not isinstance(value, (dict, list)) else json.dumps(value)}")
+        if key != "quality":
+            lines.extend(_describe(key, value, indent=0))
     print("\n".join(lines))
     if "quality" in loaded.info:
         print("\nmeasured quality:\n" + loaded.info["quality"])
     return 0
+
+
+def _describe(key: str, value: object, indent: int) -> list[str]:
+    """Nested training info as indented ``key  value`` lines."""
+    pad = "  " * indent
+    if isinstance(value, dict):
+        return [f"{pad}{key}"] + [line for k, v in value.items() for line in _describe(k, v, indent + 1)]
+    if isinstance(value, list):
+        value = ", ".join(map(str, value))
+    return [f"{pad}{key:<{max(1, 24 - len(pad))}} {value}"]
 
 
 def _save_tokens(path: Path, codes: torch.Tensor) -> None:
