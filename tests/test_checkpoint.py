@@ -69,3 +69,14 @@ def test_fp16_export_loads_into_fp32_model(tmp_path, tiny_model):
     loaded = SiTok.from_pretrained(tmp_path / "half")
     assert loaded.encoder_in.weight.dtype == torch.float32
     assert torch.allclose(loaded.encoder_in.weight, tiny_model.encoder_in.weight, atol=1e-3)
+
+
+def test_bundled_checkpoint_loads_with_hash_check_and_tokenizes(speech):
+    from speechtok.checkpoint import bundled_names
+
+    assert "sitok-small" in bundled_names()
+    model = SiTok.from_pretrained("sitok-small")
+    wav, rate = speech
+    codes = model.encode(torch.from_numpy(wav)[None, None], rate)
+    assert codes.shape == (1, 1, 50) and model.bitrate == 200.0
+    assert codes.unique().numel() > 10  # a trained encoder does not collapse onto a few codes
