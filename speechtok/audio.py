@@ -31,6 +31,17 @@ def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return soxr.resample(wav.astype(np.float32, copy=False), sr_in, sr_out, quality="HQ").astype(np.float32)
 
 
+def resample_batch(wav: torch.Tensor, lengths: torch.Tensor, sr_in: int, sr_out: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Resample each item of a ``[B, 1, T]`` batch over its own ``lengths`` (padding never leaks into
+    the filter) and zero-pad the results to the longest; returns a CPU batch and the new lengths."""
+    items = [resample(wav[i, 0, : int(n)].cpu().numpy(), sr_in, sr_out) for i, n in enumerate(lengths)]
+    new_lengths = torch.tensor([len(x) for x in items], dtype=torch.long)
+    out = np.zeros((len(items), 1, int(new_lengths.max())), dtype=np.float32)
+    for i, x in enumerate(items):
+        out[i, 0, : len(x)] = x
+    return torch.from_numpy(out), new_lengths
+
+
 def load_audio(
     path: str | os.PathLike[str],
     sample_rate: int | None = None,
