@@ -27,7 +27,8 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
         help=f"comma-separated metric groups or columns, or 'all' (groups: {', '.join(METRIC_GROUPS)};"
         " default: %(default)s; dnsmos costs ~5 s per 8 s clip)",
     )
-    p.add_argument("--asr-judge", default="whisper-base", help="ASR judge name or module:factory (default: %(default)s)")
+    p.add_argument("--asr-judge", default="whisper-base",
+                   help="ASR judge name or package.module:factory (default: %(default)s)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N files")
     p.add_argument("--samples", type=int, default=None, help="files shown with players in the HTML (default: all)")
     p.add_argument("--no-html", action="store_true", help="skip the HTML report")

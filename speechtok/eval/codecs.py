@@ -58,7 +58,7 @@ class Codec:
     def run(self, wav: np.ndarray, sample_rate: int) -> CodecOutput:
         missing = self.missing()
         if missing:
-            packages = " ".join(sorted({PROVIDERS[m] for m in missing}))
+            packages = " ".join(sorted({PROVIDERS.get(m, m) for m in missing}))
             raise CodecError(f"{self.name}: {', '.join(missing)} not installed (apt-get install {packages})")
         with tempfile.TemporaryDirectory(prefix=f"speechtok-{self.name}-") as tmp:
             return self.roundtrip(Path(tmp), resample(wav, sample_rate, self.input_rate))
@@ -134,7 +134,9 @@ def _amrnb_encode(wav: np.ndarray, mode: int) -> bytes:
     lib = _amrnb_library()
     assert lib is not None  # Codec.run checked availability
     lib.Encoder_Interface_init.restype = ctypes.c_void_p
-    lib.Encoder_Interface_Encode.argtypes = [ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int]
+    lib.Encoder_Interface_Encode.argtypes = [
+        ctypes.c_void_p, ctypes.c_int, ctypes.c_void_p, ctypes.c_void_p, ctypes.c_int,
+    ]
     lib.Encoder_Interface_exit.argtypes = [ctypes.c_void_p]
     pcm = _pcm16(wav)
     pcm = np.concatenate([pcm, np.zeros(-pcm.size % 160, dtype="<i2")])

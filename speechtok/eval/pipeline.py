@@ -1,7 +1,8 @@
 """``evaluate()``: the whole evaluation in one call (what ``speechtok eval`` and the scripts run).
 
 Writes into the report folder: ``results.jsonl`` (one line per system × file), ``summary.csv`` and
-``summary.md`` (one row per system), ``index.html`` and the audio/spectrogram/figure files it shows.
+``summary.md`` (one row per system), ``run.json`` (data, judges, library versions, systems, wall
+time), ``index.html`` and the audio/spectrogram/figure files it shows.
 """
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from typing import Any, Sequence
 import torch
 
 from ..data.manifest import read_manifest
+from ..fileio import write_json_atomic
+from .judges.asr import ASRJudge
 from .report import write_html
 from .runner import Judges, Runner, file_keys, library_versions, parse_metrics
 from .summary import columns, summarize, write_csv, write_jsonl, write_markdown
@@ -22,6 +25,8 @@ from .systems import System, get_systems
 
 @dataclass(frozen=True)
 class EvalResult:
+    """The summary rows and table columns, every per-file record, and the run's metadata."""
+
     rows: list[dict[str, Any]]
     columns: list[str]
     records: list[dict[str, Any]]
@@ -39,7 +44,7 @@ def evaluate(
     out_dir: str | Path,
     *,
     metrics: str | Sequence[str] | None = None,
-    asr_judge: str = "whisper-base",
+    asr_judge: str | ASRJudge = "whisper-base",
     limit: int | None = None,
     samples: int | None = None,
     html: bool = True,
@@ -50,16 +55,17 @@ def evaluate(
 ) -> EvalResult:
     """Evaluate ``systems`` (names, paths or :class:`System` objects) on the manifest ``data``.
 
-    ``limit`` keeps the first N files; ``samples`` caps how many files get players in the HTML.
+    ``asr_judge`` is a registered name, ``module:factory``, or any object with ``info``,
+    ``sample_rate`` and ``transcribe(wav)``. ``limit`` keeps the first N files; ``samples`` caps how
+    many files get players in the HTML.
     """
     out_dir = Path(out_dir)
     groups = parse_metrics(metrics)
-    names = [s for s in systems if isinstance(s, str)]
-    resolved = iter(get_systems(names, vocoder=vocoder, steps=steps, cfg=cfg))
-    chosen = [next(resolved) if isinstance(s, str) else s for s in systems]
+    chosen = get_systems(systems, vocoder=vocoder, steps=steps, cfg=cfg)
     rows_in = read_manifest(data)
     utterances = rows_in[:limit] if limit else rows_in
-    runner = Runner(out_dir, groups, Judges(asr_judge), progress=progress)
+    judges = Judges(asr_judge) if isinstance(asr_judge, str) else Judges(asr=asr_judge)
+    runner = Runner(out_dir, groups, judges, progress=progress)
     start = time.perf_counter()
     records = runner.run(chosen, utterances)
     meta = {
@@ -68,6 +74,7 @@ def evaluate(
         "groups": list(groups), "judges": runner.judge_infos(), "libraries": library_versions(),
         "systems": {s.name: s.describe() for s in chosen}, "threads": torch.get_num_threads(),
         "date": datetime.date.today().isoformat(), "seconds": time.perf_counter() - start,
+        "results": len(records), "reused": runner.reused,
         "failures": [{"system": r["system"], "file": r["file"], "error": r["error"]} for r in records if "error" in r],
     }
     cols = columns(groups, chosen)
@@ -80,4 +87,5 @@ def evaluate(
         shown = utterances[:samples] if samples is not None else utterances
         write_html(out_dir, rows, cols, records, chosen, [(u, keys[u.path]) for u in shown], meta)
     meta["seconds_total"] = time.perf_counter() - start
+    write_json_atomic(out_dir / "run.json", meta)
     return EvalResult(rows, cols, records, meta, out_dir)

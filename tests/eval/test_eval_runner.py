@@ -1,0 +1,202 @@
+"""The runner end to end on real clips: tables, caching, crash survival, SiTok adapter, HTML, CLI."""
+from __future__ import annotations
+
+import csv
+import json
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from speech_clips import SHARED_DATA, SPK84
+from speechtok.cli import main as cli_main
+from speechtok.data.manifest import Utterance, write_manifest
+from speechtok.eval import evaluate
+from speechtok.eval.judges import JudgeInfo
+from speechtok.eval.judges.asr import WHISPER_BASE_SHA256
+from speechtok.eval.systems import IdentitySystem, Reconstruction
+
+SHORT_TRANSCRIBED = Utterance(SPK84 / "84-121123-0000.flac", 2.09, "84", "GO DO YOU HEAR")
+SHORT_UNTRANSCRIBED = Utterance(
+    SHARED_DATA / "librispeech_train_clean_100_251spk_untranscribed" / "1447-130550-0000.flac", 1.645, "1447", ""
+)
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory) -> Path:
+    return write_manifest(tmp_path_factory.mktemp("data") / "mini.tsv", [SHORT_TRANSCRIBED, SHORT_UNTRANSCRIBED])
+
+
+@pytest.fixture(scope="module")
+def report(manifest, tmp_path_factory):
+    """identity and Codec2 700C with every default metric and the real judges."""
+    return evaluate(["identity", "codec2-700c"], manifest, tmp_path_factory.mktemp("report"), progress=False)
+
+
+def _rows(out_dir: Path) -> dict[str, dict[str, str]]:
+    with open(out_dir / "summary.csv", newline="") as handle:
+        return {row["system"]: row for row in csv.DictReader(handle)}
+
+
+def test_summary_has_one_row_per_system_and_a_column_per_metric(report):
+    with open(report.out_dir / "summary.csv", newline="") as handle:
+        header = next(csv.reader(handle))
+    metrics = ["wer", "cer", "dwer", "stoi", "estoi", "pesq_nb", "pesq_wb", "sim", "mel_distance", "mcd"]
+    assert header[:3] == ["system", "bitrate", "bitrate_disk"]
+    assert header[3:-2] == [c for m in metrics for c in (m, f"{m}_ci95")]
+    rows = _rows(report.out_dir)
+    assert list(rows) == ["identity", "codec2-700c"]
+    ident, codec = rows["identity"], rows["codec2-700c"]
+    assert float(ident["wer"]) <= 25.0  # 4 words: the judge's floor on this clip
+    assert float(ident["dwer"]) == 0.0
+    assert float(ident["stoi"]) > 0.999 and float(ident["sim"]) > 0.999
+    assert float(ident["pesq_wb"]) == pytest.approx(4.64, abs=0.01)
+    assert float(ident["mel_distance"]) == 0.0 and float(ident["mcd"]) == 0.0
+    assert ident["bitrate"] == "" and float(codec["bitrate"]) == 0.7
+    assert 0.75 < float(codec["bitrate_disk"]) < 0.9
+    for metric in ("stoi", "estoi", "pesq_nb", "pesq_wb", "sim"):
+        assert float(codec[metric]) < float(ident[metric]) - 0.05, metric
+    for metric in ("dwer", "mel_distance", "mcd"):
+        assert float(codec[metric]) > float(ident[metric]), metric
+    assert (ident["files"], ident["failed"]) == ("2", "0")
+
+
+def test_every_result_records_its_judges(report):
+    lines = [json.loads(line) for line in (report.out_dir / "results.jsonl").read_text().splitlines()]
+    assert len(lines) == 4
+    for record in lines:
+        assert record["judges"]["wer"]["sha256"] == WHISPER_BASE_SHA256
+        assert "faster-whisper==" in record["judges"]["wer"]["version"]
+        assert len(record["judges"]["sim"]["sha256"]) == 64
+    untranscribed = [r for r in lines if r["file"] == "1447-130550-0000"]
+    assert all("wer" not in r["metrics"] and "dwer" in r["metrics"] for r in untranscribed)
+    summary = (report.out_dir / "summary.md").read_text()
+    assert WHISPER_BASE_SHA256 in summary and "| identity |" in summary
+
+
+def test_html_references_only_existing_files_and_renders_in_chromium(report):
+    page = report.out_dir / "index.html"
+    text = page.read_text()
+    refs = re.findall(r'(?:src|href)="([^"]+)"', text)
+    assert len([r for r in refs if r.endswith(".wav")]) == 4  # original + codec2-700c for 2 files
+    assert len([r for r in refs if r.endswith(".png")]) == 5  # 4 spectrograms + the bitrate plot
+    for ref in refs:
+        assert not ref.startswith(("http:", "https:", "//")), ref
+        assert (report.out_dir / ref).is_file(), ref
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    if chromium is None:
+        pytest.skip("chromium not installed (apt-get install chromium): page rendering not checked")
+    shot = report.out_dir / "screenshot.png"
+    with tempfile.TemporaryDirectory() as profile:
+        flags = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", f"--user-data-dir={profile}"]
+        dom = subprocess.run([chromium, *flags, "--dump-dom", page.as_uri()],
+                             capture_output=True, text=True, timeout=120)
+        subprocess.run([chromium, *flags, "--window-size=1200,1600", f"--screenshot={shot}", page.as_uri()],
+                       capture_output=True, timeout=120, check=True)
+    assert "<h1>speechtok evaluation</h1>" in dom.stdout and "codec2-700c" in dom.stdout
+    import matplotlib.image
+
+    pixels = matplotlib.image.imread(shot)
+    assert pixels.shape[:2] == (1600, 1200)
+    assert pixels[..., :3].std() > 0.05  # not a blank page
+
+
+@dataclass
+class CountingSystem:
+    """Identity that counts its calls and fails on files whose name contains ``fail_on``."""
+
+    name: str = "counting"
+    nominal_kbps: float | None = None
+    fail_on: str | None = None
+    calls: list[str] = field(default_factory=list)
+
+    def fingerprint(self) -> str:
+        return self.name
+
+    def describe(self) -> dict:
+        return {"kind": "test"}
+
+    def reconstruct(self, wav: np.ndarray, sample_rate: int) -> Reconstruction:
+        self.calls.append(str(wav.size))
+        if self.fail_on is not None and wav.size == self.fail_on:
+            raise RuntimeError("simulated crash")
+        return IdentitySystem().reconstruct(wav, sample_rate)
+
+
+def test_reruns_are_incremental_and_a_crashed_file_is_reported_not_fatal(manifest, tmp_path):
+    counting = CountingSystem()
+    flaky = CountingSystem(name="flaky", fail_on=int(1.645 * 16000))
+    first = evaluate([counting, flaky], manifest, tmp_path, metrics="stoi", html=False, progress=False)
+    assert len(counting.calls) == 2 and len(flaky.calls) == 2
+    assert [(f["system"], f["error"]) for f in first.failures] == [("flaky", "RuntimeError: simulated crash")]
+    rows = _rows(tmp_path)
+    assert (rows["flaky"]["files"], rows["flaky"]["failed"]) == ("1", "1")
+    assert "simulated crash" in (tmp_path / "summary.md").read_text()
+
+    flaky.fail_on = None
+    second = evaluate([counting, flaky], manifest, tmp_path, metrics="stoi,mcd", html=False, progress=False)
+    assert len(counting.calls) == 2  # cached: nothing reconstructed again, only MCD computed
+    assert len(flaky.calls) == 3  # only the crashed file is retried
+    assert not second.failures
+    assert all("mcd" in r["metrics"] and "stoi" in r["metrics"] for r in second.records)
+
+
+@dataclass
+class EchoJudge:
+    """An ASR judge that always hears the same words: proves the judge is pluggable and recorded."""
+
+    text: str
+    sample_rate: int = 16000
+    info: JudgeInfo = JudgeInfo("echo", "test", "e" * 64)
+
+    def transcribe(self, wav: np.ndarray) -> str:
+        return self.text
+
+
+def test_asr_judge_is_pluggable_and_recorded(manifest, tmp_path):
+    result = evaluate(["identity"], manifest, tmp_path, metrics="wer", asr_judge=EchoJudge("go do you hear"),
+                      html=False, progress=False)
+    (row,) = result.rows
+    assert (row["wer"], row["dwer"]) == (0.0, 0.0)
+    assert all(r["judges"]["wer"]["name"] == "echo" for r in result.records)
+    other = evaluate(["identity"], manifest, tmp_path, metrics="wer", asr_judge=EchoJudge("go", info=JudgeInfo(
+        "echo", "test", "f" * 64)), html=False, progress=False)
+    assert other.rows[0]["wer"] == 75.0  # a different judge hash invalidates the cached transcripts
+    assert other.meta["judges"]["wer"]["sha256"] == "f" * 64
+
+
+def test_sitok_checkpoint_is_a_system_with_token_statistics(manifest, tmp_path):
+    from speechtok.models.sitok import SiTok
+
+    checkpoint = SiTok.from_preset("sitok-tiny").save_pretrained(tmp_path / "sitok-tiny-random")
+    result = evaluate([str(checkpoint)], manifest, tmp_path / "report", metrics="stoi", limit=1, steps=1,
+                      html=False, progress=False)
+    assert not result.failures, result.failures
+    (row,) = result.rows
+    assert row["system"] == "sitok-tiny-random+griffin-lim"
+    assert (row["token_rate"], row["bits_per_token"], row["bitrate"]) == (12.5, 16.0, 0.2)
+    tokens = result.records[0]["tokens"]
+    assert tokens == int(np.ceil(2.09 * 12.5))
+    assert row["bitrate_disk"] == pytest.approx(tokens * 16 / 2.09 / 1000, rel=1e-3)
+    assert 0 < row["codebook_usage"] <= tokens / 65536
+    assert 0 <= row["codebook_entropy"] <= np.log2(tokens)
+    assert 0.0 <= row["stoi"] < 0.9  # random weights cannot reconstruct speech
+
+
+def test_cli_runs_and_rejects_bad_input_in_one_line(manifest, tmp_path, capsys):
+    out = tmp_path / "cli"
+    argv = ["eval", "--systems", "identity,codec2-3200", "--data", str(manifest), "-o", str(out), "--quiet"]
+    assert cli_main([*argv, "--metrics", "stoi,pesq_wb", "--no-html"]) == 0
+    assert list(_rows(out)) == ["identity", "codec2-3200"]
+    assert "pesq_wb" in _rows(out)["identity"]
+    assert cli_main(["eval", "--systems", "codec9", "--data", str(manifest), "-o", str(out)]) == 2
+    assert cli_main([*argv, "--metrics", "loudness"]) == 2
+    errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
+    assert len(errors) == 2
+    assert "unknown system 'codec9'" in errors[0] and "unknown metric loudness" in errors[1]
