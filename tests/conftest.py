@@ -23,6 +23,12 @@ def speech() -> tuple[np.ndarray, int]:
 
 
 @pytest.fixture(scope="session")
+def shared_data() -> Path:
+    """The real-speech folders of ../shared/data (see its README)."""
+    return SHARED_DATA
+
+
+@pytest.fixture(scope="session")
 def transcript() -> str:
     return SAMPLE_TRANSCRIPT
 

@@ -9,10 +9,8 @@ from speechtok.data.manifest import build_manifest, read_manifest, write_manifes
 from speechtok.errors import DataError
 
 
-def test_shared_manifests_load_as_is():
-    from conftest import SHARED_DATA
-
-    rows = read_manifest(SHARED_DATA / "librispeech_dev_clean_spk84" / "manifest.tsv")
+def test_shared_manifests_load_as_is(shared_data):
+    rows = read_manifest(shared_data / "librispeech_dev_clean_spk84" / "manifest.tsv")
     assert len(rows) == 29 and rows[0].path.is_file() and rows[0].transcript
 
 
