@@ -17,19 +17,33 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
-def test_two_process_training_keeps_replicas_identical(tmp_path, real_manifest, strategy):
+# Rarely (seen once in ~20 runs, FSDP only), a gloo worker aborts at interpreter exit with
+# "terminate called without an active exception", a teardown race inside torch. One retry on
+# exactly that signature keeps CI reliable; every assertion below still needs a clean run.
+TEARDOWN_ABORT = "terminate called without an active exception"
+
+
+def _train_two_processes(out_dir: Path, manifest: Path, strategy: str) -> subprocess.CompletedProcess:
     worker = Path(__file__).with_name("ddp_worker.py")
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parent))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
-           "--master_port", str(_free_port()), str(worker), str(real_manifest), str(tmp_path), strategy]
-    result = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+           "--master_port", str(_free_port()), str(worker), str(manifest), str(out_dir), strategy]
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
+
+
+@pytest.mark.parametrize("strategy", ["ddp", "fsdp"])
+def test_two_process_training_keeps_replicas_identical(tmp_path, real_manifest, strategy):
+    run_dir = tmp_path / "run"
+    result = _train_two_processes(run_dir, real_manifest, strategy)
+    if result.returncode != 0 and TEARDOWN_ABORT in result.stderr:
+        run_dir = tmp_path / "retry"
+        result = _train_two_processes(run_dir, real_manifest, strategy)
     assert result.returncode == 0, result.stderr[-3000:]
-    replicas = json.loads((tmp_path / "replicas.json").read_text())
+    replicas = json.loads((run_dir / "replicas.json").read_text())
     assert len(replicas) == 2
     assert replicas[0]["hash"] == replicas[1]["hash"]  # parameters and the EMA codebook agree
     assert replicas[0]["first_batch"] != replicas[1]["first_batch"]  # each rank trained on its own shard
-    checkpoint = tmp_path / "checkpoints" / "step_0000003"
+    checkpoint = run_dir / "checkpoints" / "step_0000003"
     assert (checkpoint / "model.safetensors").is_file() and (checkpoint / "optimizer.safetensors").is_file()
     trainer = json.loads((checkpoint / "trainer.json").read_text())
     assert trainer["world_size"] == 2 and trainer["strategy"] == strategy
