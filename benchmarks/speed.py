@@ -44,7 +44,7 @@ def main() -> None:
     x = torch.from_numpy(wav).repeat(repeats)[: int(args.seconds * rate)][None, None]
     codes = model.encode(x, rate)
     print(f"{args.checkpoint} on {args.device} ({args.threads} threads), {args.seconds:g} s of speech, {codes.shape[-1]} tokens")
-    print(f"| stage | seconds | RTF |\n|---|---|---|")
+    print("| stage | seconds | RTF |\n|---|---|---|")
     t = timed(lambda: model.encode(x, rate), args.repeats)
     print(f"| encode | {t:.3f} | {t / args.seconds:.4f} |")
     for steps in args.steps:

@@ -12,17 +12,16 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from pathlib import Path
 
 import torch
 from torch import nn
 
-from .. import checkpoint as ckpt
 from ..audio import check_waveform, resample_batch
 from ..errors import AudioError, ConfigError
 from ..modules.activations import AntiAliasedSnakeBeta
 from ..modules.conv import CausalConv1d, CausalConvTranspose1d, StreamState
 from .holitok_config import HoliTokConfig, get_preset
+from .pretrained import PretrainedMixin
 
 MODEL_KIND = "holitok"
 _DECODER_INIT_STD = 0.01  # BigVGAN's initialisation of its generator convolutions
@@ -182,7 +181,7 @@ class Decoder(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------- model
-class HoliTok(nn.Module):
+class HoliTok(PretrainedMixin, nn.Module):
     def __init__(self, config: HoliTokConfig) -> None:
         super().__init__()
         self.config = config
@@ -194,28 +193,9 @@ class HoliTok(nn.Module):
         self.register_buffer("latent_std", torch.ones(config.latent_dim))
 
     # ----------------------------------------------------------------- construction and checkpoints
-    @classmethod
-    def from_preset(cls, name: str, **overrides: object) -> "HoliTok":
-        config = get_preset(name)
-        if overrides:
-            from ..config import override
-
-            config = override(config, dict(overrides), where=name)
-        return cls(config)
-
-    @classmethod
-    def from_pretrained(cls, name_or_dir: str | Path, *, map_location: str = "cpu") -> "HoliTok":
-        """Load a checkpoint directory or a bundled model name; refuses hash or architecture mismatch."""
-        from ..config import from_dict
-
-        loaded = ckpt.load_checkpoint(name_or_dir, expected_kind=MODEL_KIND)
-        model = cls(from_dict(HoliTokConfig, loaded.config, where=f"{loaded.directory}/config"))
-        ckpt.load_state(model, loaded)
-        return model.eval().to(map_location)
-
-    def save_pretrained(self, directory: str | Path, *, dtype: torch.dtype = torch.float32,
-                        info: dict | None = None) -> Path:
-        return ckpt.save_checkpoint(directory, MODEL_KIND, self.config, self.state_dict(), dtype=dtype, info=info)
+    model_kind = MODEL_KIND
+    config_class = HoliTokConfig
+    get_preset = staticmethod(get_preset)
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters per part, split as the paper's Table 6 (encoder / bottleneck / decoder) and in total."""

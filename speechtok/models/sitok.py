@@ -12,13 +12,11 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .. import checkpoint as ckpt
 from ..audio import check_waveform, resample_batch
 from ..errors import CheckpointError, ConfigError
 from ..mel import MelSpectrogram
@@ -26,6 +24,7 @@ from ..modules.transformer import Transformer, TransformerConfig
 from ..quantization import BinarySphericalQuantizer, EMAVectorQuantizer, QuantizerOutput
 from ..text import get_vocabulary
 from ..vocoder.griffin_lim import GriffinLim
+from .pretrained import PretrainedMixin
 from .sitok_config import SiTokConfig, get_preset
 
 MODEL_KIND = "sitok"
@@ -53,7 +52,7 @@ class EncoderOutput:
     token_mask: torch.Tensor  # [B, T']
 
 
-class SiTok(nn.Module):
+class SiTok(PretrainedMixin, nn.Module):
     def __init__(self, config: SiTokConfig) -> None:
         super().__init__()
         self.config = config
@@ -86,28 +85,9 @@ class SiTok(nn.Module):
         self.vocoder: nn.Module | None = None
 
     # ----------------------------------------------------------------- construction and checkpoints
-    @classmethod
-    def from_preset(cls, name: str, **overrides: object) -> "SiTok":
-        config = get_preset(name)
-        if overrides:
-            from ..config import override
-
-            config = override(config, dict(overrides), where=name)
-        return cls(config)
-
-    @classmethod
-    def from_pretrained(cls, name_or_dir: str | Path, *, map_location: str = "cpu") -> "SiTok":
-        """Load a checkpoint directory or a bundled model name; refuses hash or architecture mismatch."""
-        from ..config import from_dict
-
-        loaded = ckpt.load_checkpoint(name_or_dir, expected_kind=MODEL_KIND)
-        model = cls(from_dict(SiTokConfig, loaded.config, where=f"{loaded.directory}/config"))
-        ckpt.load_state(model, loaded)
-        return model.eval().to(map_location)
-
-    def save_pretrained(self, directory: str | Path, *, dtype: torch.dtype = torch.float32,
-                        info: dict | None = None) -> Path:
-        return ckpt.save_checkpoint(directory, MODEL_KIND, self.config, self.state_dict(), dtype=dtype, info=info)
+    model_kind = MODEL_KIND
+    config_class = SiTokConfig
+    get_preset = staticmethod(get_preset)
 
     # ----------------------------------------------------------------------------- rates and sizes
     @property

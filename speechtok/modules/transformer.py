@@ -7,7 +7,6 @@ is predicted from a conditioning vector, which is how the diffusion time enters 
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
