@@ -14,7 +14,7 @@ import soundfile as sf
 import soxr
 import torch
 
-from .errors import AudioError
+from .errors import AudioError, ConfigError
 from .fileio import atomic_path
 
 #: Longest audio accepted by default; longer inputs are almost always a mistake (wrong file, raw PCM
@@ -31,15 +31,37 @@ def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     return soxr.resample(wav.astype(np.float32, copy=False), sr_in, sr_out, quality="HQ").astype(np.float32)
 
 
+def pad_batch(items: list[np.ndarray]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mono float32 arrays → zero-padded ``[B, 1, T]`` CPU batch and their lengths."""
+    lengths = torch.tensor([len(x) for x in items], dtype=torch.long)
+    out = np.zeros((len(items), 1, int(lengths.max())), dtype=np.float32)
+    for i, x in enumerate(items):
+        out[i, 0, : len(x)] = x
+    return torch.from_numpy(out), lengths
+
+
 def resample_batch(wav: torch.Tensor, lengths: torch.Tensor, sr_in: int, sr_out: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Resample each item of a ``[B, 1, T]`` batch over its own ``lengths`` (padding never leaks into
     the filter) and zero-pad the results to the longest; returns a CPU batch and the new lengths."""
-    items = [resample(wav[i, 0, : int(n)].cpu().numpy(), sr_in, sr_out) for i, n in enumerate(lengths)]
-    new_lengths = torch.tensor([len(x) for x in items], dtype=torch.long)
-    out = np.zeros((len(items), 1, int(new_lengths.max())), dtype=np.float32)
-    for i, x in enumerate(items):
-        out[i, 0, : len(x)] = x
-    return torch.from_numpy(out), new_lengths
+    return pad_batch([resample(wav[i, 0, : int(n)].cpu().numpy(), sr_in, sr_out) for i, n in enumerate(lengths)])
+
+
+def prepare_batch(wav: torch.Tensor, sample_rate: int, target_rate: int,
+                  lengths: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+    """Validate an API batch and bring it to ``target_rate``: what every model's ``encode`` does first.
+
+    ``lengths`` (samples at ``sample_rate``) marks padding in a batch of unequal clips; each item is
+    resampled over its own length. Returns ``[B, 1, T]`` and the lengths at ``target_rate``.
+    """
+    wav = check_waveform(wav, sample_rate)
+    if lengths is None:
+        lengths = torch.full((wav.shape[0],), wav.shape[-1], dtype=torch.long)
+    lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()
+    if lengths.shape != (wav.shape[0],) or bool((lengths <= 0).any()) or bool((lengths > wav.shape[-1]).any()):
+        raise ConfigError(f"lengths must be {wav.shape[0]} values in 1..{wav.shape[-1]}, got {lengths.tolist()}")
+    if sample_rate == target_rate:
+        return wav, lengths
+    return resample_batch(wav, lengths, sample_rate, target_rate)
 
 
 def load_audio(

@@ -31,10 +31,20 @@ BUNDLED_DIR = Path(__file__).resolve().parent / "checkpoints"
 @dataclass
 class LoadedCheckpoint:
     directory: Path
-    kind: str
-    config: dict[str, Any]
+    meta: dict[str, Any]  # the verified config.json: kind, config, hashes, weights record, info
     state: dict[str, torch.Tensor]
-    info: dict[str, Any]
+
+    @property
+    def kind(self) -> str:
+        return self.meta["kind"]
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return self.meta["config"]
+
+    @property
+    def info(self) -> dict[str, Any]:
+        return self.meta.get("info", {})
 
 
 def bundled_names() -> list[str]:
@@ -108,7 +118,7 @@ def load_checkpoint(name_or_dir: str | os.PathLike[str], *, expected_kind: str) 
         raise CheckpointError(f"{weights}: cannot read safetensors ({str(exc).splitlines()[0][:120]})") from None
     if header.get("config_sha256") != recorded_config:
         raise CheckpointError(f"{weights}: weights were written for a different architecture than {CONFIG_FILE}")
-    return LoadedCheckpoint(directory, meta["kind"], meta["config"], state, meta.get("info", {}))
+    return LoadedCheckpoint(directory, meta, state)
 
 
 def load_state(model: nn.Module, loaded: LoadedCheckpoint) -> None:

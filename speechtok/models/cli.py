@@ -5,7 +5,7 @@ Token files are ``.npy`` arrays of shape ``[K, T']`` (K codebooks, int32), writt
 from __future__ import annotations
 
 import argparse
-import json
+import math
 import os
 from pathlib import Path
 
@@ -13,11 +13,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..audio import load_audio, save_audio
+from ..audio import load_audio, pad_batch, save_audio
 from ..checkpoint import bundled_names, load_checkpoint
+from ..config import config_hash, from_dict
 from ..errors import AudioError, DataError, SpeechtokError
 from ..fileio import atomic_path, write_json_atomic
 from .sitok import SiTok
+from .sitok_config import SiTokConfig
 
 DEFAULT_CHECKPOINT = "sitok-small"
 VOCODERS = ("griffin-lim",)
@@ -124,21 +126,19 @@ def _reconstruct(args: argparse.Namespace) -> int:
 
 def _info(args: argparse.Namespace) -> int:
     loaded = load_checkpoint(args.checkpoint, expected_kind="sitok")
-    meta = json.loads((loaded.directory / "config.json").read_text())
-    cfg = loaded.config
+    meta = loaded.meta
+    cfg = from_dict(SiTokConfig, loaded.config, where=f"{loaded.directory}/config")
     n_params = sum(v.numel() for k, v in loaded.state.items() if not k.startswith("quantizer."))
-    token_rate = cfg["mel"]["sample_rate"] / cfg["mel"]["hop_length"] / cfg["stack"]
-    bits = int(np.log2(cfg["codebook_size"]))
+    bits = int(math.log2(cfg.codebook_size))
     lines = [
         f"checkpoint   {loaded.directory}",
-        f"model        SiTok preset {cfg['name']} ({n_params / 1e6:.2f} M parameters + {cfg['codebook_size']}-entry codebook)",
-        f"layers       encoder {cfg['encoder_layers']}, decoder {cfg['decoder_layers']}, CTC {cfg['ctc_layers']}; "
-        f"width {cfg['dim']}, MLP {cfg['mlp_dim']}, heads {cfg['heads']}",
-        f"tokens       {token_rate:g} Hz × {bits} bits = {token_rate * bits:g} bps; quantiser {cfg['quantizer']}; "
-        f"CTC vocabulary {cfg['ctc_vocab']}",
-        f"audio        {cfg['mel']['sample_rate']} Hz, {cfg['mel']['n_mels']}-bin mel at "
-        f"{cfg['mel']['sample_rate'] / cfg['mel']['hop_length']:g} Hz",
-        f"decoding     {cfg['sample_steps']} Euler steps, CFG {cfg['cfg_scale']:g}",
+        f"model        SiTok preset {cfg.name} ({n_params / 1e6:.2f} M parameters + {cfg.codebook_size}-entry codebook)",
+        f"layers       encoder {cfg.encoder_layers}, decoder {cfg.decoder_layers}, CTC {cfg.ctc_layers}; "
+        f"width {cfg.dim}, MLP {cfg.mlp_dim}, heads {cfg.heads}",
+        f"tokens       {cfg.token_rate:g} Hz × {bits} bits = {cfg.token_rate * bits:g} bps; quantiser {cfg.quantizer}; "
+        f"CTC vocabulary {cfg.ctc_vocab}",
+        f"audio        {cfg.mel.sample_rate} Hz, {cfg.mel.n_mels}-bin mel at {cfg.mel.frame_rate:g} Hz",
+        f"decoding     {cfg.sample_steps} Euler steps, CFG {cfg.cfg_scale:g}",
         f"weights      {meta['weights']['file']} ({meta['weights']['dtype']}), sha256 {meta['weights']['sha256']}",
         f"config hash  {meta['config_sha256']}",
     ]
@@ -183,30 +183,24 @@ def _tokenize(args: argparse.Namespace) -> int:
         raise DataError(f"{source}: no audio files found")
     root = Path(os.path.commonpath([str(f.parent) for f in files]))
     out = Path(args.output)
-    model = _load(args)
-    loaded_meta = json.loads((Path(load_checkpoint(args.checkpoint, expected_kind="sitok").directory) / "config.json").read_text())
+    model = _load(args)  # from_pretrained verified that this config matches its recorded hash
     write_json_atomic(out / "tokens.json", {
-        "checkpoint": str(args.checkpoint), "config_sha256": loaded_meta["config_sha256"],
+        "checkpoint": str(args.checkpoint), "config_sha256": config_hash(model.config),
         "token_rate": model.token_rate, "bits_per_token": model.bits_per_token, "source": str(source.resolve()),
         "layout": "one int32 .npy [K, T'] per audio file, at <relative path>.npy"})
     todo = [(f, out / f.relative_to(root).with_suffix(".npy")) for f in files]
     pending = [(f, t) for f, t in todo if not t.exists()]
     failures: list[tuple[Path, str]] = []
     bar = tqdm(total=len(todo), initial=len(todo) - len(pending), desc="tokenize", unit="file")
-    batch: list[tuple[Path, Path, np.ndarray, int]] = []
+    batch: list[tuple[Path, np.ndarray]] = []  # (token file, audio at the model rate)
 
     def flush() -> None:
         if not batch:
             return
-        rate = model.sample_rate
-        longest = max(len(w) for _, _, w, _ in batch)
-        wav = torch.zeros(len(batch), 1, longest)
-        for i, (_, _, w, _) in enumerate(batch):
-            wav[i, 0, : len(w)] = torch.from_numpy(w)
-        lengths = torch.tensor([len(w) for _, _, w, _ in batch])
-        codes = model.encode(wav, rate, lengths=lengths)
-        for i, (_, target, w, _) in enumerate(batch):
-            _save_tokens(target, codes[i, :, : model.num_tokens(len(w), rate)])
+        wav, lengths = pad_batch([w for _, w in batch])
+        codes = model.encode(wav, model.sample_rate, lengths=lengths)
+        for i, (target, w) in enumerate(batch):
+            _save_tokens(target, codes[i, :, : model.num_tokens(len(w), model.sample_rate)])
         bar.update(len(batch))
         batch.clear()
 
@@ -217,10 +211,10 @@ def _tokenize(args: argparse.Namespace) -> int:
             failures.append((audio_path, str(exc)))
             bar.update(1)
             continue
-        longest = max([len(wav)] + [len(w) for _, _, w, _ in batch])
+        longest = max([len(wav)] + [len(w) for _, w in batch])
         if batch and longest * (len(batch) + 1) > args.batch_seconds * model.sample_rate:
             flush()
-        batch.append((audio_path, target, wav, 0))
+        batch.append((target, wav))
     flush()
     bar.close()
     if failures:

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from ..audio import check_waveform, resample_batch
+from ..audio import check_waveform, prepare_batch
 from ..errors import AudioError, ConfigError
 from ..modules.activations import AntiAliasedSnakeBeta
 from ..modules.conv import CausalConv1d, CausalConvTranspose1d, StreamState
@@ -253,10 +253,7 @@ class HoliTok(PretrainedMixin, nn.Module):
     # ------------------------------------------------------------------------------ inference API
     def _prepare(self, wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
         """Validate and resample to 48 kHz; returns ``[B, 1, T]`` on the model's device."""
-        wav = check_waveform(wav, sample_rate)
-        if sample_rate != self.sample_rate:
-            lengths = torch.full((wav.shape[0],), wav.shape[-1], dtype=torch.long)
-            wav, _ = resample_batch(wav, lengths, sample_rate, self.sample_rate)
+        wav, _ = prepare_batch(wav, sample_rate, self.sample_rate)
         return wav.to(self.device)
 
     @torch.inference_mode()

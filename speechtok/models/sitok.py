@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..audio import check_waveform, resample_batch
+from ..audio import prepare_batch
 from ..errors import CheckpointError, ConfigError
 from ..mel import MelSpectrogram
 from ..modules.transformer import Transformer, TransformerConfig
@@ -204,16 +204,8 @@ class SiTok(PretrainedMixin, nn.Module):
     def _prepare(self, wav: torch.Tensor, sample_rate: int,
                  lengths: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor]:
         """Validate, resample to the model rate item by item, return ``[B, 1, T]`` and sample lengths."""
-        wav = check_waveform(wav, sample_rate)
-        if lengths is None:
-            lengths = torch.full((wav.shape[0],), wav.shape[-1], dtype=torch.long)
-        lengths = torch.as_tensor(lengths, dtype=torch.long).cpu()
-        if lengths.shape != (wav.shape[0],) or bool((lengths <= 0).any()) or bool((lengths > wav.shape[-1]).any()):
-            raise ConfigError(f"lengths must be {wav.shape[0]} values in 1..{wav.shape[-1]}, got {lengths.tolist()}")
-        if sample_rate == self.sample_rate:
-            return wav.to(self.device), lengths
-        out, new_lengths = resample_batch(wav, lengths, sample_rate, self.sample_rate)
-        return out.to(self.device), new_lengths
+        wav, lengths = prepare_batch(wav, sample_rate, self.sample_rate, lengths)
+        return wav.to(self.device), lengths
 
     @property
     def device(self) -> torch.device:

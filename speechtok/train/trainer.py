@@ -18,7 +18,7 @@ import torch
 import torch.distributed as dist
 from tqdm import tqdm
 
-from ..checkpoint import load_checkpoint
+from ..checkpoint import load_checkpoint, load_state
 from ..config import from_dict, to_dict
 from ..data.dataset import Batch, DurationBatcher, MelDataset, collate
 from ..data.manifest import read_manifest
@@ -102,7 +102,7 @@ class Trainer:
         loaded = load_checkpoint(source, expected_kind=MODEL_KIND)
         if loaded.config != to_dict(self.spec.model):
             raise ConfigError(f"{source}: its model config differs from this run's; fine-tuning needs the same architecture")
-        self.model.load_state_dict(loaded.state)
+        load_state(self.model, loaded)
 
     def _resume(self, checkpoint_dir: Path) -> None:
         state = read_trainer_state(checkpoint_dir)
