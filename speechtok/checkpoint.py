@@ -47,10 +47,14 @@ class LoadedCheckpoint:
         return self.meta.get("info", {})
 
 
-def bundled_names() -> list[str]:
+def bundled_names(kind: str | None = None) -> list[str]:
+    """Checkpoints shipped inside the package, optionally only those of one model kind."""
     if not BUNDLED_DIR.is_dir():
         return []
-    return sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / CONFIG_FILE).is_file())
+    names = sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / CONFIG_FILE).is_file())
+    if kind is None:
+        return names
+    return [n for n in names if json.loads((BUNDLED_DIR / n / CONFIG_FILE).read_text()).get("kind") == kind]
 
 
 def resolve(name_or_dir: str | os.PathLike[str]) -> Path:
@@ -87,7 +91,8 @@ def save_checkpoint(directory: str | os.PathLike[str], kind: str, config: Any, s
     return directory
 
 
-def load_checkpoint(name_or_dir: str | os.PathLike[str], *, expected_kind: str) -> LoadedCheckpoint:
+def load_checkpoint(name_or_dir: str | os.PathLike[str], *, expected_kind: str | None) -> LoadedCheckpoint:
+    """Read and verify a checkpoint; ``expected_kind=None`` accepts any model kind."""
     directory = resolve(name_or_dir)
     config_path = directory / CONFIG_FILE
     if not config_path.is_file():
@@ -98,7 +103,7 @@ def load_checkpoint(name_or_dir: str | os.PathLike[str], *, expected_kind: str) 
         raise CheckpointError(f"{config_path}: not valid JSON ({exc.msg if hasattr(exc, 'msg') else exc})") from None
     if not isinstance(meta, dict) or meta.get("format") != FORMAT:
         raise CheckpointError(f"{config_path}: not a speechtok checkpoint (format {meta.get('format') if isinstance(meta, dict) else None!r})")
-    if meta.get("kind") != expected_kind:
+    if expected_kind is not None and meta.get("kind") != expected_kind:
         raise CheckpointError(f"{directory}: is a {meta.get('kind')!r} checkpoint, expected {expected_kind!r}")
     weights = directory / meta["weights"]["file"]
     if not weights.is_file():

@@ -40,7 +40,7 @@ def test_config_errors_are_one_line(tmp_path, real_manifest, capsys):
     err = capsys.readouterr().err.strip()
     assert "stpes" in err and len(err.splitlines()) == 1
     assert main(["train", "--preset", "sitok-nope", "--data", str(real_manifest), "--out", str(tmp_path / "r")]) == 2
-    assert "unknown SiTok preset" in capsys.readouterr().err
+    assert "unknown preset 'sitok-nope'" in capsys.readouterr().err
     assert main(["train", "--preset", "sitok-tiny"]) == 2
     assert "--data" in capsys.readouterr().err
 

@@ -81,6 +81,57 @@ class MelDataset:
         return Example(mel[:, start:start + self.max_frames], [])
 
 
+@dataclass
+class Segment:
+    mel: torch.Tensor  # [n_mels, F]
+    wav: torch.Tensor  # [1, F · hop], the samples that frames F were computed from
+
+
+class SegmentDataset:
+    """Random aligned (mel, waveform) crops of ``segment_seconds`` for waveform generators.
+
+    Each utterance is loaded once; its mel is computed on the whole utterance (so the causal
+    front-end sees real left context) and crops are taken on frame boundaries, frame ``i`` pairing
+    with samples ``[i · hop, (i + 1) · hop)``. Shorter utterances are padded with silence.
+    """
+
+    def __init__(self, utterances: list[Utterance], mel: MelSpectrogram, segment_seconds: float, seed: int = 0) -> None:
+        if not utterances:
+            raise DataError("no utterances to train on")
+        self.utterances = utterances
+        self.mel = mel
+        self.frames = max(1, int(segment_seconds * mel.cfg.frame_rate))
+        self.seed = seed
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+
+    def __len__(self) -> int:
+        return len(self.utterances)
+
+    def durations(self) -> list[float]:
+        return [self.frames / self.mel.cfg.frame_rate] * len(self.utterances)
+
+    def _load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+        if index not in self._cache:
+            wav, _ = load_audio(self.utterances[index].path, self.mel.cfg.sample_rate)
+            wav = torch.from_numpy(wav)[None]
+            with torch.no_grad():
+                mel = self.mel(wav[None])[0]
+            self._cache[index] = (mel, wav)
+        return self._cache[index]
+
+    def get(self, index: int, epoch: int) -> Segment:
+        mel, wav = self._load(index)
+        hop, n = self.mel.cfg.hop_length, self.frames
+        start = 0
+        if mel.shape[-1] > n:
+            start = int(np.random.default_rng([self.seed, epoch, index]).integers(0, mel.shape[-1] - n + 1))
+        mel = mel[:, start:start + n]
+        wav = wav[:, start * hop:(start + n) * hop]
+        if mel.shape[-1] < n:
+            mel = torch.nn.functional.pad(mel, (0, n - mel.shape[-1]), value=self.mel.silence_value)
+        return Segment(mel, torch.nn.functional.pad(wav, (0, n * hop - wav.shape[-1])))
+
+
 class DurationBatcher:
     """Groups utterances of similar length into batches of at most ``batch_seconds`` padded audio.
 
@@ -131,4 +182,4 @@ def collate(examples: list[Example], silence: float) -> Batch:
     return Batch(mel, frames, labels, label_lengths)
 
 
-__all__ = ["Batch", "DurationBatcher", "Example", "MelDataset", "collate"]
+__all__ = ["Batch", "DurationBatcher", "Example", "MelDataset", "Segment", "SegmentDataset", "collate"]

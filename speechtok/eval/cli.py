@@ -28,12 +28,14 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
         " default: %(default)s; dnsmos costs ~5 s per 8 s clip)",
     )
     p.add_argument("--asr-judge", default="whisper-base",
-                   help="ASR judge name or package.module:factory (default: %(default)s)")
+                   help="ASR judge: whisper-base (clip-length window, fast), whisper-base-30s (standard 30 s window)"
+                   " or package.module:factory (default: %(default)s)")
     p.add_argument("--limit", type=int, default=None, help="evaluate only the first N files")
     p.add_argument("--samples", type=int, default=None, help="files shown with players in the HTML (default: all)")
     p.add_argument("--no-html", action="store_true", help="skip the HTML report")
-    p.add_argument("--vocoder", default="griffin-lim", choices=("griffin-lim", "checkpoint"),
-                   help="vocoder for SiTok systems: Griffin-Lim or the checkpoint's own (default: %(default)s)")
+    p.add_argument("--vocoder", default="checkpoint",
+                   help="vocoder for SiTok systems: 'checkpoint' (its own), 'griffin-lim', or a vocoder checkpoint"
+                        " (default: %(default)s)")
     p.add_argument("--steps", type=int, default=None, help="SiTok decoder steps (default: the checkpoint's)")
     p.add_argument("--cfg", type=float, default=None, help="SiTok guidance scale (default: the checkpoint's)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

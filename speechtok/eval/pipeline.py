@@ -49,7 +49,7 @@ def evaluate(
     samples: int | None = None,
     html: bool = True,
     progress: bool = True,
-    vocoder: str | None = "griffin-lim",
+    vocoder: str | None = None,
     steps: int | None = None,
     cfg: float | None = None,
 ) -> EvalResult:

@@ -97,14 +97,17 @@ class SiTokSystem:
     """
 
     source: str
-    vocoder: str | None = "griffin-lim"
+    vocoder: str | None = None
     steps: int | None = None
     cfg: float | None = None
     seed: int = 0
 
     @property
     def name(self) -> str:
-        return f"{Path(self.source).name or self.source}+{self.vocoder or 'own-vocoder'}"
+        vocoder = self.vocoder or self.model.vocoder_source
+        if vocoder is None:
+            raise EvalError(f"{self.source} has no neural vocoder of its own: choose one (e.g. --vocoder griffin-lim)")
+        return f"{Path(self.source).name or self.source}+{Path(vocoder).name}"
 
     @cached_property
     def model(self) -> Any:
@@ -119,15 +122,10 @@ class SiTokSystem:
 
     @cached_property
     def checkpoint_sha256(self) -> str:
-        """sha256 over the checkpoint folder's files (names and bytes): retraining invalidates caches."""
-        from ..checkpoint import resolve
-
-        digest = hashlib.sha256()
-        folder = resolve(self.source)
-        for path in sorted(p for p in folder.rglob("*") if p.is_file()):
-            digest.update(str(path.relative_to(folder)).encode())
-            digest.update(path.read_bytes())
-        return digest.hexdigest()
+        """sha256 over the checkpoint's files and its neural vocoder's: retraining either invalidates caches."""
+        vocoder = self.vocoder or self.model.vocoder_source
+        folders = [self.source] + ([vocoder] if vocoder and vocoder != "griffin-lim" else [])
+        return hashlib.sha256("".join(_folder_sha256(f) for f in folders).encode()).hexdigest()
 
     def fingerprint(self) -> str:
         settings = f"{self.vocoder}|{self.steps}|{self.cfg}|{self.seed}"
@@ -137,7 +135,7 @@ class SiTokSystem:
         m = self.model
         return {
             "kind": "sitok", "source": str(self.source), "checkpoint_sha256": self.checkpoint_sha256,
-            "vocoder": self.vocoder or "checkpoint", "steps": self.steps, "cfg": self.cfg,
+            "vocoder": self.vocoder or self.model.vocoder_source, "steps": self.steps, "cfg": self.cfg,
             "sample_rate": int(m.sample_rate), "token_rate": float(m.token_rate),
             "codebook_size": int(m.codebook_size), "bits_per_token": float(m.bits_per_token),
         }
@@ -155,17 +153,29 @@ class SiTokSystem:
         )
 
 
+def _folder_sha256(source: str) -> str:
+    """sha256 over a checkpoint folder's file names and bytes."""
+    from ..checkpoint import resolve
+
+    digest = hashlib.sha256()
+    folder = resolve(source)
+    for path in sorted(p for p in folder.rglob("*") if p.is_file()):
+        digest.update(str(path.relative_to(folder)).encode())
+        digest.update(path.read_bytes())
+    return digest.hexdigest()
+
+
 def _bundled_names() -> list[str]:
     from ..checkpoint import bundled_names
 
-    return bundled_names()
+    return bundled_names("sitok")
 
 
 def builtin_names() -> list[str]:
     return ["identity", *CODECS]
 
 
-def get_system(spec: str, *, vocoder: str | None = "griffin-lim", steps: int | None = None,
+def get_system(spec: str, *, vocoder: str | None = None, steps: int | None = None,
                cfg: float | None = None) -> System:
     """Resolve one ``--systems`` entry (see the module docstring for the order)."""
     if spec == "identity":

@@ -14,7 +14,7 @@ import torch
 from tqdm import tqdm
 
 from ..audio import load_audio, pad_batch, save_audio
-from ..checkpoint import bundled_names, load_checkpoint
+from ..checkpoint import LoadedCheckpoint, bundled_names, load_checkpoint
 from ..config import config_hash, from_dict
 from ..errors import AudioError, DataError, SpeechtokError
 from ..fileio import atomic_path, write_json_atomic
@@ -22,20 +22,20 @@ from .sitok import SiTok
 from .sitok_config import SiTokConfig
 
 DEFAULT_CHECKPOINT = "sitok-small"
-VOCODERS = ("griffin-lim",)
 
 
 def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
     def common(p: argparse.ArgumentParser, decoding: bool) -> None:
         p.add_argument("--checkpoint", default=DEFAULT_CHECKPOINT,
                        help=f"checkpoint directory or bundled model name (default: {DEFAULT_CHECKPOINT}; "
-                            f"bundled: {', '.join(bundled_names()) or 'none'})")
+                            f"bundled: {', '.join(bundled_names('sitok')) or 'none'})")
         p.add_argument("--device", default="cpu", help="torch device (default: cpu)")
         if decoding:
             p.add_argument("--steps", type=int, help="Euler steps of the flow-matching decoder (default: the model's)")
             p.add_argument("--cfg", type=float, help="token classifier-free guidance scale (1 = none)")
-            p.add_argument("--vocoder", choices=VOCODERS,
-                           help="vocoder override; 'griffin-lim' is the explicit no-training fallback")
+            p.add_argument("--vocoder",
+                           help="vocoder override: a vocoder checkpoint (directory or bundled name), or"
+                                " 'griffin-lim', the explicit no-training fallback (default: the checkpoint's own)")
             p.add_argument("--seed", type=int, default=0, help="noise seed of the decoder (default: 0)")
 
     p = subparsers.add_parser("encode", help="audio file → token file (.npy)",
@@ -59,8 +59,8 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
     common(p, decoding=True)
     p.set_defaults(func=_reconstruct)
 
-    p = subparsers.add_parser("info", help="describe a checkpoint",
-                              description="Print a checkpoint's preset, size, rates, hashes and training summary.")
+    p = subparsers.add_parser("info", help="describe a checkpoint (tokenizer or vocoder)",
+                              description="Print a checkpoint's preset, size, rates, hashes, training summary and measured quality.")
     p.add_argument("checkpoint", nargs="?", default=DEFAULT_CHECKPOINT, help="checkpoint directory or bundled name")
     p.set_defaults(func=_info)
 
@@ -125,13 +125,32 @@ def _reconstruct(args: argparse.Namespace) -> int:
 
 
 def _info(args: argparse.Namespace) -> int:
-    loaded = load_checkpoint(args.checkpoint, expected_kind="sitok")
+    loaded = load_checkpoint(args.checkpoint, expected_kind=None)
     meta = loaded.meta
+    if loaded.kind == "vocos":
+        lines = _vocos_summary(loaded)
+    elif loaded.kind == "sitok":
+        lines = _sitok_summary(loaded)
+    else:
+        lines = [f"model        {loaded.kind}"]
+    lines += [
+        f"weights      {meta['weights']['file']} ({meta['weights']['dtype']}), sha256 {meta['weights']['sha256']}",
+        f"config hash  {meta['config_sha256']}",
+    ]
+    for key, value in loaded.info.items():
+        if key != "quality":
+            lines.extend(_describe(key, value, indent=0))
+    print(f"checkpoint   {loaded.directory}\n" + "\n".join(lines))
+    if "quality" in loaded.info:
+        print("\nmeasured quality:\n" + loaded.info["quality"])
+    return 0
+
+
+def _sitok_summary(loaded: LoadedCheckpoint) -> list[str]:
     cfg = from_dict(SiTokConfig, loaded.config, where=f"{loaded.directory}/config")
     n_params = sum(v.numel() for k, v in loaded.state.items() if not k.startswith("quantizer."))
     bits = int(math.log2(cfg.codebook_size))
-    lines = [
-        f"checkpoint   {loaded.directory}",
+    return [
         f"model        SiTok preset {cfg.name} ({n_params / 1e6:.2f} M parameters + {cfg.codebook_size}-entry codebook)",
         f"layers       encoder {cfg.encoder_layers}, decoder {cfg.decoder_layers}, CTC {cfg.ctc_layers}; "
         f"width {cfg.dim}, MLP {cfg.mlp_dim}, heads {cfg.heads}",
@@ -139,16 +158,20 @@ def _info(args: argparse.Namespace) -> int:
         f"CTC vocabulary {cfg.ctc_vocab}",
         f"audio        {cfg.mel.sample_rate} Hz, {cfg.mel.n_mels}-bin mel at {cfg.mel.frame_rate:g} Hz",
         f"decoding     {cfg.sample_steps} Euler steps, CFG {cfg.cfg_scale:g}",
-        f"weights      {meta['weights']['file']} ({meta['weights']['dtype']}), sha256 {meta['weights']['sha256']}",
-        f"config hash  {meta['config_sha256']}",
     ]
-    for key, value in loaded.info.items():
-        if key != "quality":
-            lines.extend(_describe(key, value, indent=0))
-    print("\n".join(lines))
-    if "quality" in loaded.info:
-        print("\nmeasured quality:\n" + loaded.info["quality"])
-    return 0
+
+
+def _vocos_summary(loaded: LoadedCheckpoint) -> list[str]:
+    from ..vocoder.vocos_config import VocosConfig
+
+    cfg = from_dict(VocosConfig, loaded.config, where=f"{loaded.directory}/config")
+    n_params = sum(v.numel() for v in loaded.state.values())
+    return [
+        f"model        Vocos vocoder preset {cfg.name} ({n_params / 1e6:.2f} M parameters)",
+        f"layers       {cfg.layers} ConvNeXt blocks, width {cfg.dim}, MLP {cfg.intermediate_dim}; "
+        f"ISTFT head n_fft {cfg.mel.n_fft}, hop {cfg.mel.hop_length}",
+        f"audio        {cfg.mel.n_mels}-bin mel at {cfg.mel.frame_rate:g} Hz → {cfg.mel.sample_rate} Hz waveform",
+    ]
 
 
 def _describe(key: str, value: object, indent: int) -> list[str]:

@@ -33,7 +33,11 @@ class PretrainedMixin:
         loaded = ckpt.load_checkpoint(name_or_dir, expected_kind=cls.model_kind)
         model = cls(from_dict(cls.config_class, loaded.config, where=f"{loaded.directory}/config"))
         ckpt.load_state(model, loaded)
+        model.after_load(loaded)
         return model.eval().to(map_location)
+
+    def after_load(self, loaded: ckpt.LoadedCheckpoint) -> None:
+        """Hook for companions recorded in the checkpoint's info (e.g. SiTok's vocoder)."""
 
     def save_pretrained(self, directory: str | Path, *, dtype: torch.dtype = torch.float32,
                         info: dict | None = None) -> Path:

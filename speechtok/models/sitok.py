@@ -10,20 +10,24 @@ token classifier-free guidance mixes conditional and token-free velocities.
 """
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from ..audio import prepare_batch
+from ..checkpoint import LoadedCheckpoint
 from ..errors import CheckpointError, ConfigError
-from ..mel import MelSpectrogram
+from ..mel import MelConfig, MelSpectrogram
 from ..modules.transformer import Transformer, TransformerConfig
 from ..quantization import BinarySphericalQuantizer, EMAVectorQuantizer, QuantizerOutput
 from ..text import get_vocabulary
 from ..vocoder.griffin_lim import GriffinLim
+from ..vocoder.vocos import Vocos
 from .pretrained import PretrainedMixin
 from .sitok_config import SiTokConfig, get_preset
 
@@ -82,7 +86,8 @@ class SiTok(PretrainedMixin, nn.Module):
         self.decoder_skip = nn.Linear(stacked, stacked, bias=False)
         nn.init.eye_(self.decoder_skip.weight)
         self.decoder_skip.weight.data.neg_()
-        self.vocoder: nn.Module | None = None
+        self.vocoder: Vocos | None = None  # attached from the checkpoint's info["vocoder"]
+        self.vocoder_source: str | None = None
 
     # ----------------------------------------------------------------- construction and checkpoints
     model_kind = MODEL_KIND
@@ -267,15 +272,28 @@ class SiTok(PretrainedMixin, nn.Module):
         return self.vocode(mel, vocoder)
 
     def vocode(self, mel: torch.Tensor, vocoder: str | None = None) -> torch.Tensor:
+        """Normalised mel → waveform with the attached vocoder (``None``), ``"griffin-lim"``, or
+        another vocoder checkpoint (a directory or bundled name)."""
         if vocoder == "griffin-lim":
             return GriffinLim(self.config.mel).to(mel.device)(self.mel.denormalize(mel))
         if vocoder is not None:
-            raise ConfigError(f"unknown vocoder {vocoder!r} (use the checkpoint's own or 'griffin-lim')")
+            return load_vocoder(vocoder, self.config.mel).to(mel.device).vocode(mel)
         if self.vocoder is None:
             raise CheckpointError(
                 f"{self.config.name} has no neural vocoder; pass vocoder='griffin-lim' "
                 "(CLI: --vocoder griffin-lim) to use the Griffin-Lim fallback")
-        return self.vocoder(mel)
+        return self.vocoder.vocode(mel)
+
+    def attach_vocoder(self, source: str | Path) -> None:
+        """Use the Vocos checkpoint ``source`` (a directory or bundled name) as this model's vocoder."""
+        self.vocoder = load_vocoder(str(source), self.config.mel).to(self.device)
+        self.vocoder_source = str(source)
+
+    def after_load(self, loaded: LoadedCheckpoint) -> None:
+        source = loaded.info.get("vocoder")
+        if source:
+            beside = loaded.directory / source  # a path relative to the checkpoint, else a bundled name
+            self.attach_vocoder(beside if beside.is_dir() else source)
 
     @torch.inference_mode()
     def reconstruct(self, wav: torch.Tensor, sample_rate: int, *, steps: int | None = None,
@@ -296,3 +314,16 @@ class SiTok(PretrainedMixin, nn.Module):
         if codes.dtype.is_floating_point or int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size:
             raise ConfigError(f"codes: values must be integers in [0, {self.codebook_size})")
         return codes.long().to(self.device)
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_vocoder(source: str) -> Vocos:
+    return Vocos.from_pretrained(source)
+
+
+def load_vocoder(source: str, mel: MelConfig) -> Vocos:
+    """A Vocos checkpoint whose mel front-end must equal ``mel`` (else the audio would be garbage)."""
+    vocoder = _cached_vocoder(str(source))
+    if vocoder.config.mel != mel:
+        raise ConfigError(f"vocoder {source}: its mel settings differ from the tokenizer's ({vocoder.config.mel} vs {mel})")
+    return vocoder

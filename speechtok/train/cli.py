@@ -6,8 +6,8 @@ from pathlib import Path
 
 from ..config import from_dict, load_yaml, override
 from ..errors import ConfigError
-from ..models.sitok_config import PRESETS, get_preset
 from .config import TrainConfig
+from .families import all_presets, preset_family
 from .state import find_checkpoint, read_trainer_state
 from .trainer import RunSpec, Trainer
 
@@ -22,10 +22,12 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
             "examples:\n"
             "  speechtok train --preset sitok-small --data train.tsv --valid dev.tsv \\\n"
             "      --config configs/sitok-small.yaml --out runs/sitok-small\n"
+            "  speechtok train --preset vocos-small --data train.tsv --valid dev.tsv \\\n"
+            "      --config configs/vocos-small.yaml --out runs/vocos-small   # the vocoder\n"
             "  speechtok train --resume runs/sitok-small            # continue exactly where it stopped\n"
             "  speechtok train --resume runs/sitok-small --steps 8000   # ... and train longer\n"
             "  torchrun --nproc_per_node 8 -m speechtok.cli train --preset sitok-l ...   # multi-GPU\n\n"
-            f"presets: {', '.join(PRESETS)}.  The YAML file may hold 'model:' and 'train:' sections\n"
+            f"presets: {', '.join(all_presets())}.  The YAML file may hold 'model:' and 'train:' sections\n"
             "that override the preset and the training defaults (see configs/)."
         ),
     )
@@ -53,18 +55,20 @@ def _run_train(args: argparse.Namespace) -> int:
             raise ConfigError("--resume continues the same model; model overrides are not allowed")
         train = override(spec.train, overrides.get("train", {}), "train")
         run_dir = Path(args.out) if args.out else checkpoint.parent.parent
-        spec = RunSpec(spec.model, train, spec.train_manifest, spec.valid_manifest)
+        spec = RunSpec(spec.model, train, spec.train_manifest, spec.valid_manifest, spec.kind)
     else:
         missing = [flag for flag, value in (("--preset", args.preset), ("--data", args.data), ("--out", args.out)) if not value]
         if missing:
             raise ConfigError(f"a new run needs {', '.join(missing)} (or --resume RUN_DIR)")
-        model = override(get_preset(args.preset), overrides.get("model", {}), "model")
+        kind, preset = preset_family(args.preset)
+        model = override(preset, overrides.get("model", {}), "model")
         train = from_dict(TrainConfig, overrides.get("train", {}), "train")
         spec = RunSpec(model, train, str(Path(args.data).resolve()),
-                       str(Path(args.valid).resolve()) if args.valid else None)
+                       str(Path(args.valid).resolve()) if args.valid else None, kind)
         run_dir = Path(args.out)
     if args.steps is not None:
-        spec = RunSpec(spec.model, override(spec.train, {"steps": args.steps}), spec.train_manifest, spec.valid_manifest)
+        spec = RunSpec(spec.model, override(spec.train, {"steps": args.steps}), spec.train_manifest,
+                       spec.valid_manifest, spec.kind)
     trainer = Trainer(spec, run_dir, resume_from=checkpoint if args.resume else None, init_from=args.init,
                       progress=not args.no_progress)
     try:

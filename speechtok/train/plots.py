@@ -11,7 +11,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 
 from ..fileio import atomic_path  # noqa: E402
 
-PANELS = (
+Panel = tuple[str, str | None, str]  # (training key, validation key or None, title)
+
+SITOK_PANELS: tuple[Panel, ...] = (
     ("flow", "valid_flow", "flow-matching L1"),
     ("ctc", "valid_ctc", "CTC loss"),
     ("codebook_usage", None, "codebook usage (fraction of codes used recently)"),
@@ -27,12 +29,16 @@ def read_metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
-def plot_metrics(jsonl: str | Path, png: str | Path, title: str | None = None) -> Path | None:
+def plot_metrics(jsonl: str | Path, png: str | Path, panels: tuple[Panel, ...] = SITOK_PANELS,
+                 title: str | None = None) -> Path | None:
     records = read_metrics(Path(jsonl))
     if not records:
         return None
-    fig, axes = plt.subplots(2, 3, figsize=(15, 7.5))
-    for ax, (train_key, valid_key, label) in zip(axes.flat, PANELS):
+    rows = -(-len(panels) // 3)
+    fig, axes = plt.subplots(rows, 3, figsize=(15, 3.75 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (train_key, valid_key, label) in zip(axes.flat, panels):
         for key, style in ((train_key, "-"), (valid_key, "o-")):
             points = [(r["step"], r[key]) for r in records if key and key in r]
             if points:

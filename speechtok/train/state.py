@@ -3,7 +3,7 @@
 A training checkpoint is a directory holding an inference checkpoint (``config.json`` +
 ``model.safetensors``, so ``from_pretrained`` and ``speechtok info`` work on it), the optimizer
 state (``optimizer.safetensors`` + ``optimizer.json``), the random generators
-(``rng.safetensors``) and ``trainer.json`` (step, data position, configs). It is written into a
+(``rng.safetensors``), any auxiliary module (e.g. ``discriminator.safetensors`` + its optimizer) and ``trainer.json`` (step, data position, configs). It is written into a
 temporary directory and renamed into place, so a crash never leaves a half-written checkpoint.
 Full (unsharded) state dicts are gathered on rank 0, which works the same for DDP and FSDP.
 """
@@ -42,20 +42,26 @@ def gather_states(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple[d
     return get_model_state_dict(model, options=options), get_optimizer_state_dict(model, optimizer, options=options)
 
 
-def save_training_state(run_dir: Path, step: int, kind: str, model_config: Any, model_state: dict,
-                        optim_state: dict, trainer: dict[str, Any], keep: int) -> Path:
-    """Rank 0 only. Returns the checkpoint directory ``run_dir/checkpoints/step_XXXXXXX``."""
+def save_training_state(run_dir: Path, step: int, kind: str, model_config: Any,
+                        states: dict[str, tuple[dict, dict]], trainer: dict[str, Any], keep: int) -> Path:
+    """Rank 0 only. ``states`` maps each trained module to its (weights, optimizer) state dicts;
+    ``"model"`` becomes the inference checkpoint, others ``NAME.safetensors`` beside it.
+    Returns the checkpoint directory ``run_dir/checkpoints/step_XXXXXXX``."""
     root = run_dir / "checkpoints"
     final = root / f"step_{step:07d}"
     tmp = root / f".step_{step:07d}.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    save_checkpoint(tmp, kind, model_config, model_state, info={"step": step, "run": str(run_dir)})
-    tensors, groups = _flatten_optimizer(optim_state)
-    save_file(tensors, str(tmp / "optimizer.safetensors"))
-    write_json_atomic(tmp / "optimizer.json", {"param_groups": groups})
+    for name, (module_state, optim_state) in states.items():
+        if name == "model":
+            save_checkpoint(tmp, kind, model_config, module_state, info={"step": step, "run": str(run_dir)})
+        else:
+            save_file({k: v.contiguous() for k, v in module_state.items()}, str(tmp / f"{name}.safetensors"))
+        tensors, groups = _flatten_optimizer(optim_state)
+        save_file(tensors, str(tmp / f"{_optimizer_prefix(name)}.safetensors"))
+        write_json_atomic(tmp / f"{_optimizer_prefix(name)}.json", {"param_groups": groups})
     save_file({"torch": torch.get_rng_state()}, str(tmp / "rng.safetensors"))
     numpy_state = np.random.get_state()
-    trainer = dict(trainer, step=step,
+    trainer = dict(trainer, step=step, modules=sorted(states),
                    python_rng=_jsonable(random.getstate()),
                    numpy_rng=[numpy_state[0], numpy_state[1].tolist(), *numpy_state[2:]])
     write_json_atomic(tmp / TRAINER_FILE, trainer)
@@ -65,6 +71,10 @@ def save_training_state(run_dir: Path, step: int, kind: str, model_config: Any, 
     for old in sorted(root.glob("step_*"))[:-keep] if keep > 0 else []:
         shutil.rmtree(old, ignore_errors=True)
     return final
+
+
+def _optimizer_prefix(name: str) -> str:
+    return "optimizer" if name == "model" else f"{name}_optimizer"
 
 
 def find_checkpoint(path: str | os.PathLike[str]) -> Path:
@@ -85,13 +95,26 @@ def read_trainer_state(checkpoint_dir: Path) -> dict[str, Any]:
         raise CheckpointError(f"{checkpoint_dir / TRAINER_FILE}: unreadable ({exc})") from None
 
 
-def restore(checkpoint_dir: Path, model: nn.Module, optimizer: torch.optim.Optimizer, model_state: dict) -> None:
-    """Load model, optimizer and RNG state into (possibly wrapped) ``model`` on every rank."""
+def restore(checkpoint_dir: Path, modules: dict[str, nn.Module], optimizers: dict[str, torch.optim.Optimizer],
+            model_state: dict) -> None:
+    """Load every module's weights and optimizer, and the RNG states, on every rank.
+
+    ``modules`` are the (possibly wrapped) trained modules; ``model_state`` the verified weights of
+    ``"model"`` (the others are read from ``NAME.safetensors``)."""
     options = StateDictOptions(full_state_dict=True)
-    set_model_state_dict(model, model_state, options=options)
-    groups = json.loads((checkpoint_dir / "optimizer.json").read_text())["param_groups"]
-    optim_state = _unflatten_optimizer(load_file(str(checkpoint_dir / "optimizer.safetensors")), groups)
-    set_optimizer_state_dict(model, optimizer, optim_state, options=options)
+    for name, module in modules.items():
+        if name == "model":
+            weights = model_state
+        else:
+            path = checkpoint_dir / f"{name}.safetensors"
+            if not path.is_file():
+                raise CheckpointError(f"{checkpoint_dir}: no {path.name}; was it written by another recipe?")
+            weights = load_file(str(path))
+        set_model_state_dict(module, weights, options=options)
+        prefix = _optimizer_prefix(name)
+        groups = json.loads((checkpoint_dir / f"{prefix}.json").read_text())["param_groups"]
+        optim_state = _unflatten_optimizer(load_file(str(checkpoint_dir / f"{prefix}.safetensors")), groups)
+        set_optimizer_state_dict(module, optimizers[name], optim_state, options=options)
     torch.set_rng_state(load_file(str(checkpoint_dir / "rng.safetensors"))["torch"])
     trainer = read_trainer_state(checkpoint_dir)
     random.setstate(_tupled(trainer["python_rng"]))

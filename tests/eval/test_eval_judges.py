@@ -41,6 +41,19 @@ def test_whisper_identity_is_at_the_floor_and_degradations_are_worse(asr_judge, 
     assert asr_judge.info.sha256 == WHISPER_BASE_SHA256
 
 
+def test_fit_window_transcribes_like_the_30_second_window(asr_judge, clip):
+    """The fast clip-length encoder window gives the standard path's transcript on real speech,
+    short clips and clips too long for one window included."""
+    from speechtok.eval.judges.asr import whisper_base_30s
+
+    wav = resample(*clip, 16000)
+    reference = whisper_base_30s()
+    assert "clip+2s" in asr_judge.info.name and "30 s" in reference.info.name
+    for audio in (wav, wav[: len(wav) // 2], np.concatenate([wav] * 8)):  # 4 s, 2 s, 32 s
+        fast, standard = asr_judge.transcribe(audio), reference.transcribe(audio)
+        assert score_text(standard, fast).wer <= 5.0
+
+
 def test_whisper_weights_are_pinned(tmp_path):
     folder = assemble_whisper_base(tmp_path / "whisper")
     assert sorted(p.name for p in folder.iterdir()) == ["config.json", "model.bin", "tokenizer.json", "vocabulary.txt"]

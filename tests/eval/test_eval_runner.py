@@ -17,6 +17,7 @@ from speech_clips import SHARED_DATA, SPK84
 from speechtok.cli import main as cli_main
 from speechtok.data.manifest import Utterance, write_manifest
 from speechtok.eval import evaluate
+from speechtok.eval.errors import EvalError
 from speechtok.eval.judges import JudgeInfo
 from speechtok.eval.judges.asr import WHISPER_BASE_SHA256
 from speechtok.eval.systems import IdentitySystem, Reconstruction
@@ -175,8 +176,10 @@ def test_sitok_checkpoint_is_a_system_with_token_statistics(manifest, tmp_path):
     from speechtok.models.sitok import SiTok
 
     checkpoint = SiTok.from_preset("sitok-tiny").save_pretrained(tmp_path / "sitok-tiny-random")
+    with pytest.raises(EvalError, match="no neural vocoder of its own"):
+        evaluate([str(checkpoint)], manifest, tmp_path / "report", metrics="stoi", html=False, progress=False)
     result = evaluate([str(checkpoint)], manifest, tmp_path / "report", metrics="stoi", limit=1, steps=1,
-                      html=False, progress=False)
+                      vocoder="griffin-lim", html=False, progress=False)
     assert not result.failures, result.failures
     (row,) = result.rows
     assert row["system"] == "sitok-tiny-random+griffin-lim"

@@ -1,0 +1,100 @@
+"""SiTok's training recipe: L1 flow matching + VQ commitment + ``ctc_weight`` × CTC on log-mel."""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import nn
+
+from ..data.dataset import Batch, DurationBatcher, MelDataset, collate
+from ..data.manifest import Utterance
+from ..models.sitok import MODEL_KIND, SiTok
+from .plots import SITOK_PANELS
+from .recipe import Recipe
+
+
+class SiTokRecipe(Recipe):
+    kind = MODEL_KIND
+    progress_keys = ("loss", "flow", "ctc", "codebook_usage")
+    plot_panels = SITOK_PANELS
+
+    def build_model(self) -> SiTok:
+        self.last_used = torch.full((self.model_config.codebook_size,), -10**9, dtype=torch.long)
+        return SiTok(self.model_config)
+
+    def dataset(self, rows: list[Utterance], model: nn.Module) -> MelDataset:
+        return MelDataset(rows, model.mel, model.vocabulary, self.train.max_seconds, self.train.seed)
+
+    def collate(self, examples: list[Any], model: nn.Module) -> Batch:
+        return collate(examples, model.mel.silence_value)
+
+    def batch_seconds(self, batch: Batch) -> float:
+        return batch.seconds
+
+    def losses(self, modules: dict[str, nn.Module], batch: Batch, phase: str, scratch: dict[str, Any],
+               step: int) -> dict[str, torch.Tensor]:
+        model = modules["model"]
+        dev = next(model.parameters()).device
+        return model(batch.mel.to(dev), batch.frame_lengths.to(dev), batch.labels.to(dev), batch.label_lengths.to(dev))
+
+    # ------------------------------------------------------------------------ codebook usage
+    def after_step(self, step: int, out: dict[str, torch.Tensor], reduce: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        counts = torch.bincount(out["indices"].detach().flatten().cpu(), minlength=self.model_config.codebook_size)
+        self.last_used[reduce(counts) > 0] = step
+
+    def log_metrics(self, step: int) -> dict[str, float]:
+        return {"codebook_usage": float((step - self.last_used < self.train.usage_window).float().mean())}
+
+    def state_json(self) -> dict[str, Any]:
+        return {"last_used": self.last_used.tolist()}
+
+    def load_state_json(self, state: dict[str, Any]) -> None:
+        self.last_used = torch.tensor(state["last_used"], dtype=torch.long)
+
+    # ---------------------------------------------------------------------------- validation
+    @torch.no_grad()
+    def validate(self, modules: dict[str, nn.Module], data: MelDataset, model: nn.Module,
+                 device: torch.device, sharded: bool) -> dict[str, float]:
+        """Flow and CTC loss with fixed noise, plus the greedy-CTC character error rate."""
+        totals = {"valid_flow": 0.0, "valid_ctc": 0.0}
+        edits = chars = 0
+        batches = DurationBatcher(data.durations(), self.train.batch_seconds, seed=0).epoch(0)
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(1234)
+            for indices in batches:
+                batch = self.collate([data.get(i, 0) for i in indices], model)
+                out = self.losses(modules, batch, "model", {}, 0)
+                totals["valid_flow"] += float(out["flow"]) / len(batches)
+                totals["valid_ctc"] += float(out["ctc"]) / len(batches)
+                if not sharded:  # the greedy CER probe calls submodules directly: not under FSDP
+                    e, n = ctc_errors(model, batch, device)
+                    edits, chars = edits + e, chars + n
+        if chars:
+            totals["valid_ctc_cer"] = edits / chars
+        return totals
+
+
+def ctc_errors(model: SiTok, batch: Batch, device: torch.device) -> tuple[int, int]:
+    """Character edits and reference length of greedy CTC decoding on ``batch``."""
+    x, token_mask, _ = model.stack(batch.mel.to(device), batch.frame_lengths.to(device))
+    enc = model.encode_mel(x, token_mask)
+    best = model.ctc_log_probs(enc.cond, token_mask).argmax(-1).cpu()
+    edits = total = 0
+    for i in range(best.shape[0]):
+        n_labels = int(batch.label_lengths[i])
+        if n_labels == 0:
+            continue
+        frames = int(token_mask[i].sum()) * model.config.ctc_upsample
+        hyp = [t for t in torch.unique_consecutive(best[i, :frames]).tolist() if t != 0]
+        edits += edit_distance(batch.labels[i, :n_labels].tolist(), hyp)
+        total += n_labels
+    return edits, total
+
+
+def edit_distance(a: list[int], b: list[int]) -> int:
+    row = list(range(len(b) + 1))
+    for i, x in enumerate(a, 1):
+        prev, row[0] = row[0], i
+        for j, y in enumerate(b, 1):
+            prev, row[j] = row[j], min(row[j] + 1, row[j - 1] + 1, prev + (x != y))
+    return row[-1]

@@ -1,0 +1,71 @@
+"""Vocoder commands: ``mel`` (audio → log-mel .npy) and ``vocode`` (log-mel .npy → audio).
+
+Mel files hold SiTok's normalised 24 kHz / hop 480 / 128-bin log-mel as float32 ``[128, F]``,
+so a mel decoded by any SiTok model can be vocoded on its own, and vice versa.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..audio import load_audio, save_audio
+from ..errors import DataError
+from ..fileio import atomic_path
+from ..mel import MelSpectrogram
+from .vocos import Vocos
+
+DEFAULT_VOCODER = "vocos-24k"
+
+
+def add_vocoder_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("mel", help="audio file → normalised log-mel (.npy)",
+                              description="Compute the 24 kHz / 50 Hz / 128-bin normalised log-mel that SiTok and the vocoder use.")
+    p.add_argument("input", help="audio file (any rate; mixed down to mono)")
+    p.add_argument("-o", "--output", required=True, help="mel file to write (.npy, float32 [128, F])")
+    p.set_defaults(func=_mel)
+
+    p = subparsers.add_parser("vocode", help="log-mel (.npy) → audio file with the neural vocoder",
+                              description="Turn a normalised log-mel [128, F] (from 'speechtok mel' or a SiTok decoder) into 24 kHz audio.")
+    p.add_argument("input", help="mel file (.npy, float32 [128, F])")
+    p.add_argument("-o", "--output", required=True, help="audio file to write (.wav, .flac or .ogg)")
+    p.add_argument("--vocoder", default=DEFAULT_VOCODER,
+                   help=f"vocoder checkpoint directory or bundled name (default: {DEFAULT_VOCODER})")
+    p.set_defaults(func=_vocode)
+
+
+def _mel(args: argparse.Namespace) -> int:
+    output = Path(args.output)
+    if output.suffix != ".npy":
+        raise DataError(f"{output}: mel files must end in .npy")
+    front_end = MelSpectrogram()
+    wav, _ = load_audio(args.input, front_end.cfg.sample_rate)
+    with torch.no_grad():
+        mel = front_end(torch.from_numpy(wav)[None, None])[0]
+    with atomic_path(output) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, mel.numpy().astype(np.float32))
+    print(f"{output}: {mel.shape[-1]} frames × {mel.shape[0]} bins at {front_end.cfg.frame_rate:g} Hz")
+    return 0
+
+
+def _vocode(args: argparse.Namespace) -> int:
+    path = Path(args.input)
+    if not path.is_file():
+        raise DataError(f"{path}: mel file not found")
+    try:
+        mel = np.load(path, allow_pickle=False)
+    except Exception:
+        raise DataError(f"{path}: not a readable .npy mel file") from None
+    vocoder = Vocos.from_pretrained(args.vocoder)
+    n_mels = vocoder.config.mel.n_mels
+    if mel.ndim != 2 or mel.shape[0] != n_mels or not np.issubdtype(mel.dtype, np.floating):
+        raise DataError(f"{path}: expected a float array [{n_mels}, F], got {mel.dtype} {list(mel.shape)}")
+    if mel.shape[1] == 0 or not np.isfinite(mel).all():
+        raise DataError(f"{path}: the mel is empty or holds NaN/Inf")
+    wav = vocoder.vocode(torch.from_numpy(mel.astype(np.float32))[None])
+    save_audio(args.output, wav[0, 0], vocoder.sample_rate)
+    print(f"{args.output}: {wav.shape[-1] / vocoder.sample_rate:.2f} s at {vocoder.sample_rate} Hz")
+    return 0
