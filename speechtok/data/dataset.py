@@ -83,53 +83,68 @@ class MelDataset:
 
 @dataclass
 class Segment:
-    mel: torch.Tensor  # [n_mels, F]
-    wav: torch.Tensor  # [1, F · hop], the samples that frames F were computed from
+    wav: torch.Tensor  # [1, frames · hop]
+    mel: torch.Tensor | None  # [n_mels, frames] when the dataset has a mel front-end
+    labels: list[int]  # CTC labels; empty when cropped or untranscribed
+    speaker: int  # index into SegmentDataset.speakers
 
 
 class SegmentDataset:
-    """Random aligned (mel, waveform) crops of ``segment_seconds`` for waveform generators.
+    """Random frame-aligned waveform crops of ``segment_seconds`` for waveform generators.
 
-    Each utterance is loaded once; its mel is computed on the whole utterance (so the causal
-    front-end sees real left context) and crops are taken on frame boundaries, frame ``i`` pairing
-    with samples ``[i · hop, (i + 1) · hop)``. Shorter utterances are padded with silence.
+    Each utterance is loaded once at ``sample_rate``. With a mel front-end the mel is computed on
+    the whole utterance (so the causal front-end sees real left context) and frame ``i`` pairs with
+    samples ``[i · hop, (i + 1) · hop)``. Shorter utterances are padded with silence and keep their
+    transcript; cropped ones lose it. Speakers are numbered in sorted order of their labels.
     """
 
-    def __init__(self, utterances: list[Utterance], mel: MelSpectrogram, segment_seconds: float, seed: int = 0) -> None:
+    def __init__(self, utterances: list[Utterance], sample_rate: int, hop: int, segment_seconds: float,
+                 seed: int = 0, *, mel: MelSpectrogram | None = None, vocabulary: Vocabulary | None = None) -> None:
         if not utterances:
             raise DataError("no utterances to train on")
         self.utterances = utterances
+        self.sample_rate, self.hop = sample_rate, hop
         self.mel = mel
-        self.frames = max(1, int(segment_seconds * mel.cfg.frame_rate))
+        self.vocabulary = vocabulary
+        self.frames = max(1, round(segment_seconds * sample_rate / hop))
         self.seed = seed
-        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.speakers = sorted({u.speaker for u in utterances})
+        self._speaker_index = {s: i for i, s in enumerate(self.speakers)}
+        self._cache: dict[int, tuple[torch.Tensor, torch.Tensor | None]] = {}
 
     def __len__(self) -> int:
         return len(self.utterances)
 
     def durations(self) -> list[float]:
-        return [self.frames / self.mel.cfg.frame_rate] * len(self.utterances)
+        return [self.frames * self.hop / self.sample_rate] * len(self.utterances)
 
-    def _load(self, index: int) -> tuple[torch.Tensor, torch.Tensor]:
+    def load(self, index: int) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The whole utterance: waveform ``[1, T]`` and its mel (or None)."""
         if index not in self._cache:
-            wav, _ = load_audio(self.utterances[index].path, self.mel.cfg.sample_rate)
+            wav, _ = load_audio(self.utterances[index].path, self.sample_rate)
             wav = torch.from_numpy(wav)[None]
-            with torch.no_grad():
-                mel = self.mel(wav[None])[0]
-            self._cache[index] = (mel, wav)
+            mel = None
+            if self.mel is not None:
+                with torch.no_grad():
+                    mel = self.mel(wav[None])[0]
+            self._cache[index] = (wav, mel)
         return self._cache[index]
 
     def get(self, index: int, epoch: int) -> Segment:
-        mel, wav = self._load(index)
-        hop, n = self.mel.cfg.hop_length, self.frames
+        wav, mel = self.load(index)
+        hop, n = self.hop, self.frames
+        total = -(-wav.shape[-1] // hop)
         start = 0
-        if mel.shape[-1] > n:
-            start = int(np.random.default_rng([self.seed, epoch, index]).integers(0, mel.shape[-1] - n + 1))
-        mel = mel[:, start:start + n]
-        wav = wav[:, start * hop:(start + n) * hop]
-        if mel.shape[-1] < n:
+        if total > n:
+            start = int(np.random.default_rng([self.seed, epoch, index]).integers(0, total - n + 1))
+        crop = wav[:, start * hop:(start + n) * hop]
+        crop = torch.nn.functional.pad(crop, (0, n * hop - crop.shape[-1]))
+        if mel is not None:
+            mel = mel[:, start:start + n]
             mel = torch.nn.functional.pad(mel, (0, n - mel.shape[-1]), value=self.mel.silence_value)
-        return Segment(mel, torch.nn.functional.pad(wav, (0, n * hop - wav.shape[-1])))
+        utt = self.utterances[index]
+        labels = self.vocabulary.encode(utt.transcript) if self.vocabulary and utt.transcript and total <= n else []
+        return Segment(crop, mel, labels, self._speaker_index[utt.speaker])
 
 
 class DurationBatcher:

@@ -10,11 +10,23 @@ feature-matching loss).
 """
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
 Judgement = tuple[torch.Tensor, list[torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class DiscriminatorConfig:
+    """Multi-period (HiFi-GAN) and multi-resolution (UnivNet) discriminators, width-scalable."""
+
+    periods: tuple[int, ...] = (2, 3, 5, 7, 11)
+    period_channels: tuple[int, ...] = (32, 128, 512, 1024, 1024)
+    resolutions: tuple[int, ...] = (512, 1024, 2048)  # STFT sizes; hop = n_fft / 4
+    resolution_channels: int = 32
 
 
 class PeriodDiscriminator(nn.Module):
@@ -76,6 +88,10 @@ class Discriminators(nn.Module):
         super().__init__()
         self.period = nn.ModuleList(PeriodDiscriminator(p, period_channels) for p in periods)
         self.resolution = nn.ModuleList(ResolutionDiscriminator(n, resolution_channels) for n in resolutions)
+
+    @classmethod
+    def from_config(cls, c: DiscriminatorConfig) -> "Discriminators":
+        return cls(c.periods, c.period_channels, c.resolutions, c.resolution_channels)
 
     def forward(self, wav: torch.Tensor) -> tuple[list[Judgement], list[Judgement]]:
         return [d(wav) for d in self.period], [d(wav) for d in self.resolution]

@@ -5,7 +5,7 @@ import torch
 from torch import nn
 
 from ..mel import MelConfig, mel_filterbank
-from .discriminators import Judgement
+from .discriminators import Discriminators, Judgement
 
 
 class MultiResolutionMelLoss(nn.Module):
@@ -50,3 +50,32 @@ def feature_matching(real: list[Judgement], fake: list[Judgement]) -> torch.Tens
               for (_, real_maps), (_, fake_maps) in zip(real, fake, strict=True)
               for r, f in zip(real_maps, fake_maps, strict=True)]
     return torch.stack(losses).mean()
+
+
+def _split(judgements: list[Judgement], n: int) -> tuple[list[Judgement], list[Judgement]]:
+    """Judgements of ``real ‖ fake`` → (real judgements, fake judgements)."""
+    real = [(logits[:n], [f[:n] for f in feats]) for logits, feats in judgements]
+    fake = [(logits[n:], [f[n:] for f in feats]) for logits, feats in judgements]
+    return real, fake
+
+
+def discriminator_loss(discriminator: Discriminators, real: torch.Tensor, fake: torch.Tensor,
+                       resolution_weight: float) -> torch.Tensor:
+    """Hinge loss of the period + ``resolution_weight`` × resolution discriminators.
+
+    Real and (detached) fake audio go through one call, which keeps DDP to one forward per backward.
+    """
+    period, resolution = discriminator(torch.cat([real, fake.detach()]))
+    n = real.shape[0]
+    return discriminator_hinge(*_split(period, n)) + resolution_weight * discriminator_hinge(*_split(resolution, n))
+
+
+def generator_gan_losses(discriminator: Discriminators, real: torch.Tensor, fake: torch.Tensor,
+                         resolution_weight: float) -> dict[str, torch.Tensor]:
+    """The generator's adversarial (hinge) and feature-matching losses, resolution terms weighted."""
+    period, resolution = discriminator(torch.cat([real, fake]))
+    n = real.shape[0]
+    real_p, fake_p = _split(period, n)
+    real_r, fake_r = _split(resolution, n)
+    return {"adv": generator_hinge(fake_p) + resolution_weight * generator_hinge(fake_r),
+            "fm": feature_matching(real_p, fake_p) + resolution_weight * feature_matching(real_r, fake_r)}

@@ -7,7 +7,7 @@ from pathlib import Path
 from ..config import from_dict, load_yaml, override
 from ..errors import ConfigError
 from .config import TrainConfig
-from .families import all_presets, preset_family
+from .families import all_presets, family, preset_family
 from .state import find_checkpoint, read_trainer_state
 from .trainer import RunSpec, Trainer
 
@@ -24,11 +24,14 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
             "      --config configs/sitok-small.yaml --out runs/sitok-small\n"
             "  speechtok train --preset vocos-small --data train.tsv --valid dev.tsv \\\n"
             "      --config configs/vocos-small.yaml --out runs/vocos-small   # the vocoder\n"
+            "  speechtok train --preset holitok-small --stage 1 --data train.tsv --out runs/holitok-s1\n"
+            "  speechtok train --preset holitok-small --stage 2 --init runs/holitok-s1 --data train.tsv --out runs/holitok-s2\n"
             "  speechtok train --resume runs/sitok-small            # continue exactly where it stopped\n"
             "  speechtok train --resume runs/sitok-small --steps 8000   # ... and train longer\n"
             "  torchrun --nproc_per_node 8 -m speechtok.cli train --preset sitok-l ...   # multi-GPU\n\n"
             f"presets: {', '.join(all_presets())}.  The YAML file may hold 'model:' and 'train:' sections\n"
-            "that override the preset and the training defaults (see configs/)."
+            "that override the preset and the training defaults, and for HoliTok an 'objective:' section\n"
+            "(stage, loss weights, teacher; see configs/)."
         ),
     )
     p.add_argument("--preset", help="model preset to start from")
@@ -39,36 +42,42 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", help="run or checkpoint directory to continue from (restores everything)")
     p.add_argument("--init", help="checkpoint whose weights initialise a new run (fine-tuning)")
     p.add_argument("--steps", type=int, help="total number of steps (overrides the config)")
+    p.add_argument("--stage", type=int, choices=(0, 1, 2, 3),
+                   help="HoliTok training stage (1 AE, 2 VAE bottleneck, 3 semantic enrichment; 0 vanilla VAE);"
+                        " start stages 2 and 3 with --init from the previous stage's run")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=_run_train)
 
 
 def _run_train(args: argparse.Namespace) -> int:
     overrides = load_yaml(args.config) if args.config else {}
-    unknown = sorted(set(overrides) - {"model", "train"})
+    unknown = sorted(set(overrides) - {"model", "train", "objective"})
     if unknown:
-        raise ConfigError(f"{args.config}: unknown section(s) {unknown} (use 'model' and 'train')")
+        raise ConfigError(f"{args.config}: unknown section(s) {unknown} (use 'model', 'train' and 'objective')")
     if args.resume:
         checkpoint = find_checkpoint(args.resume)
         spec = RunSpec.from_json(read_trainer_state(checkpoint)["spec"])
         if "model" in overrides and override(spec.model, overrides["model"]) != spec.model:
             raise ConfigError("--resume continues the same model; model overrides are not allowed")
-        train = override(spec.train, overrides.get("train", {}), "train")
+        spec = spec.replace(train=override(spec.train, overrides.get("train", {}), "train"))
         run_dir = Path(args.out) if args.out else checkpoint.parent.parent
-        spec = RunSpec(spec.model, train, spec.train_manifest, spec.valid_manifest, spec.kind)
     else:
         missing = [flag for flag, value in (("--preset", args.preset), ("--data", args.data), ("--out", args.out)) if not value]
         if missing:
             raise ConfigError(f"a new run needs {', '.join(missing)} (or --resume RUN_DIR)")
         kind, preset = preset_family(args.preset)
-        model = override(preset, overrides.get("model", {}), "model")
-        train = from_dict(TrainConfig, overrides.get("train", {}), "train")
-        spec = RunSpec(model, train, str(Path(args.data).resolve()),
-                       str(Path(args.valid).resolve()) if args.valid else None, kind)
+        objective_class = family(kind).recipe.objective_class
+        if objective_class is None and ("objective" in overrides or args.stage is not None):
+            raise ConfigError(f"{args.preset}: this model family has no 'objective' settings (nor --stage)")
+        objective = objective_class and from_dict(objective_class, overrides.get("objective", {}), "objective")
+        if args.stage is not None:
+            objective = override(objective, {"stage": args.stage}, "objective")
+        spec = RunSpec(override(preset, overrides.get("model", {}), "model"),
+                       from_dict(TrainConfig, overrides.get("train", {}), "train"), str(Path(args.data).resolve()),
+                       str(Path(args.valid).resolve()) if args.valid else None, kind, objective)
         run_dir = Path(args.out)
     if args.steps is not None:
-        spec = RunSpec(spec.model, override(spec.train, {"steps": args.steps}), spec.train_manifest,
-                       spec.valid_manifest, spec.kind)
+        spec = spec.replace(train=override(spec.train, {"steps": args.steps}))
     trainer = Trainer(spec, run_dir, resume_from=checkpoint if args.resume else None, init_from=args.init,
                       progress=not args.no_progress)
     try:

@@ -5,8 +5,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import ConfigError
-from ..models import sitok_config
+from ..models import holitok_config, sitok_config
 from ..vocoder import vocos_config
+from .holitok_recipe import HoliTokRecipe
 from .recipe import Recipe
 from .sitok_recipe import SiTokRecipe
 from .vocos_recipe import VocosRecipe
@@ -23,6 +24,8 @@ class Family:
 FAMILIES: dict[str, Family] = {
     SiTokRecipe.kind: Family(SiTokRecipe, sitok_config.SiTokConfig, sitok_config.PRESETS, sitok_config.get_preset),
     VocosRecipe.kind: Family(VocosRecipe, vocos_config.VocosConfig, vocos_config.PRESETS, vocos_config.get_preset),
+    HoliTokRecipe.kind: Family(HoliTokRecipe, holitok_config.HoliTokConfig, holitok_config.PRESETS,
+                               holitok_config.get_preset),
 }
 
 

@@ -47,7 +47,7 @@ def plot_metrics(jsonl: str | Path, png: str | Path, panels: tuple[Panel, ...] =
         ax.set_title(label)
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
-        if valid_key:
+        if valid_key and ax.get_legend_handles_labels()[0]:
             ax.legend()
     fig.suptitle(title or str(Path(jsonl).parent.name))
     fig.tight_layout()

@@ -30,22 +30,30 @@ class TrainingData(Protocol):
 
 class Recipe:
     kind: ClassVar[str]  # the model kind recorded in checkpoints
+    objective_class: ClassVar[type | None] = None  # typed training objective (YAML 'objective:'), if any
     phases: ClassVar[tuple[str, ...]] = ("model",)
     progress_keys: ClassVar[tuple[str, ...]] = ("loss",)
     plot_panels: ClassVar[tuple[Panel, ...]] = (("loss", None, "loss"),)
 
-    def __init__(self, model_config: Any, train: TrainConfig) -> None:
+    def __init__(self, model_config: Any, train: TrainConfig, objective: Any = None) -> None:
         self.model_config = model_config
         self.train = train
+        self.objective = objective
 
     def build_model(self) -> nn.Module:
         raise NotImplementedError
 
     def auxiliary_modules(self, model: nn.Module) -> dict[str, nn.Module]:
-        """Modules trained and checkpointed with the model but not exported (e.g. discriminators)."""
+        """Modules trained and checkpointed with the model but not exported (e.g. discriminators).
+        Called after the training set is built."""
         return {}
 
+    def phase_of(self, module: str) -> str:
+        """The phase whose loss updates ``module`` (auxiliary heads usually learn with the model)."""
+        return module if module in self.phases else "model"
+
     def dataset(self, rows: list[Utterance], model: nn.Module) -> TrainingData:
+        """Called for the training set first, then for the validation set."""
         raise NotImplementedError
 
     def collate(self, examples: list[Any], model: nn.Module) -> Any:

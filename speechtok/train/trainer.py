@@ -8,6 +8,7 @@ checkpoints, a JSONL metrics log (plus TensorBoard when installed) and a progres
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import json
 import math
 import time
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 from torch import nn
+from safetensors.torch import load_file
 from tqdm import tqdm
 
 from ..checkpoint import load_checkpoint, load_state
@@ -36,22 +38,31 @@ from .state import find_checkpoint, gather_states, read_trainer_state, restore, 
 class RunSpec:
     """Everything that defines a run; stored in each checkpoint so ``--resume`` needs nothing else."""
 
-    model: Any  # the family's typed config (SiTokConfig, VocosConfig, ...)
+    model: Any  # the family's typed config (SiTokConfig, VocosConfig, HoliTokConfig)
     train: TrainConfig
     train_manifest: str
     valid_manifest: str | None = None
     kind: str = "sitok"
+    objective: Any = None  # the family's typed objective, when it has one (HoliTok's stage and losses)
 
     def to_json(self) -> dict[str, Any]:
-        return {"kind": self.kind, "model": to_dict(self.model), "train": to_dict(self.train),
+        data = {"kind": self.kind, "model": to_dict(self.model), "train": to_dict(self.train),
                 "train_manifest": self.train_manifest, "valid_manifest": self.valid_manifest}
+        if self.objective is not None:
+            data["objective"] = to_dict(self.objective)
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> "RunSpec":
         kind = data.get("kind", "sitok")
+        objective_class = family(kind).recipe.objective_class
+        objective = from_dict(objective_class, data.get("objective", {}), "objective") if objective_class else None
         return cls(from_dict(family(kind).config_class, data["model"], "model"),
                    from_dict(TrainConfig, data["train"], "train"), data["train_manifest"],
-                   data.get("valid_manifest"), kind)
+                   data.get("valid_manifest"), kind, objective)
+
+    def replace(self, **changes: Any) -> "RunSpec":
+        return dataclasses.replace(self, **changes)
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
@@ -73,24 +84,25 @@ class Trainer:
             torch.set_num_threads(self.cfg.threads)
         torch.manual_seed(self.cfg.seed)
         self.progress = progress and self.info.is_main
-        self.recipe = family(spec.kind).recipe(spec.model, spec.train)
+        self.recipe = family(spec.kind).recipe(spec.model, spec.train, spec.objective)
 
         self.model = self.recipe.build_model().to(self.info.device)
-        if init_from is not None:
-            self._init_weights(init_from)
-        self.strategy = dist_utils.choose_strategy(self.cfg.strategy, self.model)
-        # Every trained module: the exported model, then the recipe's auxiliary ones.
-        self.modules: dict[str, nn.Module] = {"model": self.model}
-        for name, module in self.recipe.auxiliary_modules(self.model).items():
-            self.modules[name] = module.to(self.info.device)
-        self.wrapped = {name: dist_utils.wrap(m, self.info, self.strategy if name == "model" else "ddp")
-                        for name, m in self.modules.items()}
-        self.optimizers = {name: self._optimizer(m) for name, m in self.modules.items()}
-
         self.dataset = self.recipe.dataset(read_manifest(spec.train_manifest), self.model)
         self.batcher = DurationBatcher(self.dataset.durations(), self.cfg.batch_seconds, seed=self.cfg.seed,
                                        rank=self.info.rank, world_size=self.info.world_size)
         self.valid = self.recipe.dataset(read_manifest(spec.valid_manifest), self.model) if spec.valid_manifest else None
+        # Every trained module: the exported model, then the recipe's auxiliary ones.
+        self.modules: dict[str, nn.Module] = {"model": self.model}
+        for name, module in self.recipe.auxiliary_modules(self.model).items():
+            self.modules[name] = module.to(self.info.device)
+        if init_from is not None:
+            self._init_weights(init_from)
+        self.strategy = dist_utils.choose_strategy(self.cfg.strategy, self.model)
+        self.wrapped = {name: dist_utils.wrap(m, self.info, self.strategy if name == "model" else "ddp")
+                        for name, m in self.modules.items()}
+        self.optimizers = {name: self._optimizer(m) for name, m in self.modules.items()}
+        self.phase_members = {phase: [n for n in self.modules if self.recipe.phase_of(n) == phase]
+                              for phase in self.recipe.phases}
 
         self.step, self.epoch, self.position = 0, 0, 0
         if resume_from is not None:
@@ -103,18 +115,31 @@ class Trainer:
         return self.optimizers["model"]
 
     def _optimizer(self, module: nn.Module) -> torch.optim.Optimizer:
-        decay = [p for p in module.parameters() if p.dim() >= 2]
-        no_decay = [p for p in module.parameters() if p.dim() < 2]
+        trained = [p for p in module.parameters() if p.requires_grad]  # frozen parts (HoliTok stage II) are left out
+        decay = [p for p in trained if p.dim() >= 2]
+        no_decay = [p for p in trained if p.dim() < 2]
         return torch.optim.AdamW(
             [{"params": decay, "weight_decay": self.cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
             lr=self.cfg.lr, betas=self.cfg.betas)
 
     # ------------------------------------------------------------------------------------- state
     def _init_weights(self, source: str | Path) -> None:
-        loaded = load_checkpoint(source, expected_kind=self.spec.kind)
-        if loaded.config != to_dict(self.spec.model):
+        """Start from another run's weights (fine-tuning, or the next HoliTok stage): the model's,
+        plus any auxiliary module saved beside them under the same name (e.g. the discriminators)."""
+        path = Path(source)
+        if not (path / "config.json").is_file() and path.is_dir():
+            path = find_checkpoint(path)  # a run directory: its latest checkpoint
+        loaded = load_checkpoint(path, expected_kind=self.spec.kind)
+        if from_dict(type(self.spec.model), loaded.config, "model") != self.spec.model:
             raise ConfigError(f"{source}: its model config differs from this run's; fine-tuning needs the same architecture")
         load_state(self.model, loaded)
+        for name, module in self.modules.items():
+            weights = loaded.directory / f"{name}.safetensors"
+            if name != "model" and weights.is_file():
+                try:
+                    module.load_state_dict(load_file(str(weights)))
+                except RuntimeError:
+                    raise ConfigError(f"{weights}: does not fit this run's {name}") from None
 
     def _resume(self, checkpoint_dir: Path) -> None:
         state = read_trainer_state(checkpoint_dir)
@@ -182,11 +207,14 @@ class Trainer:
                 out = self.recipe.losses(self.wrapped, batch, phase, scratch, self.step)
             if out is None:
                 continue
-            optimizer = self.optimizers[phase]
-            optimizer.zero_grad(set_to_none=True)
+            members = self.phase_members[phase]
+            for name in members:
+                self.optimizers[name].zero_grad(set_to_none=True)
             out["loss"].backward()
-            grad_norm = torch.nn.utils.clip_grad_norm_(self.modules[phase].parameters(), self.cfg.grad_clip)
-            optimizer.step()
+            params = [p for name in members for p in self.modules[name].parameters() if p.requires_grad]
+            grad_norm = torch.nn.utils.clip_grad_norm_(params, self.cfg.grad_clip)
+            for name in members:
+                self.optimizers[name].step()
             if phase == "model":
                 self.recipe.after_step(self.step + 1, out, self._all_reduce_sum)
             prefix = "" if phase == "model" else f"{phase}_"

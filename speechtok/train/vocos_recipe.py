@@ -12,16 +12,11 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..audio import load_audio
 from ..data.dataset import Segment, SegmentDataset
 from ..data.manifest import Utterance
+from ..mel import MelSpectrogram
 from ..modules.discriminators import Discriminators
-from ..modules.gan_losses import (
-    MultiResolutionMelLoss,
-    discriminator_hinge,
-    feature_matching,
-    generator_hinge,
-)
+from ..modules.gan_losses import MultiResolutionMelLoss, discriminator_loss, generator_gan_losses
 from ..vocoder.vocos import MODEL_KIND, Vocos
 from .recipe import Recipe
 
@@ -51,13 +46,12 @@ class VocosRecipe(Recipe):
         return Vocos(self.model_config)
 
     def auxiliary_modules(self, model: nn.Module) -> dict[str, nn.Module]:
-        d = self.model_config.discriminator
-        return {"discriminator": Discriminators(d.periods, d.period_channels, d.resolutions, d.resolution_channels)}
+        return {"discriminator": Discriminators.from_config(self.model_config.discriminator)}
 
     def dataset(self, rows: list[Utterance], model: nn.Module) -> SegmentDataset:
-        from ..mel import MelSpectrogram
-
-        return SegmentDataset(rows, MelSpectrogram(self.model_config.mel), self.train.segment_seconds, self.train.seed)
+        mel = self.model_config.mel
+        return SegmentDataset(rows, mel.sample_rate, mel.hop_length, self.train.segment_seconds, self.train.seed,
+                              mel=MelSpectrogram(mel))
 
     def collate(self, examples: list[Segment], model: nn.Module) -> SegmentBatch:
         mel = torch.stack([e.mel for e in examples])
@@ -76,27 +70,17 @@ class VocosRecipe(Recipe):
         real = batch.wav.to(dev)
         if "fake" not in scratch:
             scratch["fake"] = generator(batch.mel.to(dev))
-        fake, n = scratch["fake"], real.shape[0]
-        c = self.model_config
+        fake, c = scratch["fake"], self.model_config
         if phase == "discriminator":
             if not self._adversarial(step):
                 return None
-            # One call on real ‖ fake keeps DDP to one forward per backward.
-            period, resolution = discriminator(torch.cat([real, fake.detach()]))
-            d_period = discriminator_hinge(*_split(period, n))
-            d_resolution = discriminator_hinge(*_split(resolution, n))
-            scratch["disc"] = (d_period + c.resolution_weight * d_resolution).detach()
-            return {"loss": d_period + c.resolution_weight * d_resolution}
-        mel = self.mel_loss.to(dev)(fake, real)
-        out = {"mel": mel}
-        loss = c.mel_weight * mel
+            loss = discriminator_loss(discriminator, real, fake, c.resolution_weight)
+            scratch["disc"] = loss.detach()
+            return {"loss": loss}
+        out = {"mel": self.mel_loss.to(dev)(fake, real)}
+        loss = c.mel_weight * out["mel"]
         if self._adversarial(step):
-            period, resolution = discriminator(torch.cat([real, fake]))
-            real_p, fake_p = _split(period, n)
-            real_r, fake_r = _split(resolution, n)
-            out["adv"] = generator_hinge(fake_p) + c.resolution_weight * generator_hinge(fake_r)
-            out["fm"] = feature_matching(real_p, fake_p) + c.resolution_weight * feature_matching(real_r, fake_r)
-            out["disc"] = scratch["disc"]
+            out.update(generator_gan_losses(discriminator, real, fake, c.resolution_weight), disc=scratch["disc"])
             loss = loss + out["adv"] + c.feature_weight * out["fm"]
         out["loss"] = loss
         return out
@@ -106,16 +90,10 @@ class VocosRecipe(Recipe):
                  device: torch.device, sharded: bool) -> dict[str, float]:
         """Multi-resolution mel L1 of whole validation utterances vocoded from their true mel."""
         total = 0.0
-        for utt in data.utterances:
-            wav, _ = load_audio(utt.path, self.model_config.mel.sample_rate)
-            real = torch.from_numpy(wav)[None, None].to(device)
-            fake = modules["model"](data.mel.to(device)(real))[..., : real.shape[-1]]
+        for index in range(len(data)):
+            wav, mel = data.load(index)
+            real = wav[None].to(device)
+            fake = modules["model"](mel[None].to(device))[..., : real.shape[-1]]
             total += float(self.mel_loss.to(device)(fake, real))
-        return {"valid_mel": total / len(data.utterances)}
+        return {"valid_mel": total / len(data)}
 
-
-def _split(judgements: list, n: int) -> tuple[list, list]:
-    """Judgements of ``real ‖ fake`` → (real judgements, fake judgements)."""
-    real = [(logits[:n], [f[:n] for f in feats]) for logits, feats in judgements]
-    fake = [(logits[n:], [f[n:] for f in feats]) for logits, feats in judgements]
-    return real, fake

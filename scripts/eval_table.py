@@ -1,0 +1,138 @@
+"""Produce the documented evaluation tables on the development split, one command each.
+
+    python scripts/eval_table.py baseline   # classical codecs → docs/evaluation.md
+    python scripts/eval_table.py quality    # sitok-default vs Codec2/Opus → README.md, docs/vocoder.md
+                                            #   and the bundled checkpoint's `speechtok info`
+    options: [--data data/splits/dev.tsv] [-o runs/eval/<table>] [--metrics ...] [--limit N]
+
+Each runs ``speechtok eval`` (through :func:`speechtok.eval.evaluate`) and rewrites the block
+between the table's ``<!-- NAME:begin -->`` / ``<!-- NAME:end -->`` markers in its documents with
+the table, the data, the judges (versions and hashes) and the wall time. Reruns reuse the report
+folder's cache, so only new or changed systems are computed.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+from speechtok.eval import evaluate
+from speechtok.eval.codecs import CODECS
+from speechtok.eval.summary import legend, markdown_table
+from speechtok.eval.systems import SiTokSystem
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@dataclass(frozen=True)
+class Table:
+    marker: str
+    systems: tuple[str, ...]  # codec names, "identity", or "sitok:<checkpoint>[:<vocoder>]"
+    documents: tuple[str, ...]
+    metrics: str | None = None  # None: speechtok eval's default set
+    info_checkpoint: str | None = None  # bundled checkpoint whose `speechtok info` shows the table
+
+
+TABLES = {
+    "baseline": Table("baseline-table",
+                      ("identity", "codec2-450", "codec2-700c", "codec2-1200", "codec2-1600", "codec2-3200",
+                       "opus-6k", "speex-q0", "amr-nb-4.75"),
+                      ("docs/evaluation.md",)),
+    "quality": Table("quality-table",
+                     ("identity", "sitok:sitok-default", "sitok:sitok-default:griffin-lim", "codec2-700c",
+                      "codec2-1200", "opus-6k"),
+                     ("README.md", "docs/vocoder.md"), metrics="wer,stoi,pesq,sim,dnsmos",
+                     info_checkpoint="sitok-default"),
+}
+
+
+def resolve_systems(names: tuple[str, ...]) -> tuple[list, list[str]]:
+    systems, skipped = [], []
+    for name in names:
+        if name.startswith("sitok:"):
+            _, checkpoint, *vocoder = name.split(":")
+            systems.append(SiTokSystem(checkpoint, vocoder=vocoder[0] if vocoder else None))
+        elif name == "identity" or not CODECS[name].missing():
+            systems.append(name)
+        else:
+            skipped.append(name)
+    return systems, skipped
+
+
+def replace_block(doc: Path, marker: str, block: str) -> None:
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+    text = doc.read_text(encoding="utf-8")
+    if begin not in text or end not in text:
+        sys.exit(f"error: {doc}: markers {begin} / {end} not found")
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    doc.write_text(pattern.sub(lambda _: f"{begin}\n{block}\n{end}", text), encoding="utf-8")
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("table", choices=sorted(TABLES))
+    parser.add_argument("--data", default=str(ROOT / "data" / "splits" / "dev.tsv"))
+    parser.add_argument("-o", "--output", help="report folder (default: runs/eval/<table>-dev)")
+    parser.add_argument("--metrics", help="as for speechtok eval (default: the table's)")
+    parser.add_argument("--limit", type=int, help="only the first N files (a quick look; documents untouched)")
+    args = parser.parse_args()
+    table = TABLES[args.table]
+    systems, skipped = resolve_systems(table.systems)
+    output = args.output or str(ROOT / "runs" / "eval" / f"{args.table}-dev")
+    result = evaluate(systems, args.data, output, metrics=args.metrics or table.metrics, limit=args.limit)
+    meta = result.meta
+    data = Path(args.data).resolve()
+    shown_data = data.relative_to(ROOT) if data.is_relative_to(ROOT) else data
+    lines = [
+        f"Produced by `python scripts/eval_table.py {args.table}` on {meta['date']}: `{shown_data}`, {meta['files']} files,"
+        f" {meta['minutes']:.1f} min, {meta['speakers']} speakers, {meta['transcribed']} with a manifest transcript"
+        f" (WER/CER are over those; dWER over all files). Metrics: {', '.join(meta['groups'])}."
+        f" Wall time {meta['seconds_total'] / 60:.1f} min on {meta['threads']} threads,"
+        f" {meta['reused']} of {meta['results']} (system, file) results taken from the report's cache.",
+        "",
+        markdown_table(result.rows, result.columns),
+        "",
+        "Mean ± 95 % CI half-width over files (WER/CER/dWER pooled over words, bootstrap CI). "
+        + legend(result.columns) + ".",
+        "",
+        "Judges:",
+        *[f"- {g}: {j['name']}, `{j['version']}`, sha256 `{j['sha256']}`" for g, j in meta["judges"].items()],
+        f"- libraries: `{' '.join(f'{k}=={v}' for k, v in meta['libraries'].items())}`",
+    ]
+    if skipped:
+        lines.append(f"\nNot run (codec programs missing): {', '.join(skipped)}.")
+    if result.failures:
+        failures = "; ".join(f"{f['system']}/{f['file']}: {f['error']}" for f in meta["failures"])
+        lines.append(f"\nFailed files: {failures}")
+    print(markdown_table(result.rows, result.columns))
+    if args.limit:
+        print(f"--limit given: documents left unchanged; report in {result.out_dir}/index.html")
+        return 0
+    for doc in table.documents:
+        replace_block(ROOT / doc, table.marker, "\n".join(lines))
+        print(f"updated {doc}")
+    if table.info_checkpoint:
+        record_quality(table.info_checkpoint, "\n".join(lines[:3]))
+    print(f"report in {result.out_dir}/index.html")
+    return 0
+
+
+def record_quality(name: str, text: str) -> None:
+    """Store the table in the bundled checkpoint's info (printed by `speechtok info`); the config
+    and weights hashes are unchanged, so the checkpoint stays verifiable."""
+    import json
+
+    from speechtok.checkpoint import BUNDLED_DIR, CONFIG_FILE
+    from speechtok.fileio import write_json_atomic
+
+    path = BUNDLED_DIR / name / CONFIG_FILE
+    meta = json.loads(path.read_text())
+    meta.setdefault("info", {})["quality"] = text
+    write_json_atomic(path, meta)
+    print(f"recorded the table in {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())
