@@ -164,3 +164,16 @@ def test_a_teacher_plugs_into_stage_three(real_manifest, tmp_path):
     assert 0 <= record["teacher_frame"] <= 2 and 0 <= record["teacher_utterance"] <= 2
     with pytest.raises(ConfigError, match="judge"):
         load_teacher("speechtok.eval.judges.asr:whisper_base")
+
+
+def test_learnability_probe_learns_a_predictable_sequence():
+    """On latents with real temporal structure the probe beats copying the last frame; on white noise
+    it cannot get below the noise variance."""
+    from speechtok.eval.learnability import probe
+
+    t = torch.arange(300, dtype=torch.float32)
+    smooth = [torch.stack([torch.sin(0.2 * t + k) for k in range(4)], 1) + 0.01 * torch.randn(300, 4) for _ in range(8)]
+    result = probe(smooth[:6], smooth[6:], steps=80, frames=40, batch=8, progress=False)
+    assert result.valid_mse < result.initial_valid_mse and result.valid_mse < result.copy_last_mse
+    noise = [torch.randn(300, 4) for _ in range(8)]
+    assert probe(noise[:6], noise[6:], steps=20, frames=40, batch=8, progress=False).valid_mse > 0.8

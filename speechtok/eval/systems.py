@@ -153,6 +153,54 @@ class SiTokSystem:
         )
 
 
+@dataclass
+class HoliTokSystem:
+    """A HoliTok checkpoint: 48 kHz audio → 25 Hz continuous latents (posterior mean) → audio.
+
+    Continuous latents have no bit cost, so the bitrate columns stay empty for it.
+    """
+
+    source: str
+    nominal_kbps: float | None = None
+
+    @property
+    def name(self) -> str:
+        return Path(self.source).name or self.source
+
+    @cached_property
+    def model(self) -> Any:
+        from ..models.holitok import HoliTok
+
+        return HoliTok.from_pretrained(self.source)
+
+    def fingerprint(self) -> str:
+        return f"holitok:{_folder_sha256(self.source)}"
+
+    def describe(self) -> dict[str, Any]:
+        m = self.model
+        return {"kind": "holitok", "source": str(self.source), "preset": m.config.name,
+                "sample_rate": int(m.sample_rate), "latent_rate": float(m.latent_rate), "latent_dim": int(m.latent_dim)}
+
+    def reconstruct(self, wav: np.ndarray, sample_rate: int) -> Reconstruction:
+        out = self.model.reconstruct(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None, None], sample_rate)
+        return Reconstruction(out.reshape(-1).float().cpu().numpy(), int(self.model.sample_rate))
+
+
+def _checkpoint_kind(spec: str) -> str | None:
+    """The model kind recorded in a checkpoint directory (or bundled name), None if it is not one."""
+    import json
+
+    from ..checkpoint import BUNDLED_DIR, CONFIG_FILE
+
+    for folder in (Path(spec), BUNDLED_DIR / spec):
+        if (folder / CONFIG_FILE).is_file():
+            try:
+                return json.loads((folder / CONFIG_FILE).read_text()).get("kind")
+            except (OSError, ValueError):
+                return None
+    return None
+
+
 def _folder_sha256(source: str) -> str:
     """sha256 over a checkpoint folder's file names and bytes."""
     from ..checkpoint import resolve
@@ -185,7 +233,10 @@ def get_system(spec: str, *, vocoder: str | None = None, steps: int | None = Non
         if missing:
             raise CodecError(f"{spec}: {', '.join(missing)} not installed (see docs/evaluation.md)")
         return CodecSystem(CODECS[spec])
-    if Path(spec).is_dir() or spec in _bundled_names():
+    kind = _checkpoint_kind(spec)
+    if kind == "holitok":
+        return HoliTokSystem(spec)
+    if kind == "sitok" or Path(spec).is_dir():  # a directory of another kind fails with a clear error on load
         return SiTokSystem(spec, vocoder=vocoder, steps=steps, cfg=cfg)
     raise EvalError(
         f"unknown system {spec!r}: use one of {', '.join(builtin_names())}, a checkpoint directory,"

@@ -203,3 +203,16 @@ def test_cli_runs_and_rejects_bad_input_in_one_line(manifest, tmp_path, capsys):
     errors = [line for line in capsys.readouterr().err.splitlines() if line.startswith("error:")]
     assert len(errors) == 2
     assert "unknown system 'codec9'" in errors[0] and "unknown metric loudness" in errors[1]
+
+
+def test_holitok_checkpoint_is_a_system_without_a_bitrate(manifest, tmp_path):
+    from speechtok.models.holitok import HoliTok
+
+    checkpoint = HoliTok.from_preset("holitok-tiny").save_pretrained(tmp_path / "holitok-tiny-random")
+    result = evaluate([str(checkpoint)], manifest, tmp_path / "report", metrics="stoi", limit=1,
+                      html=False, progress=False)
+    assert not result.failures, result.failures
+    (row,) = result.rows
+    assert row["system"] == "holitok-tiny-random"
+    assert result.meta["systems"]["holitok-tiny-random"]["latent_rate"] == 25.0
+    assert 0.0 <= row["stoi"] < 0.9
