@@ -70,6 +70,14 @@ def resolve(name_or_dir: str | os.PathLike[str]) -> Path:
         f"{name_or_dir}: no such checkpoint directory or bundled model (bundled: {', '.join(bundled_names()) or 'none'})")
 
 
+def load_checkpoint_kind(name_or_dir: str | os.PathLike[str]) -> str | None:
+    """The model kind a checkpoint's config.json declares (not verified; ``load_checkpoint`` does that)."""
+    try:
+        return json.loads((resolve(name_or_dir) / CONFIG_FILE).read_text()).get("kind")
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
 def save_checkpoint(directory: str | os.PathLike[str], kind: str, config: Any, state_dict: dict[str, torch.Tensor],
                     *, dtype: torch.dtype = torch.float32, info: dict[str, Any] | None = None) -> Path:
     directory = Path(directory)

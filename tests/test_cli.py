@@ -127,3 +127,26 @@ def test_every_command_has_help(command, capsys):
         build_parser().parse_args([command, "--help"])
     assert exit_.value.code == 0
     assert len(capsys.readouterr().out) > 200
+
+
+def test_holitok_checkpoints_work_with_the_same_commands(tmp_path, capsys):
+    """encode → latents (float32 [128, T']), decode, reconstruct and tokenize, with clear errors for SiTok-only flags."""
+    import numpy as np
+
+    from speechtok.assets import SAMPLE_SPEECH
+    from speechtok.audio import load_audio
+    from speechtok.models.holitok import HoliTok
+
+    ckpt = HoliTok.from_preset("holitok-tiny").save_pretrained(tmp_path / "holitok")
+    assert main(["encode", str(SAMPLE_SPEECH), "-o", str(tmp_path / "z.npy"), "--checkpoint", str(ckpt)]) == 0
+    latents = np.load(tmp_path / "z.npy")
+    speech, rate = load_audio(SAMPLE_SPEECH)
+    assert latents.dtype == np.float32 and latents.shape == (128, int(np.ceil(len(speech) / rate * 25)))
+    assert main(["decode", str(tmp_path / "z.npy"), "-o", str(tmp_path / "d.wav"), "--checkpoint", str(ckpt)]) == 0
+    assert load_audio(tmp_path / "d.wav")[1] == 48000
+    assert main(["reconstruct", str(SAMPLE_SPEECH), str(tmp_path / "r.wav"), "--checkpoint", str(ckpt)]) == 0
+    assert main(["tokenize", str(SAMPLE_SPEECH.parent), "-o", str(tmp_path / "tok"), "--checkpoint", str(ckpt)]) == 0
+    assert np.array_equal(np.load(next((tmp_path / "tok").rglob("*.npy"))), latents)
+    capsys.readouterr()
+    assert main(["reconstruct", str(SAMPLE_SPEECH), str(tmp_path / "x.wav"), "--checkpoint", str(ckpt), "--steps", "4"]) == 2
+    assert "apply to SiTok" in capsys.readouterr().err and not (tmp_path / "x.wav").exists()

@@ -14,10 +14,11 @@ import torch
 from tqdm import tqdm
 
 from ..audio import load_audio, pad_batch, save_audio
-from ..checkpoint import LoadedCheckpoint, bundled_names, load_checkpoint
+from ..checkpoint import LoadedCheckpoint, bundled_names, load_checkpoint, load_checkpoint_kind
 from ..config import config_hash, from_dict
 from ..errors import AudioError, DataError, SpeechtokError
 from ..fileio import atomic_path, write_json_atomic
+from .holitok import HoliTok
 from .sitok import SiTok
 from .sitok_config import SiTokConfig
 
@@ -39,7 +40,8 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
             p.add_argument("--seed", type=int, default=0, help="noise seed of the decoder (default: 0)")
 
     p = subparsers.add_parser("encode", help="audio file → token file (.npy)",
-                              description="Encode an audio file (any rate, mono or mixed down) into tokens [K, T'].")
+                              description="Encode an audio file (any rate, mono or mixed down) into SiTok tokens [K, T']"
+                                          " (int32) or, with a HoliTok checkpoint, latents [128, T'] (float32).")
     p.add_argument("input", help="audio file (wav, flac, ogg, mp3 where supported)")
     p.add_argument("-o", "--output", required=True, help="token file to write (.npy)")
     common(p, decoding=False)
@@ -76,8 +78,20 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_tokenize)
 
 
-def _load(args: argparse.Namespace) -> SiTok:
+def _load(args: argparse.Namespace) -> SiTok | HoliTok:
+    """The checkpoint's model, SiTok (discrete tokens) or HoliTok (continuous latents)."""
+    kind = load_checkpoint_kind(args.checkpoint)
+    if kind == "holitok":
+        if getattr(args, "steps", None) is not None or getattr(args, "cfg", None) is not None or getattr(args, "vocoder", None):
+            raise DataError("--steps, --cfg and --vocoder apply to SiTok; HoliTok decodes latents directly to 48 kHz audio")
+        return HoliTok.from_pretrained(args.checkpoint, map_location=args.device)
     return SiTok.from_pretrained(args.checkpoint, map_location=args.device)
+
+
+def _decode_kwargs(model: SiTok | HoliTok, args: argparse.Namespace) -> dict:
+    if isinstance(model, HoliTok):
+        return {}
+    return {"steps": args.steps, "cfg": args.cfg, "vocoder": args.vocoder, "generator": _generator(args)}
 
 
 def _generator(args: argparse.Namespace) -> torch.Generator:
@@ -89,8 +103,11 @@ def _encode(args: argparse.Namespace) -> int:
     wav, rate = load_audio(args.input)
     codes = model.encode(torch.from_numpy(wav)[None, None], rate)[0]
     _save_tokens(Path(args.output), codes)
-    print(f"{args.output}: {codes.shape[-1]} tokens × {codes.shape[0]} codebook(s), "
-          f"{model.token_rate:g} Hz, {model.bitrate:g} bps")
+    if isinstance(model, HoliTok):
+        print(f"{args.output}: {codes.shape[-1]} latent frames × {codes.shape[0]} dims, {model.latent_rate:g} Hz")
+    else:
+        print(f"{args.output}: {codes.shape[-1]} tokens × {codes.shape[0]} codebook(s), "
+              f"{model.token_rate:g} Hz, {model.bitrate:g} bps")
     return 0
 
 
@@ -102,11 +119,15 @@ def _decode(args: argparse.Namespace) -> int:
         codes = np.load(path, allow_pickle=False)
     except Exception:
         raise DataError(f"{path}: not a readable .npy token file") from None
-    if codes.ndim != 2 or not np.issubdtype(codes.dtype, np.integer):
-        raise DataError(f"{path}: expected an integer array [K, T'], got {codes.dtype} {list(codes.shape)}")
     model = _load(args)
-    wav = model.decode(torch.from_numpy(codes.astype(np.int64))[None], steps=args.steps, cfg=args.cfg,
-                       vocoder=args.vocoder, generator=_generator(args))
+    if isinstance(model, HoliTok):
+        if codes.ndim != 2 or not np.issubdtype(codes.dtype, np.floating):
+            raise DataError(f"{path}: expected a float latent array [{model.latent_dim}, T'], got {codes.dtype} {list(codes.shape)}")
+        wav = model.decode(torch.from_numpy(codes.astype(np.float32))[None])
+    else:
+        if codes.ndim != 2 or not np.issubdtype(codes.dtype, np.integer):
+            raise DataError(f"{path}: expected an integer array [K, T'], got {codes.dtype} {list(codes.shape)}")
+        wav = model.decode(torch.from_numpy(codes.astype(np.int64))[None], **_decode_kwargs(model, args))
     save_audio(args.output, wav[0, 0], model.sample_rate)
     print(f"{args.output}: {wav.shape[-1] / model.sample_rate:.2f} s at {model.sample_rate} Hz")
     return 0
@@ -115,9 +136,12 @@ def _decode(args: argparse.Namespace) -> int:
 def _reconstruct(args: argparse.Namespace) -> int:
     model = _load(args)
     wav, rate = load_audio(args.input)
-    out = model.reconstruct(torch.from_numpy(wav)[None, None], rate, steps=args.steps, cfg=args.cfg,
-                            vocoder=args.vocoder, generator=_generator(args))
+    out = model.reconstruct(torch.from_numpy(wav)[None, None], rate, **_decode_kwargs(model, args))
     save_audio(args.output, out[0, 0], model.sample_rate)
+    if isinstance(model, HoliTok):
+        print(f"{args.output}: {len(wav) / rate:.2f} s → {model.num_latents(len(wav), rate)} latents"
+              f" ({model.latent_rate:g} Hz × {model.latent_dim} dims) → {model.sample_rate} Hz audio")
+        return 0
     tokens = model.num_tokens(len(wav), rate)
     print(f"{args.output}: {len(wav) / rate:.2f} s → {tokens} tokens ({model.token_rate:g} Hz × "
           f"{model.bits_per_token} bits = {model.bitrate:g} bps) → {model.sample_rate} Hz audio")
@@ -185,11 +209,13 @@ def _describe(key: str, value: object, indent: int) -> list[str]:
 
 
 def _save_tokens(path: Path, codes: torch.Tensor) -> None:
+    """Codes as int32, latents as float32, ``[K or D, T']``."""
     if path.suffix != ".npy":
         raise DataError(f"{path}: token files must end in .npy")
+    array = codes.cpu().numpy()
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
-            np.save(handle, codes.cpu().numpy().astype(np.int32))
+            np.save(handle, array.astype(np.float32 if np.issubdtype(array.dtype, np.floating) else np.int32))
 
 
 def _tokenize(args: argparse.Namespace) -> int:
@@ -207,10 +233,13 @@ def _tokenize(args: argparse.Namespace) -> int:
     root = Path(os.path.commonpath([str(f.parent) for f in files]))
     out = Path(args.output)
     model = _load(args)  # from_pretrained verified that this config matches its recorded hash
+    continuous = isinstance(model, HoliTok)
+    rates = ({"latent_rate": model.latent_rate, "latent_dim": model.latent_dim} if continuous
+             else {"token_rate": model.token_rate, "bits_per_token": model.bits_per_token})
     write_json_atomic(out / "tokens.json", {
-        "checkpoint": str(args.checkpoint), "config_sha256": config_hash(model.config),
-        "token_rate": model.token_rate, "bits_per_token": model.bits_per_token, "source": str(source.resolve()),
-        "layout": "one int32 .npy [K, T'] per audio file, at <relative path>.npy"})
+        "checkpoint": str(args.checkpoint), "config_sha256": config_hash(model.config), **rates,
+        "source": str(source.resolve()),
+        "layout": f"one {'float32 .npy [D' if continuous else 'int32 .npy [K'}, T'] per audio file, at <relative path>.npy"})
     todo = [(f, out / f.relative_to(root).with_suffix(".npy")) for f in files]
     pending = [(f, t) for f, t in todo if not t.exists()]
     failures: list[tuple[Path, str]] = []
@@ -221,9 +250,11 @@ def _tokenize(args: argparse.Namespace) -> int:
         if not batch:
             return
         wav, lengths = pad_batch([w for _, w in batch])
-        codes = model.encode(wav, model.sample_rate, lengths=lengths)
+        # HoliTok is causal, so trailing padding cannot change an item's frames; SiTok masks it.
+        codes = model.encode(wav, model.sample_rate) if continuous else model.encode(wav, model.sample_rate, lengths=lengths)
         for i, (target, w) in enumerate(batch):
-            _save_tokens(target, codes[i, :, : model.num_tokens(len(w), model.sample_rate)])
+            frames = model.num_latents(len(w), model.sample_rate) if continuous else model.num_tokens(len(w), model.sample_rate)
+            _save_tokens(target, codes[i, :, :frames])
         bar.update(len(batch))
         batch.clear()
 
