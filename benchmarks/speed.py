@@ -1,6 +1,6 @@
-"""CPU (or GPU) speed of a SiTok checkpoint: real-time factors of encode, decode_mel and Griffin-Lim.
+"""CPU (or GPU) speed of a SiTok checkpoint: real-time factors of encode, decode_mel and the vocoders.
 
-    python benchmarks/speed.py [--checkpoint sitok-small] [--seconds 10] [--threads 2] [--steps 16 4]
+    python benchmarks/speed.py [--checkpoint sitok-default] [--seconds 10] [--threads 2] [--steps 16 4]
 
 RTF = processing time / audio duration (lower is faster; < 1 is faster than real time). Each figure
 is the median of --repeats runs after one warm-up run.
@@ -30,7 +30,7 @@ def timed(fn, repeats: int) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default="sitok-small")
+    parser.add_argument("--checkpoint", default="sitok-default")
     parser.add_argument("--seconds", type=float, default=10.0)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--steps", type=int, nargs="+", default=[16, 4])
@@ -55,6 +55,9 @@ def main() -> None:
     mel = model.decode_mel(codes, steps=args.steps[-1])
     t = timed(lambda: model.vocode(mel, "griffin-lim"), args.repeats)
     print(f"| Griffin-Lim (32 iterations) | {t:.3f} | {t / args.seconds:.4f} |")
+    if model.vocoder is not None:
+        t = timed(lambda: model.vocode(mel), args.repeats)
+        print(f"| neural vocoder ({model.vocoder.config.name}) | {t:.3f} | {t / args.seconds:.4f} |")
 
 
 if __name__ == "__main__":

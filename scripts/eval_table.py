@@ -13,14 +13,13 @@ folder's cache, so only new or changed systems are computed.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 
 from speechtok.eval import evaluate
 from speechtok.eval.codecs import CODECS
-from speechtok.eval.summary import legend, markdown_table
+from speechtok.eval.summary import legend, markdown_table, replace_marked_block
 from speechtok.eval.systems import SiTokSystem
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,15 +58,6 @@ def resolve_systems(names: tuple[str, ...]) -> tuple[list, list[str]]:
         else:
             skipped.append(name)
     return systems, skipped
-
-
-def replace_block(doc: Path, marker: str, block: str) -> None:
-    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
-    text = doc.read_text(encoding="utf-8")
-    if begin not in text or end not in text:
-        sys.exit(f"error: {doc}: markers {begin} / {end} not found")
-    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
-    doc.write_text(pattern.sub(lambda _: f"{begin}\n{block}\n{end}", text), encoding="utf-8")
 
 
 def main() -> int:
@@ -111,7 +101,7 @@ def main() -> int:
         print(f"--limit given: documents left unchanged; report in {result.out_dir}/index.html")
         return 0
     for doc in table.documents:
-        replace_block(ROOT / doc, table.marker, "\n".join(lines))
+        replace_marked_block(ROOT / doc, table.marker, "\n".join(lines))
         print(f"updated {doc}")
     if table.info_checkpoint:
         record_quality(table.info_checkpoint, "\n".join(lines[:3]))

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import pytest
 import torch
 
 from speechtok.modules.transformer import AdaptiveRMSNorm, RMSNorm, Transformer, TransformerConfig
@@ -43,3 +44,23 @@ def test_adaptive_norm_starts_as_plain_rmsnorm_and_depends_on_condition():
     assert torch.allclose(ada(x, cond), RMSNorm(16)(x), atol=1e-6)
     torch.nn.init.normal_(ada.to_gain.weight)
     assert not torch.allclose(ada(x, cond), ada(x, torch.randn(2, 8)))
+
+
+def test_kv_cached_decoding_equals_the_whole_sequence():
+    """Feeding a causal stack a prefix, then one position at a time, then a chunk, through a KV
+    cache gives the outputs of one pass over the whole sequence (RoPE offsets included)."""
+    from speechtok.modules.transformer import KVCache
+
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(32, 3, 4, 64, causal=True)).eval()
+    x = torch.randn(2, 12, 32)
+    with torch.no_grad():
+        whole = model(x)
+        cache = KVCache()
+        parts = [model(x[:, :5], cache=cache)]
+        parts += [model(x[:, i:i + 1], cache=cache) for i in range(5, 9)]
+        parts.append(model(x[:, 9:], cache=cache))
+    assert cache.length == 12
+    assert torch.allclose(torch.cat(parts, dim=1), whole, atol=1e-5)
+    with pytest.raises(ValueError, match="causal"):
+        Transformer(TransformerConfig(32, 1, 4, 64))(x, cache=KVCache())

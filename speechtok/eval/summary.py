@@ -157,3 +157,17 @@ def write_markdown(path: Path, rows: Sequence[dict[str, Any]], cols: Sequence[st
         parts += ["## Failed files", ""] + [f"- {f['system']} / {f['file']}: {f['error']}" for f in failed] + [""]
     with atomic_path(path) as tmp:
         tmp.write_text("\n".join(parts), encoding="utf-8")
+
+
+def replace_marked_block(doc: Path, marker: str, block: str) -> None:
+    """Rewrite the text between ``<!-- marker:begin -->`` and ``<!-- marker:end -->`` in ``doc``."""
+    import re
+
+    from .errors import EvalError
+
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+    text = doc.read_text(encoding="utf-8")
+    if begin not in text or end not in text:
+        raise EvalError(f"{doc}: markers {begin} / {end} not found")
+    pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
+    doc.write_text(pattern.sub(lambda _: f"{begin}\n{block}\n{end}", text), encoding="utf-8")

@@ -1,8 +1,9 @@
 """Systems under evaluation: anything that turns a waveform into a reconstruction.
 
 A system name resolves, in order, to: ``identity`` (the reference itself, so every table shows the
-judges' floor), a classical codec from :mod:`~speechtok.eval.codecs`, an existing checkpoint
-directory, or a bundled SiTok model name. SiTok systems always pass their vocoder explicitly.
+judges' floor), a classical codec from :mod:`~speechtok.eval.codecs`, ``vocoder:<griffin-lim or a
+vocoder checkpoint>`` (copy synthesis of the reference's mel: the vocoder's ceiling), or a
+checkpoint (a directory or bundled name) of SiTok or HoliTok.
 """
 from __future__ import annotations
 
@@ -186,6 +187,50 @@ class HoliTokSystem:
         return Reconstruction(out.reshape(-1).float().cpu().numpy(), int(self.model.sample_rate))
 
 
+@dataclass
+class CopySynthesisSystem:
+    """A vocoder alone: the reference's own 24 kHz log-mel, vocoded back (``vocoder:<name>``).
+
+    It measures the vocoder's ceiling: what any SiTok decoding with it could at best sound like.
+    ``vocoder`` is ``griffin-lim`` or a Vocos checkpoint (directory or bundled name).
+    """
+
+    vocoder: str
+    nominal_kbps: float | None = None
+
+    @property
+    def name(self) -> str:
+        return f"vocoder:{Path(self.vocoder).name or self.vocoder}"
+
+    @cached_property
+    def model(self) -> Any:
+        from ..mel import MelSpectrogram
+        from ..vocoder.griffin_lim import GriffinLim
+        from ..vocoder.vocos import Vocos
+
+        front_end = MelSpectrogram()
+        if self.vocoder == "griffin-lim":
+            synth = GriffinLim(front_end.cfg)
+            return front_end, lambda mel: synth(front_end.denormalize(mel))
+        vocos = Vocos.from_pretrained(self.vocoder)
+        return front_end, vocos.vocode
+
+    def fingerprint(self) -> str:
+        return f"copy-synthesis:{self.vocoder if self.vocoder == 'griffin-lim' else _folder_sha256(self.vocoder)}"
+
+    def describe(self) -> dict[str, Any]:
+        return {"kind": "copy-synthesis", "vocoder": self.vocoder, "sample_rate": 24000}
+
+    def reconstruct(self, wav: np.ndarray, sample_rate: int) -> Reconstruction:
+        from ..audio import resample
+
+        front_end, vocode = self.model
+        x = torch.from_numpy(np.ascontiguousarray(resample(wav, sample_rate, 24000), dtype=np.float32))[None, None]
+        with torch.inference_mode():
+            out = vocode(front_end(x))[..., : x.shape[-1]]
+        return Reconstruction(out.reshape(-1).float().cpu().numpy(), 24000)
+
+
 def _checkpoint_kind(spec: str) -> str | None:
     """The model kind recorded in a checkpoint directory (or bundled name), None if it is not one."""
     import json
@@ -233,6 +278,8 @@ def get_system(spec: str, *, vocoder: str | None = None, steps: int | None = Non
         if missing:
             raise CodecError(f"{spec}: {', '.join(missing)} not installed (see docs/evaluation.md)")
         return CodecSystem(CODECS[spec])
+    if spec.startswith("vocoder:"):
+        return CopySynthesisSystem(spec.removeprefix("vocoder:"))
     kind = _checkpoint_kind(spec)
     if kind == "holitok":
         return HoliTokSystem(spec)

@@ -7,7 +7,7 @@ is predicted from a conditioning vector, which is how the diffusion time enters 
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 import torch.nn.functional as F
@@ -89,12 +89,16 @@ class Attention(nn.Module):
         self.out = nn.Linear(cfg.dim, cfg.dim, bias=False)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor,
-                attn_mask: torch.Tensor | None, is_causal: bool) -> torch.Tensor:
+                attn_mask: torch.Tensor | None, is_causal: bool,
+                past: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        """Returns the output and this call's keys/values (past ones included) for a KV cache."""
         b, t, _ = x.shape
         q, k, v = self.qkv(x).view(b, t, 3, self.heads, self.head_dim).permute(2, 0, 3, 1, 4)
         q, k = apply_rotary(q, cos, sin), apply_rotary(k, cos, sin)
+        if past is not None:
+            k, v = torch.cat([past[0], k], dim=2), torch.cat([past[1], v], dim=2)
         y = F.scaled_dot_product_attention(q, k, v, attn_mask=attn_mask, is_causal=is_causal)
-        return self.out(y.transpose(1, 2).reshape(b, t, -1))
+        return self.out(y.transpose(1, 2).reshape(b, t, -1)), (k, v)
 
 
 class SwiGLU(nn.Module):
@@ -117,9 +121,22 @@ class TransformerBlock(nn.Module):
         self.mlp = SwiGLU(cfg.dim, cfg.mlp_dim)
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attn_mask: torch.Tensor | None,
-                is_causal: bool, cond: torch.Tensor | None) -> torch.Tensor:
-        x = x + self.attn(self.attn_norm(x, cond), cos, sin, attn_mask, is_causal)
-        return x + self.mlp(self.mlp_norm(x, cond))
+                is_causal: bool, cond: torch.Tensor | None,
+                past: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        h, kv = self.attn(self.attn_norm(x, cond), cos, sin, attn_mask, is_causal, past)
+        x = x + h
+        return x + self.mlp(self.mlp_norm(x, cond)), kv
+
+
+@dataclass
+class KVCache:
+    """Keys and values of every block for the positions seen so far (incremental causal decoding)."""
+
+    layers: list[tuple[torch.Tensor, torch.Tensor]] = field(default_factory=list)
+
+    @property
+    def length(self) -> int:
+        return self.layers[0][0].shape[2] if self.layers else 0
 
 
 class Transformer(nn.Module):
@@ -136,14 +153,32 @@ class Transformer(nn.Module):
                     nn.init.normal_(linear.weight, std=0.02)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                cond: torch.Tensor | None = None) -> torch.Tensor:
-        """``mask`` is ``[B, T]`` True at valid positions; ``cond`` is ``[B, cond_dim]`` or ``[B, T, cond_dim]``."""
+                cond: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
+        """``mask`` is ``[B, T]`` True at valid positions; ``cond`` is ``[B, cond_dim]`` or ``[B, T, cond_dim]``.
+
+        With ``cache`` (causal stacks, no padding mask), ``x`` holds only the new positions: they
+        attend to the cached ones and to each other causally, and the cache is extended in place.
+        The result equals running the whole sequence at once.
+        """
         cfg = self.cfg
         t = x.shape[1]
-        cos, sin = rotary_tables(t, cfg.dim // cfg.heads, cfg.rope_theta, x.device)
-        attn_mask, is_causal = self._attention_mask(mask, t, x.device)
-        for block in self.blocks:
-            x = block(x, cos, sin, attn_mask, is_causal, cond)
+        past = cache.length if cache is not None else 0
+        cos, sin = rotary_tables(t, cfg.dim // cfg.heads, cfg.rope_theta, x.device, offset=past)
+        if cache is None:
+            attn_mask, is_causal = self._attention_mask(mask, t, x.device)
+        else:
+            if not cfg.causal or mask is not None:
+                raise ValueError("a KV cache needs a causal stack and no padding mask")
+            # new position i may see every cached position and new positions ≤ i
+            attn_mask = torch.ones(t, past + t, dtype=torch.bool, device=x.device).tril(diagonal=past)
+            is_causal = False
+        for index, block in enumerate(self.blocks):
+            x, kv = block(x, cos, sin, attn_mask, is_causal, cond, cache.layers[index] if past else None)
+            if cache is not None:
+                if past:
+                    cache.layers[index] = kv
+                else:
+                    cache.layers.append(kv)
         return self.final_norm(x, cond)
 
     def _attention_mask(self, mask: torch.Tensor | None, t: int,

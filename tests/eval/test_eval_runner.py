@@ -216,3 +216,15 @@ def test_holitok_checkpoint_is_a_system_without_a_bitrate(manifest, tmp_path):
     assert row["system"] == "holitok-tiny-random"
     assert result.meta["systems"]["holitok-tiny-random"]["latent_rate"] == 25.0
     assert 0.0 <= row["stoi"] < 0.9
+
+
+def test_copy_synthesis_measures_a_vocoder_alone(manifest, tmp_path):
+    from speechtok.vocoder.vocos import Vocos
+
+    vocos = Vocos.from_preset("vocos-tiny").save_pretrained(tmp_path / "vocos-tiny-random")
+    result = evaluate(["vocoder:griffin-lim", f"vocoder:{vocos}"], manifest, tmp_path / "report", metrics="stoi",
+                      limit=1, html=False, progress=False)
+    assert not result.failures, result.failures
+    rows = {r["system"]: r for r in result.rows}
+    assert rows["vocoder:griffin-lim"]["stoi"] > 0.85  # Griffin-Lim from the true mel stays intelligible
+    assert rows["vocoder:vocos-tiny-random"]["stoi"] < rows["vocoder:griffin-lim"]["stoi"]  # untrained: noise
