@@ -28,7 +28,7 @@ ROOT = Path(__file__).resolve().parents[1]
 @dataclass(frozen=True)
 class Table:
     marker: str
-    systems: tuple[str, ...]  # codec names, "identity", or "sitok:<checkpoint>[:<vocoder>]"
+    systems: tuple[str, ...]  # "identity", codec names, "vocoder:<name>", or "sitok:<checkpoint>[:<vocoder>]"
     documents: tuple[str, ...]
     metrics: str | None = None  # None: speechtok eval's default set
     info_checkpoint: str | None = None  # bundled checkpoint whose `speechtok info` shows the table
@@ -40,9 +40,9 @@ TABLES = {
                        "opus-6k", "speex-q0", "amr-nb-4.75"),
                       ("docs/evaluation.md",)),
     "quality": Table("quality-table",
-                     ("identity", "sitok:sitok-default", "sitok:sitok-default:griffin-lim", "codec2-700c",
-                      "codec2-1200", "opus-6k"),
-                     ("README.md", "docs/vocoder.md"), metrics="wer,stoi,pesq,sim,dnsmos",
+                     ("identity", "sitok:sitok-default", "sitok:sitok-default:griffin-lim", "vocoder:vocos-24k",
+                      "codec2-700c", "codec2-1200", "opus-6k"),
+                     ("README.md", "docs/vocoder.md"), metrics="wer,stoi,pesq,sim",
                      info_checkpoint="sitok-default"),
 }
 
@@ -53,7 +53,7 @@ def resolve_systems(names: tuple[str, ...]) -> tuple[list, list[str]]:
         if name.startswith("sitok:"):
             _, checkpoint, *vocoder = name.split(":")
             systems.append(SiTokSystem(checkpoint, vocoder=vocoder[0] if vocoder else None))
-        elif name == "identity" or not CODECS[name].missing():
+        elif name == "identity" or name.startswith("vocoder:") or not CODECS[name].missing():
             systems.append(name)
         else:
             skipped.append(name)
@@ -64,13 +64,14 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("table", choices=sorted(TABLES))
     parser.add_argument("--data", default=str(ROOT / "data" / "splits" / "dev.tsv"))
-    parser.add_argument("-o", "--output", help="report folder (default: runs/eval/<table>-dev)")
+    parser.add_argument("-o", "--output", help="report folder (default: runs/eval/dev, shared by the tables so"
+                        " that systems in both are computed once)")
     parser.add_argument("--metrics", help="as for speechtok eval (default: the table's)")
     parser.add_argument("--limit", type=int, help="only the first N files (a quick look; documents untouched)")
     args = parser.parse_args()
     table = TABLES[args.table]
     systems, skipped = resolve_systems(table.systems)
-    output = args.output or str(ROOT / "runs" / "eval" / f"{args.table}-dev")
+    output = args.output or str(ROOT / "runs" / "eval" / "dev")
     result = evaluate(systems, args.data, output, metrics=args.metrics or table.metrics, limit=args.limit)
     meta = result.meta
     data = Path(args.data).resolve()

@@ -1,6 +1,6 @@
 """Original vs reconstructed log-mel of one clip, as a PNG (for docs and quick visual checks).
 
-    python scripts/plot_reconstruction.py --checkpoint sitok-small --audio speechtok/assets/librispeech_84-121123-0001.flac \
+    python scripts/plot_reconstruction.py --checkpoint sitok-default --audio speechtok/assets/librispeech_84-121123-0001.flac \
         -o docs/images/sitok-small-reconstruction.png [--steps 16 --cfg 1.0]
 """
 from __future__ import annotations
@@ -20,7 +20,7 @@ from speechtok.models.sitok import SiTok  # noqa: E402
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--checkpoint", default="sitok-small")
+    parser.add_argument("--checkpoint", default="sitok-default")
     parser.add_argument("--audio", required=True)
     parser.add_argument("-o", "--output", required=True)
     parser.add_argument("--steps", type=int, default=None)

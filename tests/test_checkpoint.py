@@ -74,9 +74,19 @@ def test_fp16_export_loads_into_fp32_model(tmp_path, tiny_model):
 def test_bundled_checkpoint_loads_with_hash_check_and_tokenizes(speech):
     from speechtok.checkpoint import bundled_names
 
-    assert "sitok-small" in bundled_names()
-    model = SiTok.from_pretrained("sitok-small")
+    assert bundled_names("sitok") == ["sitok-default"] and bundled_names("vocos") == ["vocos-24k"]
+    model = SiTok.from_pretrained("sitok-default")
+    assert model.vocoder_source == "vocos-24k" and model.vocoder is not None  # the pairing is recorded
     wav, rate = speech
     codes = model.encode(torch.from_numpy(wav)[None, None], rate)
     assert codes.shape == (1, 1, 50) and model.bitrate == 200.0
     assert codes.unique().numel() > 10  # a trained encoder does not collapse onto a few codes
+    out = model.decode(codes, steps=4)  # no vocoder argument: the bundled neural vocoder
+    assert out.shape == (1, 1, 50 * 1920) and torch.isfinite(out).all() and out.abs().max() > 1e-3
+
+
+def test_bundled_checkpoints_stay_small():
+    from speechtok.checkpoint import BUNDLED_DIR
+
+    total = sum(p.stat().st_size for p in BUNDLED_DIR.rglob("*") if p.is_file())
+    assert total < 60e6, f"bundled checkpoints take {total / 1e6:.1f} MB"

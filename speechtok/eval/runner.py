@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..audio import load_audio, save_audio
+from ..audio import load_audio, resample, save_audio
 from ..data.manifest import Utterance
 from ..fileio import atomic_path, sha256_file, write_json_atomic
 from . import metrics
@@ -45,7 +45,7 @@ METRIC_GROUPS: dict[str, tuple[str, ...]] = {
 DEFAULT_GROUPS = ("wer", "stoi", "pesq", "sim", "mel", "mcd")
 #: Rate every judge listens at (Whisper, pystoi, PESQ-WB, Resemblyzer, DNSMOS all take 16 kHz).
 JUDGE_RATE = 16000
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: SIM against the whole reference file; ASR transcripts keyed by judge settings
 
 
 def parse_metrics(spec: str | Sequence[str] | None) -> tuple[str, ...]:
@@ -114,6 +114,7 @@ class Runner:
         self.reused = 0  # (system, file) results taken whole from the cache in this run
         torch.set_num_threads(min(torch.get_num_threads(), MAX_THREADS))
         self._judge_infos = {g: self.judges.info(g) for g in self.groups}
+        self._reference_embeddings: dict[Path, np.ndarray] = {}
 
     # ------------------------------------------------------------------ public
     def run(self, systems: Sequence[System], utterances: Sequence[Utterance]) -> list[dict[str, Any]]:
@@ -215,7 +216,8 @@ class Runner:
         """Judge transcript, cached by audio content (so identity reuses the original's transcript)."""
         asr = self.judges.get("wer")
         digest = hashlib.sha256(np.ascontiguousarray(wav, dtype=np.float32).tobytes()).hexdigest()
-        path = self.out_dir / "cache" / "asr" / asr.info.sha256[:12] / f"{digest}.txt"
+        judge = hashlib.sha256(f"{asr.info.name}|{asr.info.sha256}".encode()).hexdigest()[:12]  # settings + weights
+        path = self.out_dir / "cache" / "asr" / judge / f"{digest}.txt"
         if path.is_file():
             return path.read_text(encoding="utf-8")
         text = asr.transcribe(wav)
@@ -248,7 +250,14 @@ class Runner:
         return {"pesq_nb": metrics.pesq(pair, "nb"), "pesq_wb": metrics.pesq(pair, "wb")}
 
     def _score_sim(self, pair: AlignedPair, utt: Utterance, record: dict[str, Any]) -> dict[str, float]:
-        return {"sim": self.judges.get("sim").similarity(pair.reference, pair.degraded)}
+        """Cosine of speaker embeddings; the reference's (whole file: no alignment needed for an
+        utterance-level embedding) is computed once per file and shared by every system."""
+        judge = self.judges.get("sim")
+        if utt.path not in self._reference_embeddings:
+            self._reference_embeddings[utt.path] = judge.embed(load_audio(utt.path, judge.sample_rate)[0])
+        a = self._reference_embeddings[utt.path]
+        b = judge.embed(resample(pair.degraded, pair.sample_rate, judge.sample_rate))
+        return {"sim": float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))}
 
     def _score_dnsmos(self, pair: AlignedPair, utt: Utterance, record: dict[str, Any]) -> dict[str, float]:
         deg_wav, _ = load_audio(self.out_dir / record["audio"], JUDGE_RATE)

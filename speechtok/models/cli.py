@@ -22,7 +22,7 @@ from .holitok import HoliTok
 from .sitok import SiTok
 from .sitok_config import SiTokConfig
 
-DEFAULT_CHECKPOINT = "sitok-small"
+DEFAULT_CHECKPOINT = "sitok-default"
 
 
 def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
