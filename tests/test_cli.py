@@ -150,3 +150,16 @@ def test_holitok_checkpoints_work_with_the_same_commands(tmp_path, capsys):
     capsys.readouterr()
     assert main(["reconstruct", str(SAMPLE_SPEECH), str(tmp_path / "x.wav"), "--checkpoint", str(ckpt), "--steps", "4"]) == 2
     assert "apply to SiTok" in capsys.readouterr().err and not (tmp_path / "x.wav").exists()
+
+
+def test_quick_start_reconstructs_with_the_bundled_default(tmp_path, capsys):
+    """The README's first command: no checkpoint and no vocoder argument (sitok-default + vocos-24k)."""
+    out = tmp_path / "reconstructed.wav"
+    assert main(["reconstruct", str(SAMPLE_SPEECH), str(out)]) == 0
+    assert sf.info(out).samplerate == 24000 and abs(sf.info(out).duration - 3.99) < 0.01
+    assert "50 tokens" in capsys.readouterr().out
+    assert main(["info"]) == 0
+    printed = capsys.readouterr().out
+    assert "sitok-small" in printed and "vocos-24k" in printed and "measured quality" in printed
+    assert main(["info", "vocos-24k"]) == 0
+    assert "Vocos vocoder preset vocos-small" in capsys.readouterr().out

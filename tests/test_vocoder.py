@@ -107,6 +107,8 @@ def test_mel_and_vocode_commands(tmp_path, vocos, capsys):
     wav, rate = load_audio(tmp_path / "out.wav")
     speech, speech_rate = load_audio(SAMPLE_SPEECH)
     assert rate == 24000 and abs(len(wav) / rate - len(speech) / speech_rate) < 0.02
+    assert main(["vocode", str(tmp_path / "m.npy"), "-o", str(tmp_path / "gl.wav"), "--vocoder", "griffin-lim"]) == 0
+    assert len(load_audio(tmp_path / "gl.wav")[0]) == len(wav)
     capsys.readouterr()
     import numpy as np
 

@@ -15,6 +15,7 @@ from ..audio import load_audio, save_audio
 from ..errors import DataError
 from ..fileio import atomic_path
 from ..mel import MelSpectrogram
+from .griffin_lim import GriffinLim
 from .vocos import Vocos
 
 DEFAULT_VOCODER = "vocos-24k"
@@ -32,7 +33,8 @@ def add_vocoder_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("input", help="mel file (.npy, float32 [128, F])")
     p.add_argument("-o", "--output", required=True, help="audio file to write (.wav, .flac or .ogg)")
     p.add_argument("--vocoder", default=DEFAULT_VOCODER,
-                   help=f"vocoder checkpoint directory or bundled name (default: {DEFAULT_VOCODER})")
+                   help=f"vocoder checkpoint directory or bundled name, or 'griffin-lim' (the explicit"
+                        f" no-training fallback) (default: {DEFAULT_VOCODER})")
     p.set_defaults(func=_vocode)
 
 
@@ -59,13 +61,17 @@ def _vocode(args: argparse.Namespace) -> int:
         mel = np.load(path, allow_pickle=False)
     except Exception:
         raise DataError(f"{path}: not a readable .npy mel file") from None
-    vocoder = Vocos.from_pretrained(args.vocoder)
-    n_mels = vocoder.config.mel.n_mels
-    if mel.ndim != 2 or mel.shape[0] != n_mels or not np.issubdtype(mel.dtype, np.floating):
-        raise DataError(f"{path}: expected a float array [{n_mels}, F], got {mel.dtype} {list(mel.shape)}")
+    if args.vocoder == "griffin-lim":
+        front_end = MelSpectrogram()
+        config, synthesise = front_end.cfg, lambda x: GriffinLim(front_end.cfg)(front_end.denormalize(x))
+    else:
+        vocoder = Vocos.from_pretrained(args.vocoder)
+        config, synthesise = vocoder.config.mel, vocoder.vocode
+    if mel.ndim != 2 or mel.shape[0] != config.n_mels or not np.issubdtype(mel.dtype, np.floating):
+        raise DataError(f"{path}: expected a float array [{config.n_mels}, F], got {mel.dtype} {list(mel.shape)}")
     if mel.shape[1] == 0 or not np.isfinite(mel).all():
         raise DataError(f"{path}: the mel is empty or holds NaN/Inf")
-    wav = vocoder.vocode(torch.from_numpy(mel.astype(np.float32))[None])
-    save_audio(args.output, wav[0, 0], vocoder.sample_rate)
-    print(f"{args.output}: {wav.shape[-1] / vocoder.sample_rate:.2f} s at {vocoder.sample_rate} Hz")
+    wav = synthesise(torch.from_numpy(mel.astype(np.float32))[None])
+    save_audio(args.output, wav[0, 0], config.sample_rate)
+    print(f"{args.output}: {wav.shape[-1] / config.sample_rate:.2f} s at {config.sample_rate} Hz")
     return 0
