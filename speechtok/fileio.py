@@ -9,6 +9,8 @@ import tempfile
 from pathlib import Path
 from typing import Any, Iterator
 
+import numpy as np
+
 
 @contextlib.contextmanager
 def atomic_path(target: str | os.PathLike[str]) -> Iterator[Path]:
@@ -41,3 +43,16 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def load_npy(path: str | os.PathLike[str], what: str) -> np.ndarray:
+    """Load a ``.npy`` array without pickle; a missing or unreadable file is a one-line DataError."""
+    from .errors import DataError
+
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: {what} file not found")
+    try:
+        return np.load(path, allow_pickle=False)
+    except Exception:
+        raise DataError(f"{path}: not a readable .npy {what} file") from None

@@ -17,7 +17,7 @@ from ..audio import load_audio, pad_batch, save_audio
 from ..checkpoint import LoadedCheckpoint, bundled_names, load_checkpoint, load_checkpoint_kind
 from ..config import config_hash, from_dict
 from ..errors import AudioError, DataError, SpeechtokError
-from ..fileio import atomic_path, write_json_atomic
+from ..fileio import atomic_path, load_npy, write_json_atomic
 from .holitok import HoliTok
 from .sitok import SiTok
 from .sitok_config import SiTokConfig
@@ -113,12 +113,7 @@ def _encode(args: argparse.Namespace) -> int:
 
 def _decode(args: argparse.Namespace) -> int:
     path = Path(args.input)
-    if not path.is_file():
-        raise DataError(f"{path}: token file not found")
-    try:
-        codes = np.load(path, allow_pickle=False)
-    except Exception:
-        raise DataError(f"{path}: not a readable .npy token file") from None
+    codes = load_npy(path, "token")
     model = _load(args)
     if isinstance(model, HoliTok):
         if codes.ndim != 2 or not np.issubdtype(codes.dtype, np.floating):

@@ -29,6 +29,17 @@ class DiscriminatorConfig:
     resolution_channels: int = 32
 
 
+def _judge(convs: nn.ModuleList, out: nn.Module, x: torch.Tensor) -> Judgement:
+    """Leaky-ReLU conv stack, then the logit conv; every intermediate map is kept for feature matching."""
+    features = []
+    for conv in convs:
+        x = nn.functional.leaky_relu(conv(x), 0.1)
+        features.append(x)
+    x = out(x)
+    features.append(x)
+    return x.flatten(1), features
+
+
 class PeriodDiscriminator(nn.Module):
     def __init__(self, period: int, channels: tuple[int, ...]) -> None:
         super().__init__()
@@ -43,14 +54,7 @@ class PeriodDiscriminator(nn.Module):
         b, _, t = wav.shape
         pad = (-t) % self.period
         x = nn.functional.pad(wav, (0, pad), mode="reflect" if pad < t else "constant")
-        x = x.view(b, 1, -1, self.period)
-        features = []
-        for conv in self.convs:
-            x = nn.functional.leaky_relu(conv(x), 0.1)
-            features.append(x)
-        x = self.out(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _judge(self.convs, self.out, x.view(b, 1, -1, self.period))
 
 
 class ResolutionDiscriminator(nn.Module):
@@ -70,14 +74,7 @@ class ResolutionDiscriminator(nn.Module):
 
     def forward(self, wav: torch.Tensor) -> Judgement:
         spec = torch.stft(wav[:, 0].float(), self.n_fft, self.n_fft // 4, window=self.window, return_complex=True)
-        x = torch.log(spec.abs().clamp(min=1e-5))[:, None]  # [B, 1, freq, time]
-        features = []
-        for conv in self.convs:
-            x = nn.functional.leaky_relu(conv(x), 0.1)
-            features.append(x)
-        x = self.out(x)
-        features.append(x)
-        return x.flatten(1), features
+        return _judge(self.convs, self.out, torch.log(spec.abs().clamp(min=1e-5))[:, None])  # [B, 1, freq, time]
 
 
 class Discriminators(nn.Module):

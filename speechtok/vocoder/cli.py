@@ -13,7 +13,7 @@ import torch
 
 from ..audio import load_audio, save_audio
 from ..errors import DataError
-from ..fileio import atomic_path
+from ..fileio import atomic_path, load_npy
 from ..mel import MelSpectrogram
 from .griffin_lim import GriffinLim
 from .vocos import Vocos
@@ -55,12 +55,7 @@ def _mel(args: argparse.Namespace) -> int:
 
 def _vocode(args: argparse.Namespace) -> int:
     path = Path(args.input)
-    if not path.is_file():
-        raise DataError(f"{path}: mel file not found")
-    try:
-        mel = np.load(path, allow_pickle=False)
-    except Exception:
-        raise DataError(f"{path}: not a readable .npy mel file") from None
+    mel = load_npy(path, "mel")
     if args.vocoder == "griffin-lim":
         front_end = MelSpectrogram()
         config, synthesise = front_end.cfg, lambda x: GriffinLim(front_end.cfg)(front_end.denormalize(x))
