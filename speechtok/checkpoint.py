@@ -54,7 +54,7 @@ def bundled_names(kind: str | None = None) -> list[str]:
     names = sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / CONFIG_FILE).is_file())
     if kind is None:
         return names
-    return [n for n in names if json.loads((BUNDLED_DIR / n / CONFIG_FILE).read_text()).get("kind") == kind]
+    return [n for n in names if load_checkpoint_kind(BUNDLED_DIR / n) == kind]
 
 
 def resolve(name_or_dir: str | os.PathLike[str]) -> Path:
@@ -71,10 +71,11 @@ def resolve(name_or_dir: str | os.PathLike[str]) -> Path:
 
 
 def load_checkpoint_kind(name_or_dir: str | os.PathLike[str]) -> str | None:
-    """The model kind a checkpoint's config.json declares (not verified; ``load_checkpoint`` does that)."""
+    """The model kind a checkpoint's config.json declares (not verified; ``load_checkpoint`` does
+    that); None when ``name_or_dir`` is no checkpoint."""
     try:
         return json.loads((resolve(name_or_dir) / CONFIG_FILE).read_text()).get("kind")
-    except (OSError, ValueError, AttributeError):
+    except (CheckpointError, OSError, ValueError, AttributeError):
         return None
 
 

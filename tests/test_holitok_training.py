@@ -53,8 +53,7 @@ def _records(run):
 def test_stage_one_trains_the_autoencoder_without_the_bottleneck(stages):
     from speechtok.models.holitok import HoliTok
 
-    init = HoliTok.from_preset("holitok-tiny")  # same seed as the run: the trainer seeds 0 first
-    torch.manual_seed(0)
+    torch.manual_seed(0)  # the trainer seeds 0 before building the model: these are its initial weights
     init = {k: v for k, v in HoliTok.from_preset("holitok-tiny").state_dict().items()}
     after = _weights(stages[1])
     assert _changed(init, after, "encoder.") and _changed(init, after, "decoder.")

@@ -16,6 +16,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 import torch
 
+from ..checkpoint import load_checkpoint_kind
 from .codecs import CODECS, Codec
 from .errors import CodecError, EvalError
 
@@ -231,21 +232,6 @@ class CopySynthesisSystem:
         return Reconstruction(out.reshape(-1).float().cpu().numpy(), 24000)
 
 
-def _checkpoint_kind(spec: str) -> str | None:
-    """The model kind recorded in a checkpoint directory (or bundled name), None if it is not one."""
-    import json
-
-    from ..checkpoint import BUNDLED_DIR, CONFIG_FILE
-
-    for folder in (Path(spec), BUNDLED_DIR / spec):
-        if (folder / CONFIG_FILE).is_file():
-            try:
-                return json.loads((folder / CONFIG_FILE).read_text()).get("kind")
-            except (OSError, ValueError):
-                return None
-    return None
-
-
 def _folder_sha256(source: str) -> str:
     """sha256 over a checkpoint folder's file names and bytes."""
     from ..checkpoint import resolve
@@ -280,7 +266,7 @@ def get_system(spec: str, *, vocoder: str | None = None, steps: int | None = Non
         return CodecSystem(CODECS[spec])
     if spec.startswith("vocoder:"):
         return CopySynthesisSystem(spec.removeprefix("vocoder:"))
-    kind = _checkpoint_kind(spec)
+    kind = load_checkpoint_kind(spec)
     if kind == "holitok":
         return HoliTokSystem(spec)
     if kind == "sitok" or Path(spec).is_dir():  # a directory of another kind fails with a clear error on load

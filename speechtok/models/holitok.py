@@ -238,6 +238,22 @@ class HoliTok(PretrainedMixin, nn.Module):
         """Latents ``[B, latent_dim, T']`` → 48 kHz waveform ``[B, 1, T'·hop]``."""
         return self.decoder(self.bottleneck.expand(latents, state), state)
 
+    def forward(self, wav: torch.Tensor, *, variational: bool = True,
+                sample: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
+        """The differentiable training path in one call, so a DDP wrapper sees (and syncs) it.
+
+        48 kHz ``[B, 1, T]`` → ``(reconstruction, posterior μ ‖ log σ, latents)``; with
+        ``variational=False`` the bottleneck is bypassed (stage I's plain autoencoder) and the last
+        two are None. ``sample=False`` uses the posterior mean as the latents.
+        """
+        h = self.encoder(wav)
+        if not variational:
+            return self.decoder(h), None, None
+        posterior = self.bottleneck.posterior(h)
+        mean, log_std = posterior.chunk(2, dim=1)
+        z = mean + log_std.exp() * torch.randn_like(mean) if sample else mean
+        return self.synthesize(z), posterior, z
+
     def sample_posterior(self, posterior: torch.Tensor, *, noise_scale: float = 1.0,
                          generator: torch.Generator | None = None) -> torch.Tensor:
         """``z = μ + noise_scale·ε·exp(log σ)`` (the posterior stores the log standard deviation).

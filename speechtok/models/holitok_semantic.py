@@ -73,10 +73,11 @@ class SemanticHeads(nn.Module):
         self.frame_head = nn.Linear(latent_dim, teacher_frame_dim) if teacher_frame_dim else None
         self.utterance_head = nn.Linear(latent_dim, teacher_utterance_dim) if teacher_utterance_dim else None
 
-    def losses(self, z: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, label_lengths: torch.Tensor,
+    def forward(self, z: torch.Tensor, mask: torch.Tensor, labels: torch.Tensor, label_lengths: torch.Tensor,
                speakers: torch.Tensor, teacher_frames: torch.Tensor | None = None,
                teacher_utterance: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-        """``mask [B, T']`` marks real frames; items with ``label_lengths == 0`` are skipped by CTC."""
+        """The heads' losses (a forward, so a DDP wrapper syncs them). ``mask [B, T']`` marks real
+        frames; items with ``label_lengths == 0`` are skipped by CTC."""
         x = z.transpose(1, 2)  # [B, T', D]
         out: dict[str, torch.Tensor] = {}
         if self.ctc is not None and bool((label_lengths > 0).any()):

@@ -126,9 +126,6 @@ class HoliTokRecipe(Recipe):
                 teacher_utterance_dim=self.teacher.utterance_dim if self.teacher else 0)
         return modules
 
-    def phase_of(self, module: str) -> str:
-        return "discriminator" if module == "discriminator" else "model"
-
     def dataset(self, rows: list[Utterance], model: nn.Module) -> SegmentDataset:
         c = self.model_config
         data = SegmentDataset(rows, c.sample_rate, c.hop_length, self.train.segment_seconds, self.train.seed,
@@ -152,15 +149,11 @@ class HoliTokRecipe(Recipe):
     # ----------------------------------------------------------------------------------- losses
     def autoencode(self, modules: dict[str, nn.Module], wav: torch.Tensor, *, sample: bool = True) -> dict[str, torch.Tensor]:
         """The stage's path from waveform to reconstruction, with its KL and latents."""
-        model = modules["model"]
-        model = getattr(model, "module", model)  # DDP: the parts are called directly
-        h = model.encoder(wav)
-        if not self.objective.variational:
-            return {"fake": model.decoder(h)}
-        mean, log_std = model.bottleneck.posterior(h).chunk(2, dim=1)
-        z = mean + log_std.exp() * torch.randn_like(mean) if sample else mean
-        return {"fake": model.decoder(model.bottleneck.expand(z)), "z": z,
-                "kl": flow_kl(mean, log_std, z, modules.get("flow"))}
+        fake, posterior, z = modules["model"](wav, variational=self.objective.variational, sample=sample)
+        if posterior is None:
+            return {"fake": fake}
+        mean, log_std = posterior.chunk(2, dim=1)
+        return {"fake": fake, "z": z, "kl": flow_kl(mean, log_std, z, modules.get("flow"))}
 
     def losses(self, modules: dict[str, nn.Module], batch: WaveBatch, phase: str, scratch: dict[str, Any],
                step: int) -> dict[str, torch.Tensor] | None:
@@ -206,9 +199,8 @@ class HoliTokRecipe(Recipe):
                     wav = resample_batch(real, lengths, self.model_config.sample_rate, self.teacher.sample_rate)[0].to(real.device)
                 frames = self.teacher.frame_features(wav) if self.teacher.frame_dim else None
                 teacher_utt = self.teacher.utterance_embedding(wav) if self.teacher.utterance_dim else None
-        heads = getattr(heads, "module", heads)
         mask = torch.ones(z.shape[0], z.shape[-1], dtype=torch.bool, device=z.device)
-        return heads.losses(z, mask, batch.labels.to(z.device), batch.label_lengths.to(z.device),
+        return heads(z, mask, batch.labels.to(z.device), batch.label_lengths.to(z.device),
                             batch.speakers.to(z.device), frames, teacher_utt)
 
     @torch.no_grad()
