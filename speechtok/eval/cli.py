@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from .codecs import CODECS
-from .runner import DEFAULT_GROUPS, METRIC_GROUPS
+from .runner import DEFAULT_GROUPS, DEFAULT_WORKERS, METRIC_GROUPS
 
 
 def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
@@ -38,6 +38,9 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
                         " (default: %(default)s)")
     p.add_argument("--steps", type=int, default=None, help="SiTok decoder steps (default: the checkpoint's)")
     p.add_argument("--cfg", type=float, default=None, help="SiTok guidance scale (default: the checkpoint's)")
+    p.add_argument("--workers", type=int, default=DEFAULT_WORKERS,
+                   help="processes scoring files side by side, one thread each (default: %(default)s, one per core"
+                        " up to 4; 1 runs everything in this process)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.set_defaults(func=_run_eval)
 
@@ -51,6 +54,7 @@ def _run_eval(args: argparse.Namespace) -> int:
         metrics=args.metrics, asr_judge=args.asr_judge, limit=args.limit, samples=args.samples,
         html=not args.no_html, progress=not args.quiet,
         vocoder=None if args.vocoder == "checkpoint" else args.vocoder, steps=args.steps, cfg=args.cfg,
+        workers=args.workers,
     )
     print(markdown_table(result.rows, result.columns))
     for failure in result.failures:

@@ -18,7 +18,7 @@ from ..data.manifest import read_manifest
 from ..fileio import write_json_atomic
 from .judges.asr import ASRJudge
 from .report import write_html
-from .runner import Judges, Runner, file_keys, library_versions, parse_metrics
+from .runner import DEFAULT_WORKERS, Judges, Runner, file_keys, library_versions, parse_metrics
 from .summary import columns, summarize, write_csv, write_jsonl, write_markdown
 from .systems import System, get_systems
 
@@ -52,12 +52,13 @@ def evaluate(
     vocoder: str | None = None,
     steps: int | None = None,
     cfg: float | None = None,
+    workers: int = DEFAULT_WORKERS,
 ) -> EvalResult:
     """Evaluate ``systems`` (names, paths or :class:`System` objects) on the manifest ``data``.
 
     ``asr_judge`` is a registered name, ``module:factory``, or any object with ``info``,
     ``sample_rate`` and ``transcribe(wav)``. ``limit`` keeps the first N files; ``samples`` caps how
-    many files get players in the HTML.
+    many files get players in the HTML. ``workers`` processes score files side by side.
     """
     out_dir = Path(out_dir)
     groups = parse_metrics(metrics)
@@ -65,14 +66,14 @@ def evaluate(
     rows_in = read_manifest(data)
     utterances = rows_in[:limit] if limit else rows_in
     judges = Judges(asr_judge) if isinstance(asr_judge, str) else Judges(asr=asr_judge)
-    runner = Runner(out_dir, groups, judges, progress=progress)
+    runner = Runner(out_dir, groups, judges, progress=progress, workers=workers)
     start = time.perf_counter()
     records = runner.run(chosen, utterances)
     meta = {
         "data": str(data), "files": len(utterances), "minutes": sum(u.seconds for u in utterances) / 60,
         "speakers": len({u.speaker for u in utterances}), "transcribed": sum(1 for u in utterances if u.transcript),
         "groups": list(groups), "judges": runner.judge_infos(), "libraries": library_versions(),
-        "systems": {s.name: s.describe() for s in chosen}, "threads": torch.get_num_threads(),
+        "systems": {s.name: s.describe() for s in chosen}, "threads": torch.get_num_threads(), "workers": workers,
         "date": datetime.date.today().isoformat(), "seconds": time.perf_counter() - start,
         "results": len(records), "reused": runner.reused,
         "failures": [{"system": r["system"], "file": r["file"], "error": r["error"]} for r in records if "error" in r],

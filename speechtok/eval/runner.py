@@ -11,10 +11,14 @@ from __future__ import annotations
 
 import hashlib
 import json
+import multiprocessing
+import os
 import traceback
+from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -26,11 +30,13 @@ from ..fileio import atomic_path, sha256_file, write_json_atomic
 from . import metrics
 from .align import AlignedPair, align
 from .errors import EvalError
-from .judges import MAX_THREADS, JudgeInfo
+from .judges import JudgeInfo, judge_threads, set_judge_threads
 from .judges.asr import ASRJudge, load_asr_judge, score_text
 from .systems import Reconstruction, System
 from .tokens import histogram
 
+#: Default number of evaluation processes: one per core, at most 4 (each holds its own judges).
+DEFAULT_WORKERS = min(4, os.cpu_count() or 1)
 #: Metric groups: one judge or library call fills every column of its group.
 METRIC_GROUPS: dict[str, tuple[str, ...]] = {
     "wer": ("wer", "cer", "dwer"),
@@ -108,27 +114,33 @@ class Runner:
     groups: tuple[str, ...] = DEFAULT_GROUPS
     judges: Judges = field(default_factory=Judges)
     progress: bool = True
+    workers: int = 1  # processes scoring files side by side (each loads its own judges); 1: in this process
 
     def __post_init__(self) -> None:
         self.out_dir = Path(self.out_dir)
         self.reused = 0  # (system, file) results taken whole from the cache in this run
-        torch.set_num_threads(min(torch.get_num_threads(), MAX_THREADS))
-        self._judge_infos = {g: self.judges.info(g) for g in self.groups}
+        torch.set_num_threads(min(torch.get_num_threads(), judge_threads()))
         self._reference_embeddings: dict[Path, np.ndarray] = {}
+
+    @cached_property
+    def _judge_infos(self) -> dict[str, JudgeInfo | None]:
+        """Loaded on first use, so worker processes (not the parent) load the judges they run."""
+        return {g: self.judges.info(g) for g in self.groups}
 
     # ------------------------------------------------------------------ public
     def run(self, systems: Sequence[System], utterances: Sequence[Utterance]) -> list[dict[str, Any]]:
-        """Evaluate everything; return one record per (system, file), failed ones included."""
+        """Evaluate everything; return one record per (system, file), failed ones included, system-major."""
+        utterances = list(utterances)
         keys = file_keys(utterances)
-        records = []
+        by_file: dict[int, list[dict[str, Any]]] = {}
         bar = tqdm(total=len(systems) * len(utterances), disable=not self.progress, unit="file", dynamic_ncols=True)
-        for system in systems:
-            bar.set_description(system.name)
-            for utt in utterances:
-                records.append(self.evaluate_file(system, utt, keys[utt.path]))
-                bar.update()
+        for index, file_records, reused in self._evaluate_files(systems, utterances, keys):
+            by_file[index] = file_records
+            self.reused += reused
+            bar.set_description(utterances[index].path.stem)
+            bar.update(len(systems))
         bar.close()
-        return records
+        return [by_file[i][s] for s in range(len(systems)) for i in range(len(utterances))]
 
     def evaluate_file(self, system: System, utt: Utterance, key: str) -> dict[str, Any]:
         """One (system, file) record, from the cache where possible; errors are recorded, not raised."""
@@ -142,6 +154,23 @@ class Runner:
                 "seconds": utt.seconds, "metrics": {}, "error": f"{type(exc).__name__}: {exc}",
                 "traceback": traceback.format_exc(limit=4),
             }
+
+    def evaluate_utterance(self, systems: Sequence[System], utt: Utterance, key: str) -> tuple[list[dict[str, Any]], int]:
+        """Every system on one file (so its reference transcript and embedding are computed once);
+        returns the records and how many came whole from the cache."""
+        before = self.reused
+        records = [self.evaluate_file(system, utt, key) for system in systems]
+        reused, self.reused = self.reused - before, before
+        return records, reused
+
+    def _evaluate_files(self, systems: Sequence[System], utterances: list[Utterance],
+                        keys: dict[Path, str]) -> Iterator[tuple[int, list[dict[str, Any]], int]]:
+        """``(file index, records, reused)`` per file, in order, or as worker processes finish them."""
+        if self.workers <= 1 or len(utterances) <= 1:
+            for index, utt in enumerate(utterances):
+                yield (index, *self.evaluate_utterance(systems, utt, keys[utt.path]))
+            return
+        yield from _evaluate_in_workers(self, systems, utterances, keys)
 
     def judge_infos(self) -> dict[str, dict[str, str]]:
         return {g: info.as_dict() for g, info in self._judge_infos.items() if info is not None}
@@ -244,7 +273,7 @@ class Runner:
         return values
 
     def _score_stoi(self, pair: AlignedPair, utt: Utterance, record: dict[str, Any]) -> dict[str, float]:
-        return {"stoi": metrics.stoi(pair), "estoi": metrics.stoi(pair, extended=True)}
+        return metrics.stoi_scores(pair)
 
     def _score_pesq(self, pair: AlignedPair, utt: Utterance, record: dict[str, Any]) -> dict[str, float]:
         return {"pesq_nb": metrics.pesq(pair, "nb"), "pesq_wb": metrics.pesq(pair, "wb")}
@@ -275,6 +304,45 @@ SCORERS: dict[str, Scorer] = {
     "wer": Runner._score_wer, "stoi": Runner._score_stoi, "pesq": Runner._score_pesq, "sim": Runner._score_sim,
     "dnsmos": Runner._score_dnsmos, "mel": Runner._score_mel, "mcd": Runner._score_mcd,
 }
+
+
+#: What forked workers inherit: (runner, systems, utterances, keys). Set only while a pool runs.
+_POOL_STATE: tuple[Runner, Sequence[System], list[Utterance], dict[Path, str]] | None = None
+
+
+def _worker_start() -> None:
+    """One thread per worker: the workers themselves are the parallelism."""
+    set_judge_threads(1)
+    torch.set_num_threads(1)
+
+
+def _worker_file(index: int) -> tuple[int, list[dict[str, Any]], int]:
+    assert _POOL_STATE is not None
+    runner, systems, utterances, keys = _POOL_STATE
+    utt = utterances[index]
+    return (index, *runner.evaluate_utterance(systems, utt, keys[utt.path]))
+
+
+def _evaluate_in_workers(runner: Runner, systems: Sequence[System], utterances: list[Utterance],
+                         keys: dict[Path, str]) -> Iterator[tuple[int, list[dict[str, Any]], int]]:
+    """Files spread over ``runner.workers`` forked processes.
+
+    Forking shares the loaded systems without pickling them; judges load lazily inside each worker
+    (the parent must not hold a CTranslate2/onnxruntime thread pool across a fork). Per-file cache
+    records never collide, and the ASR transcript cache is content-addressed with atomic writes.
+    """
+    global _POOL_STATE
+    for system in systems:  # load model weights once, before the fork, so every worker shares them
+        getattr(system, "model", None)
+    _POOL_STATE = (runner, systems, utterances, keys)
+    try:
+        context = multiprocessing.get_context("fork")
+        with ProcessPoolExecutor(runner.workers, mp_context=context, initializer=_worker_start) as pool:
+            futures = [pool.submit(_worker_file, i) for i in range(len(utterances))]
+            for future in as_completed(futures):
+                yield future.result()
+    finally:
+        _POOL_STATE = None
 
 
 def file_keys(utterances: Iterable[Utterance]) -> dict[Path, str]:

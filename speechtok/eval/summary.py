@@ -143,7 +143,7 @@ def write_markdown(path: Path, rows: Sequence[dict[str, Any]], cols: Sequence[st
         "# Evaluation summary", "",
         f"Data: `{meta['data']}`: {meta['files']} files, {meta['minutes']:.1f} min, {meta['speakers']} speakers, "
         f"{meta['transcribed']} with transcripts. Metrics: {', '.join(meta['groups'])}. "
-        f"Wall time {meta['seconds']:.0f} s on {meta['threads']} threads, {meta['reused']} of {meta['results']}"
+        f"Wall time {meta['seconds']:.0f} s ({meta.get('workers', 1)} worker processes, {meta['threads']} threads), {meta['reused']} of {meta['results']}"
         f" results from the cache ({meta['date']}).", "",
         markdown_table(rows, cols), "",
         "Cells are mean ± 95 % CI half-width over files (WER/CER/dWER: pooled over words, bootstrap CI). "

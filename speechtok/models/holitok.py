@@ -24,7 +24,12 @@ from .holitok_config import HoliTokConfig, get_preset
 from .pretrained import PretrainedMixin
 
 MODEL_KIND = "holitok"
-_DECODER_INIT_STD = 0.01  # BigVGAN's initialisation of its generator convolutions
+#: Convolution initialisation: weights N(0, gain²/fan_in), zero bias, so the input's scale survives
+#: the deep encoder and decoder (the output conv starts small). BigVGAN's N(0, 0.01²) and PyTorch's
+#: default both leave a HoliTok whose output does not depend on its input at initialisation
+#: (holitok-small: a 0.1-std input moves the output by ~1e-10 and ~1e-7); then stage I and the
+#: vanilla VAE logged identical losses for 130 steps: the budget went to learning a constant.
+_INIT_GAIN, _OUTPUT_INIT_GAIN = 1.0, 0.01
 
 
 # ------------------------------------------------------------------------------------------ encoder
@@ -34,8 +39,8 @@ class ResidualUnit(nn.Module):
     def __init__(self, channels: int, dilation: int) -> None:
         super().__init__()
         self.act = nn.LeakyReLU()
-        self.conv1 = CausalConv1d(channels, channels, 3, dilation=dilation)
-        self.conv2 = CausalConv1d(channels, channels, 3)
+        self.conv1 = CausalConv1d(channels, channels, 3, dilation=dilation, init_gain=_INIT_GAIN)
+        self.conv2 = CausalConv1d(channels, channels, 3, init_gain=_INIT_GAIN)
 
     def forward(self, x: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
         return x + self.conv2(self.act(self.conv1(self.act(x), state)), state)
@@ -46,7 +51,7 @@ class EncoderBlock(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, stride: int, units: int, dilation_base: int) -> None:
         super().__init__()
-        self.down = CausalConv1d(in_channels, out_channels, 2 * stride, stride=stride)
+        self.down = CausalConv1d(in_channels, out_channels, 2 * stride, stride=stride, init_gain=_INIT_GAIN)
         self.units = nn.ModuleList(ResidualUnit(out_channels, dilation_base ** i) for i in range(units))
         self.act = nn.LeakyReLU(0.2)
 
@@ -63,12 +68,13 @@ class Encoder(nn.Module):
     def __init__(self, c: HoliTokConfig) -> None:
         super().__init__()
         ch = c.encoder_channels
-        self.conv_in = CausalConv1d(1, ch[0], 3)
+        self.conv_in = CausalConv1d(1, ch[0], 3, init_gain=_INIT_GAIN)
         self.act = nn.LeakyReLU(0.2)
         self.blocks = nn.ModuleList(
             EncoderBlock(ch[i], ch[i + 1], rate, c.encoder_res_units, c.encoder_dilation_base)
             for i, rate in enumerate(c.downsample_rates))
-        self.conv_out = CausalConv1d(ch[-1], c.latent_dim, 2 * c.encoder_lookahead + 1, lookahead=c.encoder_lookahead)
+        self.conv_out = CausalConv1d(ch[-1], c.latent_dim, 2 * c.encoder_lookahead + 1, lookahead=c.encoder_lookahead,
+                                    init_gain=_INIT_GAIN)
 
     def forward(self, wav: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
         x = self.act(self.conv_in(wav, state))
@@ -135,10 +141,10 @@ class AMPBlock(nn.Module):
     def __init__(self, channels: int, kernel_size: int, dilations: tuple[int, ...], anti_alias_kernel: int) -> None:
         super().__init__()
         self.acts1 = nn.ModuleList(AntiAliasedSnakeBeta(channels, kernel_size=anti_alias_kernel) for _ in dilations)
-        self.convs1 = nn.ModuleList(CausalConv1d(channels, channels, kernel_size, dilation=d, init_std=_DECODER_INIT_STD)
+        self.convs1 = nn.ModuleList(CausalConv1d(channels, channels, kernel_size, dilation=d, init_gain=_INIT_GAIN)
                                     for d in dilations)
         self.acts2 = nn.ModuleList(AntiAliasedSnakeBeta(channels, kernel_size=anti_alias_kernel) for _ in dilations)
-        self.convs2 = nn.ModuleList(CausalConv1d(channels, channels, kernel_size, init_std=_DECODER_INIT_STD)
+        self.convs2 = nn.ModuleList(CausalConv1d(channels, channels, kernel_size, init_gain=_INIT_GAIN)
                                     for _ in dilations)
 
     def forward(self, x: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
@@ -152,7 +158,7 @@ class DecoderStage(nn.Module):
 
     def __init__(self, in_channels: int, out_channels: int, rate: int, c: HoliTokConfig) -> None:
         super().__init__()
-        self.up = CausalConvTranspose1d(in_channels, out_channels, rate, init_std=_DECODER_INIT_STD)
+        self.up = CausalConvTranspose1d(in_channels, out_channels, rate, init_gain=_INIT_GAIN)
         self.resblocks = nn.ModuleList(AMPBlock(out_channels, k, d, c.anti_alias_kernel)
                                        for k, d in zip(c.resblock_kernels, c.resblock_dilations))
 
@@ -167,10 +173,11 @@ class Decoder(nn.Module):
     def __init__(self, c: HoliTokConfig) -> None:
         super().__init__()
         ch = c.decoder_channels
-        self.conv_pre = CausalConv1d(c.latent_dim, ch[0], 2 * c.decoder_lookahead + 1, lookahead=c.decoder_lookahead)
+        self.conv_pre = CausalConv1d(c.latent_dim, ch[0], 2 * c.decoder_lookahead + 1, lookahead=c.decoder_lookahead,
+                                    init_gain=_INIT_GAIN)
         self.stages = nn.ModuleList(DecoderStage(ch[i], ch[i + 1], rate, c) for i, rate in enumerate(c.upsample_rates))
         self.act_post = AntiAliasedSnakeBeta(ch[-1], kernel_size=c.anti_alias_kernel)
-        self.conv_post = CausalConv1d(ch[-1], 1, 7, bias=False, init_std=_DECODER_INIT_STD)
+        self.conv_post = CausalConv1d(ch[-1], 1, 7, bias=False, init_gain=_OUTPUT_INIT_GAIN)
 
     def forward(self, x: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
         x = self.conv_pre(x, state)

@@ -62,9 +62,9 @@ class HoliTokConfig:
 PRESETS: dict[str, HoliTokConfig] = {
     "holitok-tiny": HoliTokConfig(),
     "holitok-small": HoliTokConfig(
-        name="holitok-small", encoder_channels=(12, 16, 32, 64, 96, 128, 192), encoder_res_units=3,
-        bottleneck_dim=256, lstm_layers=2, decoder_channels=(256, 128, 96, 64, 32, 24, 16),
-        resblock_kernels=(3, 7), resblock_dilations=((1, 3), (1, 3))),
+        name="holitok-small", encoder_channels=(8, 16, 32, 64, 96, 128, 192), encoder_res_units=1,
+        bottleneck_dim=256, lstm_layers=2, decoder_channels=(256, 128, 64, 32, 16, 8, 8),
+        resblock_kernels=(3,), resblock_dilations=((1, 3),)),
     "holitok-base": HoliTokConfig(
         name="holitok-base", encoder_channels=(12, 24, 48, 96, 192, 384, 768), encoder_res_units=6,
         bottleneck_dim=512, lstm_layers=4, decoder_channels=(1536, 768, 384, 192, 96, 48, 24),

@@ -8,6 +8,8 @@ values as offline, whatever the chunk sizes, and is emitted as soon as that inpu
 """
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 import torch
@@ -65,6 +67,17 @@ def transposed_window(x: torch.Tensor, state: StreamState | None, owner: Any, co
     return buffer, context
 
 
+def scaled_init_(conv: nn.Module, gain: float, fan_in: int) -> None:
+    """Weights ~ N(0, gain²/fan_in), bias 0: a gain of 1 keeps the signal's scale through the layer.
+
+    PyTorch's default shrinks the signal about 3× per layer and its biases dominate a deep stack at
+    initialisation; see the HoliTok decoder for why that matters.
+    """
+    nn.init.normal_(conv.weight, 0.0, gain / math.sqrt(fan_in))
+    if conv.bias is not None:
+        nn.init.zeros_(conv.bias)
+
+
 class CausalConv1d(nn.Module):
     """Weight-normalised Conv1d whose output ``t`` sees inputs up to ``t·stride + lookahead``.
 
@@ -73,7 +86,7 @@ class CausalConv1d(nn.Module):
     """
 
     def __init__(self, in_channels: int, out_channels: int, kernel_size: int, *, stride: int = 1,
-                 dilation: int = 1, lookahead: int = 0, bias: bool = True, init_std: float | None = None) -> None:
+                 dilation: int = 1, lookahead: int = 0, bias: bool = True, init_gain: float | None = None) -> None:
         super().__init__()
         self.span = dilation * (kernel_size - 1) + 1
         if not 0 <= lookahead < self.span:
@@ -81,8 +94,8 @@ class CausalConv1d(nn.Module):
         self.stride, self.lookahead = stride, lookahead
         self.out_channels = out_channels
         conv = nn.Conv1d(in_channels, out_channels, kernel_size, stride=stride, dilation=dilation, bias=bias)
-        if init_std is not None:
-            nn.init.normal_(conv.weight, 0.0, init_std)
+        if init_gain is not None:
+            scaled_init_(conv, init_gain, fan_in=in_channels * kernel_size)
         self.conv = weight_norm(conv)
 
     def forward(self, x: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
@@ -100,13 +113,13 @@ class CausalConvTranspose1d(nn.Module):
     exactly ``T·stride`` long.
     """
 
-    def __init__(self, in_channels: int, out_channels: int, stride: int, *, init_std: float | None = None) -> None:
+    def __init__(self, in_channels: int, out_channels: int, stride: int, *, init_gain: float | None = None) -> None:
         super().__init__()
         self.stride = stride
         self.out_channels = out_channels
         conv = nn.ConvTranspose1d(in_channels, out_channels, 2 * stride, stride=stride)
-        if init_std is not None:
-            nn.init.normal_(conv.weight, 0.0, init_std)
+        if init_gain is not None:
+            scaled_init_(conv, init_gain, fan_in=2 * in_channels)  # each output sample sums 2 taps per channel
         self.conv = weight_norm(conv)
 
     def forward(self, x: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:

@@ -133,7 +133,7 @@ class CountingSystem:
 def test_reruns_are_incremental_and_a_crashed_file_is_reported_not_fatal(manifest, tmp_path):
     counting = CountingSystem()
     flaky = CountingSystem(name="flaky", fail_on=int(1.645 * 16000))
-    first = evaluate([counting, flaky], manifest, tmp_path, metrics="stoi", html=False, progress=False)
+    first = evaluate([counting, flaky], manifest, tmp_path, metrics="stoi", html=False, progress=False, workers=1)
     assert len(counting.calls) == 2 and len(flaky.calls) == 2
     assert [(f["system"], f["error"]) for f in first.failures] == [("flaky", "RuntimeError: simulated crash")]
     rows = _rows(tmp_path)
@@ -141,11 +141,23 @@ def test_reruns_are_incremental_and_a_crashed_file_is_reported_not_fatal(manifes
     assert "simulated crash" in (tmp_path / "summary.md").read_text()
 
     flaky.fail_on = None
-    second = evaluate([counting, flaky], manifest, tmp_path, metrics="stoi,mcd", html=False, progress=False)
+    second = evaluate([counting, flaky], manifest, tmp_path, metrics="stoi,mcd", html=False, progress=False,
+                      workers=1)
     assert len(counting.calls) == 2  # cached: nothing reconstructed again, only MCD computed
     assert len(flaky.calls) == 3  # only the crashed file is retried
     assert not second.failures
     assert all("mcd" in r["metrics"] and "stoi" in r["metrics"] for r in second.records)
+
+
+def test_worker_processes_score_exactly_as_one_process_and_survive_a_crash(manifest, tmp_path):
+    flaky = CountingSystem(name="flaky", fail_on=int(1.645 * 16000))
+    runs = {n: evaluate(["identity", "codec2-700c", flaky], manifest, tmp_path / str(n), metrics="stoi,pesq,sim",
+                        html=False, progress=False, workers=n) for n in (1, 2)}
+    assert runs[2].meta["workers"] == 2
+    assert [(r["system"], r["file"], r["metrics"]) for r in runs[2].records] == \
+        [(r["system"], r["file"], pytest.approx(r["metrics"], rel=1e-9)) for r in runs[1].records]  # BLAS threads
+    assert [(f["system"], f["error"]) for f in runs[2].failures] == [("flaky", "RuntimeError: simulated crash")]
+    assert runs[2].rows[1]["system"] == "codec2-700c" and runs[2].rows[1]["stoi"] < 0.95
 
 
 @dataclass

@@ -13,8 +13,18 @@ from typing import Iterator
 
 import torch
 
-#: Thread cap for every inference library (torch, onnxruntime, CTranslate2): the machines have 2 cores.
-MAX_THREADS = 2
+_threads = 2  # the machines have 2 cores; evaluation workers lower it to 1 each
+
+
+def judge_threads() -> int:
+    """Thread cap for every judge's inference library (torch, onnxruntime, CTranslate2)."""
+    return _threads
+
+
+def set_judge_threads(count: int) -> None:
+    """Change the cap for judges loaded from now on (each evaluation worker runs on one thread)."""
+    global _threads
+    _threads = max(1, int(count))
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import numpy as np
 
 from ...fileio import atomic_path, sha256_file
 from ..errors import JudgeError
-from . import MAX_THREADS, JudgeInfo, package_versions
+from . import JudgeInfo, judge_threads, package_versions
 
 WHISPER_BASE_SHA256 = "d01c3014881c9c6f3133c182f3d2887eb6ca1c789a7538c5c007196857a0a6a9"
 WHISPER_BASE_BYTES = 145_217_532
@@ -131,7 +131,7 @@ class WhisperJudge:
 def _whisper_model(model_dir: str):  # noqa: ANN202 - faster_whisper.WhisperModel, imported lazily
     from faster_whisper import WhisperModel
 
-    return WhisperModel(model_dir, device="cpu", compute_type="int8", cpu_threads=MAX_THREADS)
+    return WhisperModel(model_dir, device="cpu", compute_type="int8", cpu_threads=judge_threads())
 
 
 def whisper_base() -> WhisperJudge:

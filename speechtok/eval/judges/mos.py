@@ -1,7 +1,7 @@
 """MOS predictor: DNSMOS (P.835 SIG/BAK/OVRL) from the ``speechmos`` wheel, which ships the ONNX models.
 
 ``speechmos`` opens its ONNX sessions with every core; here they are rebuilt with at most
-:data:`MAX_THREADS` threads. DNSMOS is slow (about 5 s per 8 s clip on 2 cores), so it is not in
+:func:`judge_threads` threads. DNSMOS is slow (about 5 s per 8 s clip on 2 cores), so it is not in
 the default metric set.
 """
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import JudgeError
-from . import MAX_THREADS, JudgeInfo, package_versions
+from . import JudgeInfo, judge_threads, package_versions
 
 
 @dataclass(frozen=True)
@@ -48,7 +48,7 @@ def _dnsmos(primary: str, p808: str):  # noqa: ANN202 - speechmos.dnsmos.DNSMOS,
     from speechmos.dnsmos import DNSMOS
 
     options = ort.SessionOptions()
-    options.intra_op_num_threads = MAX_THREADS
+    options.intra_op_num_threads = judge_threads()
     options.inter_op_num_threads = 1
     model = DNSMOS.__new__(DNSMOS)
     model.primary_model_path = primary
