@@ -23,6 +23,7 @@ from ..audio import prepare_batch
 from ..checkpoint import LoadedCheckpoint
 from ..errors import CheckpointError, ConfigError
 from ..mel import MelConfig, MelSpectrogram
+from ..modules.flow_matching import TimestepEmbedding, euler_integrate, flow_pair, guided
 from ..modules.transformer import Transformer, TransformerConfig
 from ..quantization import BinarySphericalQuantizer, EMAVectorQuantizer, QuantizerOutput
 from ..text import get_vocabulary
@@ -32,21 +33,6 @@ from .pretrained import PretrainedMixin
 from .sitok_config import SiTokConfig, get_preset
 
 MODEL_KIND = "sitok"
-
-
-class TimestepEmbedding(nn.Module):
-    """Sinusoidal features of the diffusion time followed by a 2-layer MLP."""
-
-    def __init__(self, features: int, dim: int) -> None:
-        super().__init__()
-        self.features = features
-        self.mlp = nn.Sequential(nn.Linear(features, dim), nn.SiLU(), nn.Linear(dim, dim))
-
-    def forward(self, t: torch.Tensor) -> torch.Tensor:
-        half = self.features // 2
-        freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
-        angles = 1000.0 * t.float()[:, None] * freqs[None]
-        return self.mlp(torch.cat([angles.cos(), angles.sin()], dim=-1))
 
 
 @dataclass
@@ -181,13 +167,12 @@ class SiTok(PretrainedMixin, nn.Module):
 
         b = x.shape[0]
         t = torch.rand(b, device=x.device)
-        noise = torch.randn_like(x)
-        x_t = t[:, None, None] * x + (1 - t[:, None, None]) * noise
+        x_t, target = flow_pair(x, t, torch.randn_like(x))
         drop = c.token_drop if self.training else 0.0
         keep = (torch.rand(b, device=x.device) >= drop).to(x.dtype)
         pred = self.velocity(x_t, t, enc.cond * keep[:, None, None], token_mask)
         weight = value_mask.to(x.dtype)
-        flow = ((pred - (x - noise)).abs() * weight).sum() / weight.sum().clamp(min=1)
+        flow = ((pred - target).abs() * weight).sum() / weight.sum().clamp(min=1)
 
         ctc = self._ctc_loss(enc.cond, token_mask, labels, label_lengths)
         total = flow + enc.quant.loss + c.ctc_weight * ctc
@@ -244,20 +229,17 @@ class SiTok(PretrainedMixin, nn.Module):
         if token_lengths is not None:
             mask = torch.arange(tokens, device=codes.device)[None] < token_lengths.to(codes.device)[:, None]
         cond = self.cond_from_codes(codes)
-        x = torch.randn(b, tokens, self.decoder_in.in_features, generator=generator,
-                        device="cpu").to(self.device)
-        guided = cfg != 1.0
-        if guided:
-            cond = torch.cat([cond, torch.zeros_like(cond)])
-            mask = None if mask is None else torch.cat([mask, mask])
-        for i in range(steps):
-            t = torch.full((b,), i / steps, device=self.device)
-            x_in = torch.cat([x, x]) if guided else x
-            v = self.velocity(x_in, torch.cat([t, t]) if guided else t, cond, mask)
-            if guided:
-                v_cond, v_uncond = v.chunk(2)
-                v = v_uncond + cfg * (v_cond - v_uncond)
-            x = x + v / steps
+        noise = torch.randn(b, tokens, self.decoder_in.in_features, generator=generator, device="cpu").to(self.device)
+        if cfg == 1.0:
+            def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                return self.velocity(x, t, cond, mask)
+        else:  # conditional and token-dropped halves in one batch
+            cond2 = torch.cat([cond, torch.zeros_like(cond)])
+            mask2 = None if mask is None else torch.cat([mask, mask])
+
+            def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                return guided(*self.velocity(torch.cat([x, x]), torch.cat([t, t]), cond2, mask2).chunk(2), cfg)
+        x = euler_integrate(velocity, noise, steps)
         return self.unstack(x)
 
     @torch.inference_mode()

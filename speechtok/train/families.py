@@ -5,8 +5,9 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from ..errors import ConfigError
-from ..models import holitok_config, sitok_config
+from ..models import ardit_config, holitok_config, sitok_config
 from ..vocoder import vocos_config
+from .ardit_recipe import ARDiTRecipe
 from .holitok_recipe import HoliTokRecipe
 from .recipe import Recipe
 from .sitok_recipe import SiTokRecipe
@@ -26,6 +27,7 @@ FAMILIES: dict[str, Family] = {
     VocosRecipe.kind: Family(VocosRecipe, vocos_config.VocosConfig, vocos_config.PRESETS, vocos_config.get_preset),
     HoliTokRecipe.kind: Family(HoliTokRecipe, holitok_config.HoliTokConfig, holitok_config.PRESETS,
                                holitok_config.get_preset),
+    ARDiTRecipe.kind: Family(ARDiTRecipe, ardit_config.ARDiTConfig, ardit_config.PRESETS, ardit_config.get_preset),
 }
 
 

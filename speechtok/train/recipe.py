@@ -40,6 +40,12 @@ class Recipe:
         self.train = train
         self.objective = objective
 
+    @classmethod
+    def complete_model_config(cls, model_config: Any) -> Any:
+        """Fill in (or check) what the config records about the outside world before the run is
+        stored, e.g. the hash of the tokenizer an AR+DiT model reads."""
+        return model_config
+
     def build_model(self) -> nn.Module:
         raise NotImplementedError
 

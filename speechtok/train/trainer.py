@@ -76,6 +76,7 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
 class Trainer:
     def __init__(self, spec: RunSpec, run_dir: str | Path, *, resume_from: str | Path | None = None,
                  init_from: str | Path | None = None, progress: bool = True) -> None:
+        spec = spec.replace(model=family(spec.kind).recipe.complete_model_config(spec.model))
         self.spec = spec
         self.cfg = spec.train
         self.run_dir = Path(run_dir)

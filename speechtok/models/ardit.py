@@ -1,0 +1,341 @@
+"""The unified AR+DiT model: one causal LM that writes speech (TTS) and reads it (ASR).
+
+Sequences (text units are the character or phoneme vocabulary of :mod:`speechtok.text`)::
+
+    TTS   <tts> t₁ … tₙ <speech> a₁ … a_m          the state before aₖ generates aₖ; end-of-speech after a_m
+    ASR   <asr> <speech> a₁ … a_m <text> t₁ … tₙ   the state before tₖ predicts tₖ; end-of-text after tₙ
+
+With ``audio="latents"`` each aₖ is a patch of ``patch_size`` normalised tokenizer latents: a causal
+patch encoder maps frames to the LM width, and a DiT head, conditioned on the LM state and the
+``history_patches`` previous patches, generates the next patch by flow matching (CFG by dropping the
+LM state). The end-of-speech head reads the *detached* LM state, as in the paper's reference code.
+With ``audio="tokens"`` each aₖ is one discrete code, embedded by a table and predicted by a softmax.
+A speaker prompt is a prefix of audio positions whose transcript starts the text (continuation).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import ConfigError
+from ..modules.flow_matching import TimestepEmbedding, euler_integrate, flow_pair, guided
+from ..modules.transformer import KVCache, Transformer, TransformerConfig
+from ..text import get_vocabulary
+from .ardit_config import ARDiTConfig, get_preset
+from .pretrained import PretrainedMixin
+
+MODEL_KIND = "ardit"
+#: Task and boundary symbols, after the text vocabulary in the LM's input table.
+SPECIALS = ("<tts>", "<asr>", "<speech>", "<text>")
+Task = Literal["tts", "asr"]
+
+
+@dataclass
+class Example:
+    """One training item: ``audio`` is normalised latents ``[F, D]`` or codes ``[F]``, F a whole number of patches."""
+
+    task: Task
+    text: torch.Tensor  # [n] label ids (no blank)
+    audio: torch.Tensor
+
+
+class _Context:
+    """A causal stack's view of a growing sequence. With a KV cache only new positions run; without,
+    the whole sequence reruns every time (the reference the cache is tested against)."""
+
+    def __init__(self, stack: Transformer, cached: bool) -> None:
+        self.stack, self.cache, self.seq = stack, KVCache() if cached else None, None
+
+    def extend(self, x: torch.Tensor) -> torch.Tensor:
+        """New positions ``[1, n, dim]`` → their outputs ``[n, dim]``."""
+        if self.cache is not None:
+            return self.stack(x, cache=self.cache)[0]
+        self.seq = x if self.seq is None else torch.cat([self.seq, x], dim=1)
+        return self.stack(self.seq)[0, -x.shape[1]:]
+
+
+class ARDiT(PretrainedMixin, nn.Module):
+    model_kind = MODEL_KIND
+    config_class = ARDiTConfig
+    get_preset = staticmethod(get_preset)
+
+    def __init__(self, config: ARDiTConfig) -> None:
+        super().__init__()
+        c = self.config = config
+        self.vocabulary = get_vocabulary(c.text_vocab)
+        units = len(self.vocabulary)
+        self.end_of_text = units  # the text head's extra class
+        self.special = {name: units + i for i, name in enumerate(SPECIALS)}
+        self.text_embed = nn.Embedding(units + len(SPECIALS), c.dim)
+        self.lm = Transformer(TransformerConfig(c.dim, c.layers, c.heads, c.mlp_dim, causal=True))
+        self.text_head = nn.Linear(c.dim, units + 1)
+        self.eos_head = nn.Linear(c.dim, 1)
+        if c.audio == "latents":
+            self.patch_in = nn.Linear(c.latent_dim, c.patch_dim)
+            self.patch_encoder = Transformer(TransformerConfig(c.patch_dim, c.patch_layers, c.patch_heads,
+                                                               c.patch_mlp_dim, causal=True))
+            self.patch_out = nn.Linear(c.patch_size * c.patch_dim, c.dim)
+            self.dit_state = nn.Linear(c.dim, c.dit_dim)
+            self.null_state = nn.Parameter(torch.zeros(c.dit_dim))
+            self.dit_in = nn.Linear(c.latent_dim, c.dit_dim)
+            self.dit_role = nn.Embedding(3, c.dit_dim)  # 0 LM state, 1 history frame, 2 noisy frame
+            self.time_embed = TimestepEmbedding(c.time_embed_dim, c.dit_dim)
+            self.dit = Transformer(TransformerConfig(c.dit_dim, c.dit_layers, c.dit_heads, c.dit_mlp_dim,
+                                                     cond_dim=c.dit_dim))
+            self.dit_out = nn.Linear(c.dit_dim, c.latent_dim)
+            # Global per-dimension statistics of the tokenizer's latents (fitted on the training
+            # set by the recipe): the model reads and writes zero-mean, unit-variance latents.
+            self.register_buffer("latent_mean", torch.zeros(c.latent_dim))
+            self.register_buffer("latent_std", torch.ones(c.latent_dim))
+        else:
+            self.code_embed = nn.Embedding(c.codebook_size, c.dim)
+            self.code_head = nn.Linear(c.dim, c.codebook_size)
+
+    # ----------------------------------------------------------------------------- sizes
+    @property
+    def device(self) -> torch.device:
+        return self.text_embed.weight.device
+
+    def parameter_counts(self) -> dict[str, int]:
+        """Parameters of the LM (body and text side), the audio input path and the audio output head."""
+        groups = {"lm": ("lm", "text_embed", "text_head", "eos_head"),
+                  "audio_in": ("patch_in", "patch_encoder", "patch_out", "code_embed"),
+                  "audio_out": ("dit_state", "null_state", "dit_in", "dit_role", "time_embed", "dit", "dit_out",
+                                "code_head")}
+        counts = {}
+        for group, names in groups.items():
+            counts[group] = sum(p.numel() for n, p in self.named_parameters() if n.split(".")[0] in names)
+        counts["lm_body"] = sum(p.numel() for p in self.lm.parameters())
+        counts["total"] = sum(p.numel() for p in self.parameters())
+        return counts
+
+    def normalize(self, latents: torch.Tensor) -> torch.Tensor:
+        """Tokenizer latents ``[F, D]`` → what the model reads (identity for codes)."""
+        if self.config.audio == "tokens":
+            return latents
+        return (latents - self.latent_mean) / self.latent_std
+
+    def denormalize(self, latents: torch.Tensor) -> torch.Tensor:
+        if self.config.audio == "tokens":
+            return latents
+        return latents * self.latent_std + self.latent_mean
+
+    def fit_latent_stats(self, latents: list[torch.Tensor]) -> None:
+        """Set the normalisation from tokenizer latents ``[F, D]`` (e.g. every training utterance)."""
+        frames = torch.cat([z.double() for z in latents])
+        self.latent_mean.copy_(frames.mean(0))
+        self.latent_std.copy_(frames.std(0).clamp(min=1e-5))
+
+    def trim_to_patches(self, audio: torch.Tensor) -> torch.Tensor:
+        """Drop the last frames that do not fill a patch (< 160 ms for HoliTok latents)."""
+        p = self.config.patch_size
+        return audio[: audio.shape[0] // p * p]
+
+    def check_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        """Validate one item's audio: latents ``[F, latent_dim]`` floats or codes ``[F]`` in the codebook."""
+        c = self.config
+        if c.audio == "latents":
+            if audio.dim() != 2 or audio.shape[1] != c.latent_dim or not audio.is_floating_point():
+                raise ConfigError(f"{c.name} reads latents [frames, {c.latent_dim}], got {tuple(audio.shape)} {audio.dtype}")
+            if not bool(torch.isfinite(audio).all()):
+                raise ConfigError("latents contain NaN or Inf")
+        elif audio.dim() != 1 or audio.is_floating_point() or (audio.numel() and not
+                                                                 0 <= int(audio.min()) <= int(audio.max()) < c.codebook_size):
+            raise ConfigError(f"{c.name} reads codes [frames] in 0..{c.codebook_size - 1}, got {tuple(audio.shape)} {audio.dtype}")
+        return audio
+
+    # ----------------------------------------------------------------------------- building blocks
+    def _specials(self, *names: str) -> torch.Tensor:
+        return self.text_embed(torch.tensor([self.special[n] for n in names], device=self.device))
+
+    def embed_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        """A batch of audio ``[B, F, D]`` latents or ``[B, F]`` codes → LM inputs ``[B, F / patch_size, dim]``.
+
+        The patch encoder is causal, so right padding never changes the embeddings of real patches.
+        """
+        if self.config.audio == "tokens":
+            return self.code_embed(audio)
+        return self._patches(self.patch_encoder(self.patch_in(audio)))
+
+    def _patches(self, frames: torch.Tensor) -> torch.Tensor:
+        b, f, _ = frames.shape
+        return self.patch_out(frames.reshape(b, f // self.config.patch_size, -1))
+
+    def velocity(self, x_t: torch.Tensor, t: torch.Tensor, state: torch.Tensor, history: torch.Tensor,
+                 keep_state: torch.Tensor | None = None) -> torch.Tensor:
+        """The DiT head: noisy patch ``[N, P, D]``, time ``[N]``, LM state ``[N, dim]``, history frames
+        ``[N, H·P, D]`` → velocity ``[N, P, D]``. ``keep_state`` False replaces the state by the learned
+        null state (condition dropout, and the unconditional branch of CFG)."""
+        cond = self.dit_state(state)
+        if keep_state is not None:
+            cond = torch.where(keep_state[:, None], cond, self.null_state.expand_as(cond))
+        roles = self.dit_role.weight
+        seq = torch.cat([(cond + roles[0])[:, None], self.dit_in(history) + roles[1], self.dit_in(x_t) + roles[2]], dim=1)
+        out = self.dit(seq, cond=self.time_embed(t))
+        return self.dit_out(out[:, -x_t.shape[1]:])
+
+    def _history(self, frames: torch.Tensor) -> torch.Tensor:
+        """``[B, F, D]`` → per patch k the ``history_patches`` patches before it, zero-padded:
+        ``[B, F/P, H·P, D]``, with the patches themselves ``[B, F/P, P, D]``."""
+        c = self.config
+        p, span = c.patch_size, c.history_patches * c.patch_size
+        padded = F.pad(frames, (0, 0, span, 0))
+        windows = padded.unfold(1, span + p, p).permute(0, 1, 3, 2)  # [B, F/P, span + P, D]
+        return windows[:, :, :span], windows[:, :, span:]
+
+    # ----------------------------------------------------------------------------- training
+    def forward(self, examples: list[Example]) -> dict[str, torch.Tensor]:
+        """Teacher-forced losses of a mixed batch: ``tts`` (flow matching, or code cross-entropy),
+        ``eos`` (end of speech) and ``asr`` (text cross-entropy), summed with weight 1 into ``loss``."""
+        c, dev = self.config, self.device
+        audio = [self.check_audio(e.audio).to(dev) for e in examples]
+        lengths = [a.shape[0] for a in audio]
+        if min(lengths) < c.patch_size or any(n % c.patch_size for n in lengths):
+            raise ConfigError(f"every item needs a whole, non-zero number of {c.patch_size}-frame patches")
+        padded = nn.utils.rnn.pad_sequence(audio, batch_first=True)
+        audio_embeds = self.embed_audio(padded)
+
+        rows, spans = [], []  # per item: LM input rows, and (audio start, text start) positions
+        for i, e in enumerate(examples):
+            m = lengths[i] // c.patch_size
+            text = self.text_embed(e.text.to(dev))
+            if e.task == "tts":
+                head = torch.cat([self._specials("<tts>"), text, self._specials("<speech>")])
+                rows.append(torch.cat([head, audio_embeds[i, :m]]))
+                spans.append((head.shape[0] - 1, None))
+            else:
+                head = self._specials("<asr>", "<speech>")
+                rows.append(torch.cat([head, audio_embeds[i, :m], self._specials("<text>"), text]))
+                spans.append((1, head.shape[0] + m))
+        mask = nn.utils.rnn.pad_sequence([torch.ones(len(r), dtype=torch.bool, device=dev) for r in rows], batch_first=True)
+        hidden = self.lm(nn.utils.rnn.pad_sequence(rows, batch_first=True), mask)
+
+        out: dict[str, torch.Tensor] = {}
+        tts = [i for i, e in enumerate(examples) if e.task == "tts"]
+        asr = [i for i, e in enumerate(examples) if e.task == "asr"]
+        if tts:
+            states = torch.cat([hidden[i, spans[i][0]: spans[i][0] + lengths[i] // c.patch_size] for i in tts])
+            out["tts"] = self._speech_loss(states, [padded[i, : lengths[i]] for i in tts])
+            eos_states = torch.cat([hidden[i, spans[i][0]: spans[i][0] + lengths[i] // c.patch_size + 1] for i in tts])
+            eos_target = torch.cat([F.one_hot(torch.tensor(lengths[i] // c.patch_size), lengths[i] // c.patch_size + 1)
+                                    for i in tts]).float().to(dev)
+            out["eos"] = F.binary_cross_entropy_with_logits(self.eos_head(eos_states.detach())[:, 0], eos_target)
+        if asr:
+            logits = torch.cat([self.text_head(hidden[i, spans[i][1]: spans[i][1] + len(examples[i].text) + 1]) for i in asr])
+            target = torch.cat([torch.cat([examples[i].text.to(dev), torch.tensor([self.end_of_text], device=dev)])
+                                for i in asr])
+            out["asr"] = F.cross_entropy(logits, target)
+            out["asr_accuracy"] = (logits.argmax(-1) == target).float().mean().detach()
+        loss = sum(v for k, v in out.items() if k != "asr_accuracy")
+        if not (tts and asr):
+            # Zero-weighted use of every parameter: DDP needs a gradient for each one every step.
+            loss = loss + 0.0 * sum(p.sum() for p in self.parameters())
+        out["loss"] = loss
+        return out
+
+    def _speech_loss(self, states: torch.Tensor, audio: list[torch.Tensor]) -> torch.Tensor:
+        """Flow matching on every patch (latents) or cross-entropy on every code (tokens)."""
+        if self.config.audio == "tokens":
+            return F.cross_entropy(self.code_head(states), torch.cat(audio))
+        history, patches = zip(*(self._history(a[None]) for a in audio))
+        history, patches = torch.cat([h[0] for h in history]), torch.cat([p[0] for p in patches])
+        t = torch.rand(patches.shape[0], device=patches.device)
+        x_t, target = flow_pair(patches, t, torch.randn_like(patches))
+        keep = torch.rand(patches.shape[0], device=patches.device) >= (self.config.cond_drop if self.training else 0.0)
+        return F.mse_loss(self.velocity(x_t, t, states, history, keep), target)
+
+    # ----------------------------------------------------------------------------- generation
+    @torch.inference_mode()
+    def generate_speech(self, text: str, *, prompt: torch.Tensor | None = None, steps: int | None = None,
+                        cfg: float | None = None, max_seconds: float | None = None, temperature: float = 1.0,
+                        top_k: int = 50, generator: torch.Generator | None = None, use_cache: bool = True) -> torch.Tensor:
+        """TTS: text → normalised latents ``[F, D]`` or codes ``[F]`` (the prompt not included).
+
+        ``prompt`` (same form) is continued: ``text`` must then start with the prompt's transcript.
+        Generation stops when the end-of-speech head says so (after at least one patch) or at
+        ``max_seconds``. ``use_cache=False`` reruns the whole sequence at every step (same result).
+        """
+        c = self.config
+        steps = c.sample_steps if steps is None else int(steps)
+        cfg = c.cfg_scale if cfg is None else float(cfg)
+        ids = torch.tensor(self.vocabulary.encode(text), dtype=torch.long, device=self.device)
+        if not ids.numel():
+            raise ConfigError(f"nothing to say: {text!r} has no units of the {c.text_vocab} vocabulary")
+        lm = _Context(self.lm, use_cache)
+        frames_ctx = _Context(self.patch_encoder, use_cache) if c.audio == "latents" else None
+        prefix = torch.cat([self._specials("<tts>"), self.text_embed(ids), self._specials("<speech>")])[None]
+        empty = torch.zeros((0, c.latent_dim) if c.audio == "latents" else (0,), device=self.device,
+                            dtype=torch.float32 if c.audio == "latents" else torch.long)
+        past = self.check_audio(self.trim_to_patches(prompt.to(self.device))) if prompt is not None else empty
+        if past.shape[0]:
+            prefix = torch.cat([prefix, self._embed_new(past, frames_ctx)], dim=1)
+        state = lm.extend(prefix)[-1]
+        generated = []
+        limit = int((c.max_speech_seconds if max_seconds is None else max_seconds) * c.patch_rate)
+        for k in range(limit):
+            if k and torch.sigmoid(self.eos_head(state))[0] > 0.5:
+                break
+            if c.audio == "latents":
+                piece = self._sample_patch(state, torch.cat([past, *generated]), steps, cfg, generator)
+            else:
+                piece = self._sample_code(state, temperature, top_k, generator)
+            generated.append(piece)
+            state = lm.extend(self._embed_new(piece, frames_ctx))[-1]
+        return torch.cat(generated) if generated else empty
+
+    def _embed_new(self, audio: torch.Tensor, frames_ctx: _Context | None) -> torch.Tensor:
+        """LM inputs ``[1, n, dim]`` for audio appended to a growing sequence."""
+        if frames_ctx is None:
+            return self.code_embed(audio)[None]
+        return self._patches(frames_ctx.extend(self.patch_in(audio)[None])[None])
+
+    def _sample_patch(self, state: torch.Tensor, frames: torch.Tensor, steps: int, cfg: float,
+                      generator: torch.Generator | None) -> torch.Tensor:
+        c = self.config
+        span = c.history_patches * c.patch_size
+        history = F.pad(frames[-span:] if span else frames[:0], (0, 0, span - min(span, frames.shape[0]), 0))[None]
+        noise = torch.randn((1, c.patch_size, c.latent_dim), generator=generator, device="cpu").to(self.device)
+        if cfg == 1.0:
+            def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                return self.velocity(x, t, state[None], history)
+        else:
+            keep = torch.tensor([True, False], device=self.device)
+
+            def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+                v = self.velocity(torch.cat([x, x]), torch.cat([t, t]), state[None].expand(2, -1),
+                                  history.expand(2, -1, -1), keep)
+                return guided(*v.chunk(2), cfg)
+        return euler_integrate(velocity, noise, steps)[0]
+
+    def _sample_code(self, state: torch.Tensor, temperature: float, top_k: int,
+                     generator: torch.Generator | None) -> torch.Tensor:
+        logits = self.code_head(state).float().cpu()
+        if temperature <= 0:
+            return logits.argmax()[None].to(self.device)
+        values, indices = logits.topk(min(top_k, logits.numel()))
+        choice = torch.multinomial(torch.softmax(values / temperature, -1), 1, generator=generator)
+        return indices[choice].to(self.device)
+
+    @torch.inference_mode()
+    def transcribe(self, audio: torch.Tensor, *, max_units: int | None = None, use_cache: bool = True) -> str:
+        """ASR: normalised latents ``[F, D]`` or codes ``[F]`` → text, greedy until end-of-text."""
+        c = self.config
+        audio = self.check_audio(self.trim_to_patches(audio.to(self.device)))
+        if not audio.shape[0]:
+            raise ConfigError(f"audio shorter than one patch ({c.patch_size} frames) cannot be transcribed")
+        lm = _Context(self.lm, use_cache)
+        prefix = torch.cat([self._specials("<asr>", "<speech>"), self.embed_audio(audio[None])[0],
+                            self._specials("<text>")])
+        state = lm.extend(prefix[None])[-1]
+        ids: list[int] = []
+        for _ in range(c.max_text_units if max_units is None else max_units):
+            unit = int(self.text_head(state).argmax())
+            if unit == self.end_of_text:
+                break
+            ids.append(unit)
+            state = lm.extend(self.text_embed(torch.tensor([[unit]], device=self.device)))[-1]
+        return self.vocabulary.decode(ids)

@@ -1,0 +1,91 @@
+"""Typed configuration and presets of the unified AR+DiT speech model (TTS and ASR in one LM).
+
+``audio="latents"``: continuous tokenizer latents (HoliTok, 25 Hz × 128) enter the LM as patches of
+``patch_size`` frames through a causal patch encoder and leave through a flow-matching DiT head.
+``audio="tokens"``: discrete codes (SiTok, 12.5 Hz, 65,536 codes) enter through an embedding table
+and leave through a softmax over the codebook: the discrete variant, same LM and text side.
+
+``ardit-base`` follows the paper (SYSTEMS.md B.4): a Qwen2.5-0.5B-shaped LM body (896 wide, 24
+layers, 14 heads, MLP 4864), an 8-layer 1024-wide patch encoder (~102M) and an 18-layer 1024-wide
+DiT head (~345M). Our text side is a character vocabulary, not Qwen's 151k BPE table, so the LM has
+no 136M embedding matrix; its body is within 10 % of Qwen's (we use full multi-head attention).
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Literal
+
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class ARDiTConfig:
+    name: str = "ardit-tiny"
+    audio: Literal["latents", "tokens"] = "latents"
+    # The tokenizer checkpoint whose latents/codes this model reads and writes (a directory or a
+    # bundled name) and the sha256 of its weights: a model is only loaded with the tokenizer it
+    # was trained on.
+    tokenizer: str = ""
+    tokenizer_sha256: str = ""
+    latent_dim: int = 128  # latents: channels per frame
+    patch_size: int = 4  # frames per LM position (latents: 4 × 40 ms = 6.25 patches/s); tokens: 1
+    codebook_size: int = 65536  # tokens: size of the code vocabulary
+    frame_rate: float = 25.0  # tokenizer frames per second (HoliTok 25, SiTok 12.5)
+    text_vocab: Literal["char", "phoneme"] = "char"
+    # causal LM
+    dim: int = 64
+    heads: int = 4
+    mlp_dim: int = 128
+    layers: int = 2
+    # latents in: causal patch encoder over frames, then frames of a patch concatenated → LM width
+    patch_dim: int = 64
+    patch_heads: int = 4
+    patch_mlp_dim: int = 128
+    patch_layers: int = 1
+    # latents out: DiT over [LM state | history frames | noisy patch], adaptive norm on flow time
+    dit_dim: int = 64
+    dit_heads: int = 4
+    dit_mlp_dim: int = 128
+    dit_layers: int = 2
+    history_patches: int = 2
+    time_embed_dim: int = 128
+    cond_drop: float = 0.2  # probability of dropping the LM state in training (trains CFG)
+    sample_steps: int = 8
+    cfg_scale: float = 1.0
+    max_speech_seconds: float = 30.0  # generation stops here if no end-of-speech was predicted
+    max_text_units: int = 400  # ASR stops here if no end-of-text was predicted
+
+    def __post_init__(self) -> None:
+        if self.audio not in ("latents", "tokens"):
+            raise ConfigError(f"{self.name}: audio must be 'latents' or 'tokens', got {self.audio!r}")
+        if self.audio == "tokens" and self.patch_size != 1:
+            raise ConfigError(f"{self.name}: discrete tokens enter one per position (patch_size 1)")
+        for width, heads in ((self.dim, self.heads), (self.patch_dim, self.patch_heads), (self.dit_dim, self.dit_heads)):
+            if width % heads:
+                raise ConfigError(f"{self.name}: width {width} is not divisible by {heads} heads")
+
+    @property
+    def patch_rate(self) -> float:
+        return self.frame_rate / self.patch_size
+
+
+def _sitok(config: ARDiTConfig) -> ARDiTConfig:
+    """The discrete variant of a preset: SiTok codes at 12.5 Hz, one per LM position."""
+    return dataclasses.replace(config, name=config.name + "-sitok", audio="tokens", patch_size=1, frame_rate=12.5)
+
+
+_TINY = ARDiTConfig()
+_SMALL = ARDiTConfig(name="ardit-small", dim=192, heads=4, mlp_dim=512, layers=4, patch_dim=128, patch_heads=4,
+                     patch_mlp_dim=256, patch_layers=2, dit_dim=128, dit_heads=4, dit_mlp_dim=256, dit_layers=3)
+_BASE = ARDiTConfig(name="ardit-base", dim=896, heads=14, mlp_dim=4864, layers=24, patch_dim=1024, patch_heads=16,
+                    patch_mlp_dim=2730, patch_layers=8, dit_dim=1024, dit_heads=16, dit_mlp_dim=4096, dit_layers=18,
+                    time_embed_dim=256)
+
+PRESETS: dict[str, ARDiTConfig] = {c.name: c for c in (_TINY, _SMALL, _BASE, _sitok(_TINY), _sitok(_SMALL), _sitok(_BASE))}
+
+
+def get_preset(name: str) -> ARDiTConfig:
+    if name not in PRESETS:
+        raise ConfigError(f"unknown AR+DiT preset {name!r} (available: {', '.join(PRESETS)})")
+    return dataclasses.replace(PRESETS[name])

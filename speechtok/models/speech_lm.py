@@ -1,0 +1,119 @@
+"""An AR+DiT model together with its tokenizer: text ↔ waveform for TTS and ASR.
+
+The tokenizer is either HoliTok (continuous latents, normalised by its latent statistics) or SiTok
+(discrete codes). The same :meth:`SpeechLM.features` turns audio into what the model reads, in
+training and at inference, so both always see identical representations.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from ..checkpoint import load_checkpoint_kind, resolve
+from ..errors import CheckpointError, ConfigError
+from .ardit import ARDiT
+from .ardit_config import ARDiTConfig
+from .holitok import HoliTok
+from .sitok import SiTok
+
+Tokenizer = HoliTok | SiTok
+
+
+def tokenizer_sha256(source: str | Path) -> str:
+    """The recorded sha256 of a tokenizer checkpoint's weights (verified when it is loaded)."""
+    try:
+        return json.loads((resolve(source) / "config.json").read_text())["weights"]["sha256"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise CheckpointError(f"{source}: not a tokenizer checkpoint ({exc})") from None
+
+
+def load_tokenizer(source: str | Path) -> Tokenizer:
+    kind = load_checkpoint_kind(source)
+    classes = {"holitok": HoliTok, "sitok": SiTok}
+    if kind not in classes:
+        raise CheckpointError(f"{source}: is no HoliTok or SiTok checkpoint (kind {kind!r})")
+    return classes[kind].from_pretrained(source).eval()
+
+
+def check_pair(config: ARDiTConfig, tokenizer: Tokenizer) -> None:
+    """Refuse a tokenizer whose representation the model cannot read."""
+    if config.audio == "latents":
+        if not isinstance(tokenizer, HoliTok) or tokenizer.latent_dim != config.latent_dim \
+                or abs(tokenizer.latent_rate - config.frame_rate) > 1e-6:
+            raise ConfigError(f"{config.name} reads {config.latent_dim}-dim latents at {config.frame_rate} Hz;"
+                              f" the tokenizer is a {type(tokenizer).__name__}")
+    elif not isinstance(tokenizer, SiTok) or tokenizer.codebook_size != config.codebook_size \
+            or abs(tokenizer.token_rate - config.frame_rate) > 1e-6:
+        raise ConfigError(f"{config.name} reads {config.codebook_size} codes at {config.frame_rate} Hz;"
+                          f" the tokenizer is a {type(tokenizer).__name__}")
+
+
+class SpeechLM:
+    """``tts(text) → waveform`` and ``asr(waveform) → text`` with one model and its tokenizer."""
+
+    def __init__(self, model: ARDiT, tokenizer: Tokenizer, *, vocoder: str | None = None) -> None:
+        """``vocoder`` overrides a SiTok tokenizer's own (``"griffin-lim"`` or a vocoder checkpoint)."""
+        check_pair(model.config, tokenizer)
+        self.model, self.tokenizer, self.vocoder = model.eval(), tokenizer.eval(), vocoder
+
+    @classmethod
+    def from_pretrained(cls, source: str | Path, *, tokenizer: str | Path | None = None,
+                        vocoder: str | None = None) -> SpeechLM:
+        """Load a model and the tokenizer recorded in its config (or ``tokenizer``, whose weights must
+        be the recorded ones)."""
+        model = ARDiT.from_pretrained(source)
+        tokenizer_source = tokenizer or model.config.tokenizer
+        if not tokenizer_source:
+            raise CheckpointError(f"{source}: records no tokenizer; pass one")
+        expected = model.config.tokenizer_sha256
+        if expected and tokenizer_sha256(tokenizer_source) != expected:
+            raise CheckpointError(f"{tokenizer_source}: is not the tokenizer {source} was trained with"
+                                  f" (weights sha256 {expected[:12]}…)")
+        return cls(model, load_tokenizer(tokenizer_source), vocoder=vocoder)
+
+    @property
+    def sample_rate(self) -> int:
+        return self.tokenizer.sample_rate
+
+    def features(self, wav: np.ndarray | torch.Tensor, sample_rate: int, *, sample: bool = False,
+                 generator: torch.Generator | None = None) -> torch.Tensor:
+        """One clip → what the model reads: normalised latents ``[F, D]`` (posterior mean, or a
+        sample) or codes ``[F]``, trimmed to whole patches."""
+        wav = torch.as_tensor(np.asarray(wav, dtype=np.float32) if isinstance(wav, np.ndarray) else wav)
+        if isinstance(self.tokenizer, HoliTok):
+            latents = self.tokenizer.encode(wav.reshape(1, 1, -1), sample_rate, sample=sample, generator=generator)
+            out = self.model.normalize(latents[0].T.cpu())
+        else:
+            out = self.tokenizer.encode(wav.reshape(1, 1, -1), sample_rate)[0, 0].cpu()
+        return self.model.trim_to_patches(out)
+
+    @torch.inference_mode()
+    def synthesize(self, audio: torch.Tensor) -> torch.Tensor:
+        """Model-side audio (normalised latents ``[F, D]`` or codes ``[F]``) → waveform ``[1, 1, T]``."""
+        if isinstance(self.tokenizer, HoliTok):
+            return self.tokenizer.decode(self.model.denormalize(audio).T[None].to(self.tokenizer.device))
+        return self.tokenizer.decode(audio[None, None].to(self.tokenizer.device), vocoder=self.vocoder)
+
+    def tts(self, text: str, *, prompt: tuple[np.ndarray, int] | None = None, prompt_text: str | None = None,
+            **generation: Any) -> torch.Tensor:
+        """Text → waveform ``[1, 1, T]`` at :attr:`sample_rate`.
+
+        With ``prompt`` (audio, rate) the model continues the prompt's voice; its transcript is
+        ``prompt_text`` or, when not given, the model's own transcription of it.
+        """
+        prompt_audio = None
+        if prompt is not None:
+            prompt_audio = self.features(*prompt)
+            prompt_text = self.model.transcribe(prompt_audio) if prompt_text is None else prompt_text
+            text = f"{prompt_text} {text}"
+        audio = self.model.generate_speech(text, prompt=prompt_audio, **generation)
+        if not audio.shape[0]:
+            raise ConfigError("no speech generated: max_seconds is shorter than one patch")
+        return self.synthesize(audio)
+
+    def asr(self, wav: np.ndarray | torch.Tensor, sample_rate: int) -> str:
+        return self.model.transcribe(self.features(wav, sample_rate))

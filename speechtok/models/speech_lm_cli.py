@@ -1,0 +1,59 @@
+"""``speechtok tts`` and ``speechtok asr``: the AR+DiT model (with its tokenizer) from the shell."""
+from __future__ import annotations
+
+import argparse
+
+import torch
+
+from ..audio import load_audio, save_audio
+
+
+def add_speech_lm_commands(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser("tts", help="text → speech with an AR+DiT model",
+                              description="Synthesise speech with an AR+DiT checkpoint (speechtok train --preset ardit-…)"
+                                          " and the tokenizer it was trained on.")
+    p.add_argument("text", help="what to say")
+    p.add_argument("-o", "--output", required=True, help="output audio file (.wav/.flac)")
+    p.add_argument("--model", required=True, help="AR+DiT checkpoint directory")
+    p.add_argument("--tokenizer", help="tokenizer checkpoint (default: the one recorded in the model; its weights"
+                                       " must match)")
+    p.add_argument("--vocoder", help="SiTok models: 'griffin-lim' or a vocoder checkpoint instead of the tokenizer's own")
+    p.add_argument("--prompt", help="reference audio whose voice is continued")
+    p.add_argument("--prompt-text", help="transcript of --prompt (default: the model transcribes it)")
+    p.add_argument("--steps", type=int, help="Euler steps of the DiT head (default: the model's)")
+    p.add_argument("--cfg", type=float, help="classifier-free guidance scale (default: the model's)")
+    p.add_argument("--temperature", type=float, default=1.0, help="code sampling temperature (SiTok models)")
+    p.add_argument("--max-seconds", type=float, help="stop here if no end of speech was predicted")
+    p.add_argument("--seed", type=int, default=0, help="noise / sampling seed (default: 0)")
+    p.set_defaults(func=_tts)
+
+    p = subparsers.add_parser("asr", help="speech → text with an AR+DiT model",
+                              description="Transcribe audio files with an AR+DiT checkpoint; prints one line per file.")
+    p.add_argument("inputs", nargs="+", help="audio files")
+    p.add_argument("--model", required=True, help="AR+DiT checkpoint directory")
+    p.add_argument("--tokenizer", help="tokenizer checkpoint (default: the one recorded in the model)")
+    p.set_defaults(func=_asr)
+
+
+def _tts(args: argparse.Namespace) -> int:
+    from .speech_lm import SpeechLM
+
+    lm = SpeechLM.from_pretrained(args.model, tokenizer=args.tokenizer, vocoder=args.vocoder)
+    prompt = load_audio(args.prompt) if args.prompt else None
+    wav = lm.tts(args.text, prompt=prompt, prompt_text=args.prompt_text, steps=args.steps, cfg=args.cfg,
+                 temperature=args.temperature, max_seconds=args.max_seconds,
+                 generator=torch.Generator().manual_seed(args.seed))
+    save_audio(args.output, wav[0, 0], lm.sample_rate)
+    print(f"{args.output}: {wav.shape[-1] / lm.sample_rate:.2f} s at {lm.sample_rate} Hz")
+    return 0
+
+
+def _asr(args: argparse.Namespace) -> int:
+    from .speech_lm import SpeechLM
+
+    lm = SpeechLM.from_pretrained(args.model, tokenizer=args.tokenizer)
+    for path in args.inputs:
+        wav, rate = load_audio(path)
+        text = lm.asr(wav, rate)
+        print(text if len(args.inputs) == 1 else f"{path}\t{text}")
+    return 0

@@ -1,0 +1,150 @@
+"""Training recipe of the AR+DiT model: joint TTS and ASR over a frozen tokenizer's representation.
+
+Each training utterance (whole, with its transcript) is encoded once by the tokenizer named in the
+model config: HoliTok posteriors (a fresh latent sample is drawn every epoch, as the paper's
+reference code samples μ + ε·σ) or SiTok codes. Every item is a TTS item with probability
+``tts_ratio`` (the paper's TTS:ASR ≈ 5:1 is 0.833; 1 trains TTS only, 0 ASR only), drawn from
+``(seed, epoch, index)`` so resume is exact.
+"""
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+from tqdm import tqdm
+
+from ..audio import load_audio
+from ..data.manifest import Utterance
+from ..errors import ConfigError, DataError
+from ..models.ardit import MODEL_KIND, ARDiT, Example
+from ..models.ardit_config import ARDiTConfig
+from ..models.holitok import HoliTok
+from ..models.speech_lm import check_pair, load_tokenizer, tokenizer_sha256
+from ..text import Vocabulary
+from .recipe import Recipe
+
+
+@dataclass(frozen=True)
+class ARDiTObjective:
+    tts_ratio: float = 5 / 6  # share of TTS items (paper: TTS:ASR ≈ 5:1)
+    max_seconds: float = 12.0  # longer utterances are left out (items are whole utterances)
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.tts_ratio <= 1.0:
+            raise ConfigError(f"objective.tts_ratio must be in 0..1, got {self.tts_ratio}")
+
+
+class SpeechTextData:
+    """Transcribed utterances with their tokenizer features, computed once up front."""
+
+    def __init__(self, rows: list[Utterance], tokenizer: Any, model: ARDiT, vocabulary: Vocabulary,
+                 objective: ARDiTObjective, seed: int, progress: bool = True) -> None:
+        self.model, self.objective, self.seed = model, objective, seed
+        self.items: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # (text ids, features, seconds)
+        usable = [r for r in rows if r.transcript and r.seconds <= objective.max_seconds]
+        for row in tqdm(usable, desc="tokenizer features", disable=not progress, unit="utt", dynamic_ncols=True):
+            ids = vocabulary.encode(row.transcript)
+            wav, rate = load_audio(row.path)
+            with torch.inference_mode():
+                batch = torch.from_numpy(wav).reshape(1, 1, -1)
+                if isinstance(tokenizer, HoliTok):
+                    features = tokenizer.encode_posterior(batch, rate)[0].T.float()  # [F, 2D] = μ ‖ log σ
+                else:
+                    features = tokenizer.encode(batch, rate)[0, 0]
+            features = model.trim_to_patches(features.cpu())
+            if ids and features.shape[0]:
+                self.items.append((torch.tensor(ids, dtype=torch.long), features, row.seconds))
+        if not self.items:
+            raise DataError(f"no utterance with a transcript and at most {objective.max_seconds} s of speech")
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def durations(self) -> list[float]:
+        return [seconds for _, _, seconds in self.items]
+
+    def posterior_means(self) -> list[torch.Tensor]:
+        dim = self.model.config.latent_dim
+        return [features[:, :dim] for _, features, _ in self.items]
+
+    def get(self, index: int, epoch: int) -> Example:
+        rng = np.random.default_rng([self.seed, epoch, index])
+        ids, features, _ = self.items[index]
+        task = "tts" if rng.random() < self.objective.tts_ratio else "asr"
+        if self.model.config.audio == "latents":
+            mean, log_std = features.chunk(2, dim=1)
+            noise = torch.from_numpy(rng.standard_normal(mean.shape).astype(np.float32))
+            audio = self.model.normalize(mean + noise * log_std.exp())
+        else:
+            audio = features
+        return Example(task, ids, audio)
+
+
+class ARDiTRecipe(Recipe):
+    kind = MODEL_KIND
+    objective_class = ARDiTObjective
+    progress_keys = ("loss", "tts", "eos", "asr")
+    plot_panels = (
+        ("tts", "valid_tts", "TTS: flow matching (latents) or code cross-entropy (tokens)"),
+        ("eos", "valid_eos", "end-of-speech BCE"),
+        ("asr", "valid_asr", "ASR: text cross-entropy"),
+        ("asr_accuracy", "valid_asr_accuracy", "ASR: next-unit accuracy"),
+        ("lr", None, "learning rate"),
+    )
+
+    def __init__(self, model_config: ARDiTConfig, train: Any, objective: ARDiTObjective | None = None) -> None:
+        super().__init__(model_config, train, objective or ARDiTObjective())
+
+    @classmethod
+    def complete_model_config(cls, model_config: ARDiTConfig) -> ARDiTConfig:
+        """Record the tokenizer's weights hash; a resumed run refuses a tokenizer that changed."""
+        if not model_config.tokenizer:
+            raise ConfigError(f"{model_config.name}: set model.tokenizer (a HoliTok or SiTok checkpoint) in the YAML")
+        actual = tokenizer_sha256(model_config.tokenizer)
+        if model_config.tokenizer_sha256 and model_config.tokenizer_sha256 != actual:
+            raise ConfigError(f"{model_config.tokenizer}: its weights changed since this run started")
+        return dataclasses.replace(model_config, tokenizer_sha256=actual)
+
+    def build_model(self) -> ARDiT:
+        self.tokenizer = load_tokenizer(self.model_config.tokenizer)
+        check_pair(self.model_config, self.tokenizer)
+        self.fitted = False
+        return ARDiT(self.model_config)
+
+    def dataset(self, rows: list[Utterance], model: nn.Module) -> SpeechTextData:
+        data = SpeechTextData(rows, self.tokenizer, model, model.vocabulary, self.objective, self.train.seed)
+        if model.config.audio == "latents" and not self.fitted:  # the training set comes first
+            model.fit_latent_stats(data.posterior_means())
+            self.fitted = True
+        return data
+
+    def collate(self, examples: list[Example], model: nn.Module) -> list[Example]:
+        return examples
+
+    def batch_seconds(self, batch: list[Example]) -> float:
+        return sum(e.audio.shape[0] for e in batch) / self.model_config.frame_rate
+
+    def losses(self, modules: dict[str, nn.Module], batch: list[Example], phase: str, scratch: dict[str, Any],
+               step: int) -> dict[str, torch.Tensor]:
+        return modules["model"](batch)
+
+    @torch.no_grad()
+    def validate(self, modules: dict[str, nn.Module], data: SpeechTextData, model: nn.Module,
+                 device: torch.device, sharded: bool) -> dict[str, float]:
+        """Losses over the validation set (epoch-0 tasks and latent samples, fixed noise)."""
+        sums: dict[str, float] = {}
+        counts: dict[str, int] = {}
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(1234)
+            for start in range(0, len(data), 8):
+                out = self.losses(modules, [data.get(i, 0) for i in range(start, min(start + 8, len(data)))],
+                                  "model", {}, 0)
+                for key, value in out.items():
+                    if key != "loss":
+                        sums[key] = sums.get(key, 0.0) + float(value)
+                        counts[key] = counts.get(key, 0) + 1
+        return {f"valid_{k}": sums[k] / counts[k] for k in sums}

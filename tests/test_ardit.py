@@ -1,0 +1,159 @@
+"""The unified AR+DiT model: one object does TTS and ASR, over HoliTok latents or SiTok codes."""
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechtok.audio import load_audio
+from speechtok.cli import main as cli_main
+from speechtok.data.manifest import read_manifest
+from speechtok.errors import CheckpointError, ConfigError
+from speechtok.models.ardit import ARDiT, Example
+from speechtok.models.ardit_config import PRESETS, get_preset
+from speechtok.models.holitok import HoliTok
+from speechtok.models.sitok import SiTok
+from speechtok.models.speech_lm import SpeechLM
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def tokenizers(tmp_path_factory) -> dict[str, Path]:
+    """Untrained tiny HoliTok and SiTok checkpoints (their features of real speech are still real
+    functions of the audio, which is all these tests need)."""
+    root = tmp_path_factory.mktemp("tokenizers")
+    torch.manual_seed(0)
+    HoliTok.from_preset("holitok-tiny").save_pretrained(root / "holitok")
+    SiTok.from_preset("sitok-tiny").save_pretrained(root / "sitok")
+    return {"latents": root / "holitok", "tokens": root / "sitok"}
+
+
+@pytest.fixture(scope="module")
+def clips(real_manifest) -> list[tuple[str, torch.Tensor, int]]:
+    """Three short transcribed real-speech clips: (transcript, waveform, rate)."""
+    rows = [r for r in read_manifest(real_manifest) if r.transcript][:3]
+    return [(r.transcript, torch.from_numpy(load_audio(r.path)[0]), load_audio(r.path)[1]) for r in rows]
+
+
+def _speech_lm(kind: str, tokenizers: dict[str, Path], clips) -> tuple[SpeechLM, list[Example]]:
+    torch.manual_seed(0)
+    preset = "ardit-tiny" if kind == "latents" else "ardit-tiny-sitok"
+    model = ARDiT(get_preset(preset))
+    lm = SpeechLM(model, HoliTok.from_pretrained(tokenizers[kind]) if kind == "latents"
+                  else SiTok.from_pretrained(tokenizers[kind]), vocoder=None if kind == "latents" else "griffin-lim")
+    raw = [lm.features(wav, rate) for _, wav, rate in clips]
+    if kind == "latents":
+        model.fit_latent_stats([model.denormalize(f) for f in raw])
+        raw = [lm.features(wav, rate) for _, wav, rate in clips]
+    examples = [Example(task, torch.tensor(model.vocabulary.encode(text)), f)
+                for (text, _, _), f in zip(clips, raw) for task in ("tts", "asr")]
+    return lm, examples
+
+
+@pytest.mark.parametrize("kind", ["latents", "tokens"])
+def test_one_model_does_tts_and_asr_and_overfits_a_few_utterances(kind, tokenizers, clips):
+    lm, examples = _speech_lm(kind, tokenizers, clips)
+    model = lm.model
+    assert examples[0].audio.shape[0] % model.config.patch_size == 0
+    if kind == "latents":
+        assert examples[0].audio.shape[1] == 128 and abs(float(examples[0].audio.mean())) < 1.0
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    model.train()
+    with torch.no_grad():
+        first = {k: float(v) for k, v in model(examples).items()}
+    for _ in range(120):
+        out = model(examples)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+    with torch.no_grad():
+        last = {k: float(v) for k, v in model(examples).items()}
+    assert set(first) >= {"tts", "eos", "asr", "loss"}
+    assert last["tts"] < 0.7 * first["tts"] and last["eos"] < 0.6 * first["eos"] and last["asr"] < 0.1
+    model.eval()
+    for text, wav, rate in clips:
+        assert lm.asr(wav.numpy(), rate) == model.vocabulary.decode(model.vocabulary.encode(text))
+    generated = model.generate_speech(clips[0][0], max_seconds=10.0, generator=torch.Generator().manual_seed(0))
+    limit = int(10.0 * model.config.patch_rate) * model.config.patch_size
+    assert 0 < generated.shape[0] < limit and generated.shape[0] % model.config.patch_size == 0  # EOS stopped it
+    audio = lm.synthesize(generated)
+    assert audio.shape[:2] == (1, 1) and audio.shape[-1] > 0 and bool(torch.isfinite(audio).all())
+
+
+@pytest.mark.parametrize("kind", ["latents", "tokens"])
+def test_kv_cached_generation_equals_uncached(kind, tokenizers, clips):
+    lm, examples = _speech_lm(kind, tokenizers, clips)
+    model = lm.model.eval()
+    prompt = examples[0].audio[: 2 * model.config.patch_size]
+    runs = [model.generate_speech("hello there", prompt=prompt, max_seconds=1.5, cfg=2.0,
+                                  generator=torch.Generator().manual_seed(3), use_cache=cached) for cached in (True, False)]
+    assert runs[0].shape == runs[1].shape and runs[0].shape[0] > 0
+    if kind == "latents":
+        torch.testing.assert_close(runs[0], runs[1], rtol=1e-4, atol=1e-4)
+    else:
+        assert torch.equal(runs[0], runs[1])
+    texts = [model.transcribe(examples[1].audio, max_units=20, use_cache=cached) for cached in (True, False)]
+    assert texts[0] == texts[1]
+
+
+def test_bad_inputs_are_refused_in_one_line(tokenizers, clips):
+    lm, examples = _speech_lm("latents", tokenizers, clips)
+    model = lm.model
+    with pytest.raises(ConfigError, match="reads latents"):
+        model.check_audio(torch.zeros(8, 64))
+    with pytest.raises(ConfigError, match="NaN"):
+        model.check_audio(torch.full((8, 128), float("nan")))
+    with pytest.raises(ConfigError, match="nothing to say"):
+        model.generate_speech("!!!")
+    with pytest.raises(ConfigError, match="whole, non-zero number"):
+        model([Example("tts", torch.tensor([3]), torch.zeros(5, 128))])
+    with pytest.raises(ConfigError, match="reads 65536 codes"):
+        SpeechLM(ARDiT(get_preset("ardit-tiny-sitok")), lm.tokenizer)
+
+
+def test_paper_preset_matches_the_published_sizes():
+    with torch.device("meta"):
+        counts = ARDiT(PRESETS["ardit-base"]).parameter_counts()
+    assert abs(counts["audio_out"] / 345e6 - 1) < 0.05  # 18-layer DiT head
+    assert abs(counts["audio_in"] / 102e6 - 1) < 0.05  # 8-layer patch encoder
+    assert abs(counts["lm_body"] / 358e6 - 1) < 0.10  # Qwen2.5-0.5B without its 136M embedding table
+    tiny = ARDiT(get_preset("ardit-tiny")).parameter_counts()["total"]
+    assert tiny < 1e6
+
+
+def test_train_command_checkpoint_and_tts_asr_commands(tokenizers, real_manifest, tmp_path, capsys):
+    config = tmp_path / "ardit.yaml"
+    config.write_text(f"model:\n  tokenizer: {tokenizers['latents']}\nobjective:\n  tts_ratio: 0.5\n"
+                      "train:\n  steps: 3\n  batch_seconds: 6.0\n  log_every: 1\n  checkpoint_every: 3\n")
+    run = tmp_path / "run"
+    assert cli_main(["train", "--preset", "ardit-tiny", "--data", str(real_manifest), "--valid", str(real_manifest),
+                     "--config", str(config), "--out", str(run), "--no-progress"]) == 0
+    checkpoint = run / "checkpoints" / "step_0000003"
+    model = ARDiT.from_pretrained(checkpoint)
+    assert model.config.tokenizer_sha256 and float(model.latent_std.min()) > 0
+    assert float(model.latent_std.max()) != 1.0  # statistics fitted on the training set
+    out = tmp_path / "tts.wav"
+    assert cli_main(["tts", "one two", "-o", str(out), "--model", str(checkpoint), "--max-seconds", "0.5"]) == 0
+    wav, rate = load_audio(out)
+    assert rate == 48000 and 0 < len(wav) <= 0.5 * 48000
+    clip = read_manifest(real_manifest)[0].path
+    assert cli_main(["asr", str(clip), "--model", str(checkpoint)]) == 0
+    assert cli_main(["tts", "hi", "-o", str(tmp_path / "x.wav"), "--model", str(checkpoint),
+                     "--tokenizer", str(tokenizers["tokens"])]) == 2
+    assert "error:" in capsys.readouterr().err
+    with pytest.raises(CheckpointError, match="not the tokenizer"):
+        torch.manual_seed(1)
+        HoliTok.from_preset("holitok-tiny").save_pretrained(tmp_path / "other")
+        SpeechLM.from_pretrained(checkpoint, tokenizer=tmp_path / "other")
+
+
+def test_help_lists_the_commands():
+    from speechtok.cli import build_parser
+
+    text = build_parser().format_help()
+    assert "tts" in text and "asr" in text and "ardit-small" in subprocess.run(
+        [sys.executable, "-m", "speechtok.cli", "train", "--help"], capture_output=True, text=True, cwd=REPO).stdout
