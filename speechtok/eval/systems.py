@@ -109,7 +109,7 @@ class SiTokSystem:
         vocoder = self.vocoder or self.model.vocoder_source
         if vocoder is None:
             raise EvalError(f"{self.source} has no neural vocoder of its own: choose one (e.g. --vocoder griffin-lim)")
-        return f"{Path(self.source).name or self.source}+{Path(vocoder).name}"
+        return f"{checkpoint_label(self.source)}+{Path(vocoder).name}"
 
     @cached_property
     def model(self) -> Any:
@@ -167,7 +167,7 @@ class HoliTokSystem:
 
     @property
     def name(self) -> str:
-        return Path(self.source).name or self.source
+        return checkpoint_label(self.source)
 
     @cached_property
     def model(self) -> Any:
@@ -230,6 +230,15 @@ class CopySynthesisSystem:
         with torch.inference_mode():
             out = vocode(front_end(x))[..., : x.shape[-1]]
         return Reconstruction(out.reshape(-1).float().cpu().numpy(), 24000)
+
+
+def checkpoint_label(source: str) -> str:
+    """A checkpoint's name in tables: its folder, prefixed by the run for ``RUN/checkpoints/step_N``
+    (so two runs' step folders never share a name)."""
+    path = Path(source)
+    if path.parent.name == "checkpoints" and path.parent.parent.name:
+        return f"{path.parent.parent.name}-{path.name}"
+    return path.name or str(source)
 
 
 def _folder_sha256(source: str) -> str:

@@ -220,13 +220,13 @@ def test_cli_runs_and_rejects_bad_input_in_one_line(manifest, tmp_path, capsys):
 def test_holitok_checkpoint_is_a_system_without_a_bitrate(manifest, tmp_path):
     from speechtok.models.holitok import HoliTok
 
-    checkpoint = HoliTok.from_preset("holitok-tiny").save_pretrained(tmp_path / "holitok-tiny-random")
+    checkpoint = HoliTok.from_preset("holitok-tiny").save_pretrained(tmp_path / "run" / "checkpoints" / "step_0000007")
     result = evaluate([str(checkpoint)], manifest, tmp_path / "report", metrics="stoi", limit=1,
                       html=False, progress=False)
     assert not result.failures, result.failures
     (row,) = result.rows
-    assert row["system"] == "holitok-tiny-random"
-    assert result.meta["systems"]["holitok-tiny-random"]["latent_rate"] == 25.0
+    assert row["system"] == "run-step_0000007"  # a training run's checkpoint is named after its run
+    assert result.meta["systems"]["run-step_0000007"]["latent_rate"] == 25.0
     assert 0.0 <= row["stoi"] < 0.9
 
 
