@@ -1,0 +1,85 @@
+"""The AR+DiT comparison table (issue 6): unified vs single-task, HoliTok latents vs SiTok codes.
+
+    python scripts/ardit_table.py [--runs runs] [--data data/splits/dev.tsv] [--tts-texts 20]
+
+Needs the runs of ``bash scripts/train_ardit_comparison.sh``. For every run (its latest checkpoint)
+that can speak, synthesises the first ``--tts-texts`` transcripts of the dev split and measures
+their intelligibility with the evaluation's ASR judge (Whisper; WER pooled over words); for every
+run that can listen, transcribes every transcribed dev file (WER against the manifest). Writes the
+generated audio under ``runs/eval/ardit/`` and rewrites the ``ardit-table`` block of docs/ardit.md.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from speechtok.audio import load_audio, resample, save_audio
+from speechtok.data.manifest import read_manifest
+from speechtok.eval.judges.asr import load_asr_judge, score_text
+from speechtok.eval.summary import replace_marked_block
+from speechtok.models.speech_lm import SpeechLM
+from speechtok.train.state import find_checkpoint, read_trainer_state
+
+ROOT = Path(__file__).resolve().parents[1]
+RUNS = ("ardit-unified", "ardit-tts", "ardit-asr", "ardit-unified-sitok")
+
+
+def pooled_wer(pairs: list[tuple[str, str]]) -> float:
+    scores = [s for s in (score_text(ref, hyp) for ref, hyp in pairs) if s is not None]
+    return 100.0 * sum(s.word_errors for s in scores) / max(1, sum(s.words for s in scores))
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", default=str(ROOT / "runs"))
+    parser.add_argument("--data", default=str(ROOT / "data" / "splits" / "dev.tsv"))
+    parser.add_argument("--tts-texts", type=int, default=20)
+    parser.add_argument("-o", "--output", default=str(ROOT / "runs" / "eval" / "ardit"))
+    args = parser.parse_args()
+    rows = [r for r in read_manifest(args.data) if r.transcript]
+    judge = load_asr_judge("whisper-base")
+    out_dir = Path(args.output)
+    table = ["| run | representation | trained tasks (TTS share) | steps | TTS WER % (Whisper on generated speech)"
+             " | generated / real duration | ASR WER % (dev) |", "|---|---|---|---|---|---|---|"]
+    for run in RUNS:
+        if not (Path(args.runs) / run).is_dir():
+            continue
+        checkpoint = find_checkpoint(Path(args.runs) / run)
+        spec = read_trainer_state(checkpoint)["spec"]
+        ratio = float(spec.get("objective", {}).get("tts_ratio", 5 / 6))
+        lm = SpeechLM.from_pretrained(checkpoint)
+        tts = asr = duration = "–"
+        if ratio > 0:
+            pairs, generated, real = [], 0.0, 0.0
+            for i, row in enumerate(tqdm(rows[: args.tts_texts], desc=f"{run} tts", unit="text")):
+                wav = lm.tts(row.transcript, generator=torch.Generator().manual_seed(i))[0, 0].numpy()
+                save_audio(out_dir / run / f"{row.path.stem}.wav", wav, lm.sample_rate)
+                pairs.append((row.transcript, judge.transcribe(resample(wav, lm.sample_rate, judge.sample_rate))))
+                generated, real = generated + len(wav) / lm.sample_rate, real + row.seconds
+            tts, duration = f"{pooled_wer(pairs):.1f}", f"{generated / real:.2f}"
+        if ratio < 1:
+            pairs = []
+            for row in tqdm(rows, desc=f"{run} asr", unit="file"):
+                wav, rate = load_audio(row.path)
+                pairs.append((row.transcript, lm.asr(wav, rate)))
+            asr = f"{pooled_wer(pairs):.1f}"
+            (out_dir / run).mkdir(parents=True, exist_ok=True)
+            (out_dir / run / "asr.json").write_text(json.dumps(pairs, indent=1))
+        kind = "SiTok codes" if lm.model.config.audio == "tokens" else "HoliTok latents"
+        tasks = "TTS" if ratio == 1 else "ASR" if ratio == 0 else f"TTS + ASR ({ratio:.2f})"
+        table.append(f"| `{run}` | {kind} | {tasks} | {read_trainer_state(checkpoint)['step']} | {tts} | {duration} | {asr} |")
+    lines = [f"Produced by `python scripts/ardit_table.py` from the runs of `bash scripts/train_ardit_comparison.sh`:"
+             f" TTS on the first {args.tts_texts} transcripts of `{Path(args.data).name}`, ASR on its {len(rows)}"
+             f" transcribed files; judge {judge.info.name} (`{judge.info.version}`).", "", *table]
+    replace_marked_block(ROOT / "docs" / "ardit.md", "ardit-table", "\n".join(lines))
+    print("\n".join(lines))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

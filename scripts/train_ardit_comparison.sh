@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Train the AR+DiT comparison (issue 6): unified TTS+ASR vs single-task models on HoliTok latents,
+# and the unified model on SiTok codes. Two runs at a time, one thread each; rerunning resumes.
+#   bash scripts/train_ardit_comparison.sh [RUNS_DIR] [HOLITOK_CHECKPOINT]
+# HOLITOK_CHECKPOINT defaults to the latest stage-III checkpoint of scripts/train_holitok_ablation.sh.
+set -euo pipefail
+runs=${1:-runs}
+holitok=${2:-$(python -c "from speechtok.train.state import find_checkpoint; print(find_checkpoint('$runs/holitok-s3'))")}
+mkdir -p "$runs/ardit-configs"
+
+run() {  # run NAME PRESET TOKENIZER TTS_RATIO
+  local name=$1 preset=$2 tokenizer=$3 ratio=$4 config="$runs/ardit-configs/$1.yaml"
+  { echo "model:"; echo "  tokenizer: $tokenizer"; echo "objective:"; echo "  tts_ratio: $ratio"; cat configs/ardit-small.yaml; } > "$config"
+  if compgen -G "$runs/$name/checkpoints/step_*" > /dev/null; then
+    speechtok train --resume "$runs/$name" --no-progress
+  else
+    speechtok train --preset "$preset" --data data/splits/train.tsv --valid data/splits/dev.tsv \
+      --config "$config" --out "$runs/$name" --no-progress
+  fi
+}
+
+{ run ardit-unified ardit-small "$holitok" 0.8333; run ardit-asr ardit-small "$holitok" 0.0; } > "$runs/ardit-a.log" 2>&1 &
+{ run ardit-tts ardit-small "$holitok" 1.0; run ardit-unified-sitok ardit-small-sitok sitok-default 0.8333; } > "$runs/ardit-b.log" 2>&1 &
+wait
