@@ -80,7 +80,7 @@ def main() -> int:
         f"Produced by `python scripts/eval_table.py {args.table}` on {meta['date']}: `{shown_data}`, {meta['files']} files,"
         f" {meta['minutes']:.1f} min, {meta['speakers']} speakers, {meta['transcribed']} with a manifest transcript"
         f" (WER/CER are over those; dWER over all files). Metrics: {', '.join(meta['groups'])}."
-        f" Wall time {meta['seconds_total'] / 60:.1f} min on {meta['threads']} threads,"
+        f" Wall time {meta['seconds_total'] / 60:.1f} min ({meta['workers']} worker processes),"
         f" {meta['reused']} of {meta['results']} (system, file) results taken from the report's cache.",
         "",
         markdown_table(result.rows, result.columns),
