@@ -1,10 +1,11 @@
 """Run by tests/test_distributed.py under ``torch.distributed.run`` with 2 CPU processes (gloo).
 
-Trains a tiny SiTok for a few steps with the real trainer, then writes, from rank 0, a JSON file
-with every rank's parameter+buffer hash and first-batch indices.
+Trains a tiny model (SiTok, HoliTok or AR+DiT) for a few steps with the real trainer, then writes, from rank 0, a JSON file
+with every rank's parameter+buffer hash (all trained modules) and first-batch indices.
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import sys
@@ -17,18 +18,37 @@ from speechtok.train.config import TrainConfig
 from speechtok.train.trainer import RunSpec, Trainer
 
 
-def main(manifest: str, out_dir: str, strategy: str) -> None:
-    torch.set_num_threads(1)
+def spec(family: str, manifest: str, strategy: str, tokenizer: str) -> RunSpec:
+    """A tiny run of one model family: SiTok, HoliTok stage III (GAN, flow and semantic heads, all
+    DDP-wrapped) or the AR+DiT model over a HoliTok tokenizer."""
     train = TrainConfig(steps=3, lr=1e-3, warmup_steps=1, batch_seconds=8.0, max_seconds=4.0, log_every=1,
                         checkpoint_every=3, strategy=strategy)
-    trainer = Trainer(RunSpec(get_preset("sitok-tiny"), train, manifest), out_dir, progress=False)
+    if family == "holitok":
+        from speechtok.models.holitok_config import get_preset as holitok_preset
+        from speechtok.train.holitok_recipe import HoliTokObjective
+
+        train = dataclasses.replace(train, batch_seconds=2.0, segment_seconds=0.5)
+        return RunSpec(holitok_preset("holitok-tiny"), train, manifest, kind="holitok", objective=HoliTokObjective(stage=3))
+    if family == "ardit":
+        from speechtok.models.ardit_config import get_preset as ardit_preset
+        from speechtok.train.ardit_recipe import ARDiTObjective
+
+        config = dataclasses.replace(ardit_preset("ardit-tiny"), tokenizer=tokenizer)
+        return RunSpec(config, train, manifest, kind="ardit", objective=ARDiTObjective(tts_ratio=0.5))
+    return RunSpec(get_preset("sitok-tiny"), train, manifest)
+
+
+def main(manifest: str, out_dir: str, strategy: str, family: str = "sitok", tokenizer: str = "") -> None:
+    torch.set_num_threads(1)
+    trainer = Trainer(spec(family, manifest, strategy, tokenizer), out_dir, progress=False)
     first_batch = trainer.batcher.epoch(0)[0]
     trainer.run()
     digest = hashlib.sha256()
-    for key, value in sorted(trainer.model.state_dict().items()):
-        full = value.full_tensor() if hasattr(value, "full_tensor") else value
-        digest.update(key.encode())
-        digest.update(full.detach().float().contiguous().numpy().tobytes())
+    for name, module in sorted(trainer.modules.items()):  # the model and every auxiliary module
+        for key, value in sorted(module.state_dict().items()):
+            full = value.full_tensor() if hasattr(value, "full_tensor") else value
+            digest.update(f"{name}.{key}".encode())
+            digest.update(full.detach().float().contiguous().numpy().tobytes())
     gathered: list = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, {"rank": dist.get_rank(), "hash": digest.hexdigest(), "first_batch": first_batch})
     if dist.get_rank() == 0:
@@ -39,4 +59,4 @@ def main(manifest: str, out_dir: str, strategy: str) -> None:
 
 
 if __name__ == "__main__":
-    main(*sys.argv[1:4])
+    main(*sys.argv[1:])

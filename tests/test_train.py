@@ -3,6 +3,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 from safetensors.torch import load_file
 
 from speechtok.cli import main
@@ -52,3 +53,11 @@ def test_lr_schedule_warms_up_then_decays():
     cfg = TrainConfig(steps=100, warmup_steps=10, min_lr_ratio=0.1)
     assert lr_factor(0, cfg) == pytest.approx(0.1) and lr_factor(9, cfg) == pytest.approx(1.0)
     assert lr_factor(55, cfg) == pytest.approx(0.55) and lr_factor(100, cfg) == pytest.approx(0.1)
+
+
+def test_logged_metrics_average_only_the_steps_that_reported_them():
+    """An ASR loss present in 1 of 4 steps is that step's value, not a quarter of it."""
+    from speechtok.train.distributed import DistInfo, all_reduce_mean
+
+    single = DistInfo(0, 1, 0, torch.device("cpu"))
+    assert all_reduce_mean({"loss": (8.0, 4), "asr": (2.0, 1), "never": (0.0, 0)}, single) == {"loss": 2.0, "asr": 2.0}

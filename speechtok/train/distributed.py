@@ -54,8 +54,12 @@ def choose_strategy(requested: str, model: nn.Module) -> str:
     return "fsdp" if n >= FSDP_MIN_PARAMETERS else "ddp"
 
 
-def wrap(model: nn.Module, info: DistInfo, strategy: str) -> nn.Module:
-    """DDP (buffers are kept in sync by the quantiser itself) or FSDP2 sharding per transformer block."""
+def wrap(model: nn.Module, info: DistInfo, strategy: str, *, find_unused: bool = False) -> nn.Module:
+    """DDP (buffers are kept in sync by the quantiser itself) or FSDP2 sharding per transformer block.
+
+    ``find_unused`` lets DDP skip parameters a step did not use (an auxiliary head whose batch had
+    nothing to learn from, e.g. HoliTok's CTC head when no crop kept its transcript).
+    """
     if not info.enabled:
         return model
     if strategy == "fsdp":
@@ -71,14 +75,23 @@ def wrap(model: nn.Module, info: DistInfo, strategy: str) -> nn.Module:
     from torch.nn.parallel import DistributedDataParallel
 
     device_ids = [info.local_rank] if info.device.type == "cuda" else None
-    return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False)
+    return DistributedDataParallel(model, device_ids=device_ids, broadcast_buffers=False,
+                                   find_unused_parameters=find_unused)
 
 
-def all_reduce_mean(values: dict[str, float], info: DistInfo) -> dict[str, float]:
-    if not info.enabled or not values:
-        return values
-    keys = sorted(values)
-    tensor = torch.tensor([values[k] for k in keys], dtype=torch.float64, device=info.device)
+def all_reduce_mean(window: dict[str, tuple[float, int]], info: DistInfo) -> dict[str, float]:
+    """Mean of each metric over every (rank, step) that reported it, from per-rank ``(sum, count)``.
+
+    Ranks may report different metrics (a rank whose batch had no ASR item has no ASR loss), so
+    the key sets are gathered first; every rank then reduces the same vector.
+    """
+    if not info.enabled:
+        return {k: total / count for k, (total, count) in window.items() if count}
+    key_sets: list = [None] * info.world_size
+    dist.all_gather_object(key_sets, sorted(window))
+    keys = sorted(set().union(*key_sets))
+    if not keys:
+        return {}
+    tensor = torch.tensor([list(window.get(k, (0.0, 0))) for k in keys], dtype=torch.float64, device=info.device)
     dist.all_reduce(tensor)
-    tensor /= info.world_size
-    return dict(zip(keys, tensor.tolist()))
+    return {k: total / count for k, (total, count) in zip(keys, tensor.tolist()) if count}

@@ -99,7 +99,8 @@ class Trainer:
         if init_from is not None:
             self._init_weights(init_from)
         self.strategy = dist_utils.choose_strategy(self.cfg.strategy, self.model)
-        self.wrapped = {name: dist_utils.wrap(m, self.info, self.strategy if name == "model" else "ddp")
+        self.wrapped = {name: dist_utils.wrap(m, self.info, self.strategy if name == "model" else "ddp",
+                                              find_unused=name != "model")
                         for name, m in self.modules.items()}
         self.optimizers = {name: self._optimizer(m) for name, m in self.modules.items()}
         self.phase_members = {phase: [n for n in self.modules if self.recipe.phase_of(n) == phase]
@@ -257,7 +258,7 @@ class Trainer:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "spec.json").write_text(json.dumps(self.spec.to_json(), indent=2))
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, desc="train", unit="step")
-        window: dict[str, float] = {}
+        window: dict[str, tuple[float, int]] = {}  # metric → (sum, steps that reported it)
         window_steps, audio_seconds, started = 0, 0.0, time.perf_counter()
         last_checkpoint = None
         while self.step < cfg.steps:
@@ -266,11 +267,12 @@ class Trainer:
             self.step += 1
             window_steps += 1
             audio_seconds += self.recipe.batch_seconds(batch)
-            for key, value in metrics.items():
-                window[key] = window.get(key, 0.0) + value
+            for key, value in metrics.items():  # a metric may be absent from a step (no ASR item in the batch)
+                total, count = window.get(key, (0.0, 0))
+                window[key] = (total + value, count + 1)
             bar.update(1)
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
-                averaged = dist_utils.all_reduce_mean({k: v / window_steps for k, v in window.items()}, self.info)
+                averaged = dist_utils.all_reduce_mean(window, self.info)
                 elapsed = time.perf_counter() - started
                 record = {"step": self.step, "epoch": self.epoch, **averaged, **self.recipe.log_metrics(self.step),
                           "sec_per_step": elapsed / window_steps,
