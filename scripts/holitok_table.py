@@ -60,7 +60,7 @@ def plot_curves(runs: Path, png: Path) -> None:
         kl = [(r["step"] + offset, r["kl"]) for r in records if "kl" in r]
         style = {"color": "tab:orange"} if name == "holitok-vanilla" else {"color": "tab:blue"}
         label = "vanilla VAE" if name == "holitok-vanilla" else ("three stages" if name == STAGES[0] else None)
-        if train:
+        if len(train) >= 5:
             x, y = zip(*train)
             smooth = np.convolve(y, np.ones(5) / 5, mode="valid")
             axes[0].plot(x[len(x) - len(smooth):], smooth, label=label, **style)

@@ -5,7 +5,7 @@
 # HOLITOK_CHECKPOINT defaults to the latest stage-III checkpoint of scripts/train_holitok_ablation.sh.
 set -euo pipefail
 runs=${1:-runs}
-holitok=${2:-$(python -c "from speechtok.train.state import find_checkpoint; print(find_checkpoint('$runs/holitok-s3'))")}
+holitok=$(realpath "${2:-$(python -c "from speechtok.train.state import find_checkpoint; print(find_checkpoint('$runs/holitok-s3'))")}")
 mkdir -p "$runs/ardit-configs"
 
 run() {  # run NAME PRESET TOKENIZER TTS_RATIO
@@ -20,5 +20,7 @@ run() {  # run NAME PRESET TOKENIZER TTS_RATIO
 }
 
 { run ardit-unified ardit-small "$holitok" 0.8333; run ardit-asr ardit-small "$holitok" 0.0; } > "$runs/ardit-a.log" 2>&1 &
+first=$!
 { run ardit-tts ardit-small "$holitok" 1.0; run ardit-unified-sitok ardit-small-sitok sitok-default 0.8333; } > "$runs/ardit-b.log" 2>&1 &
-wait
+second=$!
+wait "$first" && wait "$second"

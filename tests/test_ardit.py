@@ -109,6 +109,10 @@ def test_bad_inputs_are_refused_in_one_line(tokenizers, clips):
         model.check_audio(torch.full((8, 128), float("nan")))
     with pytest.raises(ConfigError, match="nothing to say"):
         model.generate_speech("!!!")
+    with pytest.raises(ConfigError, match="shorter than one patch"):
+        model.generate_speech("hello", prompt=examples[0].audio[:2])
+    with pytest.raises(ConfigError, match="steps and top_k"):
+        model.generate_speech("hello", steps=0)
     with pytest.raises(ConfigError, match="whole, non-zero number"):
         model([Example("tts", torch.tensor([3]), torch.zeros(5, 128))])
     with pytest.raises(ConfigError, match="reads 65536 codes"):

@@ -68,7 +68,7 @@ class ARDiT(PretrainedMixin, nn.Module):
         c = self.config = config
         self.vocabulary = get_vocabulary(c.text_vocab)
         units = len(self.vocabulary)
-        self.end_of_text = units  # the text head's extra class
+        self.end_of_text = units  # the text head's extra class (an output id; <tts> shares the number as an input id)
         self.special = {name: units + i for i, name in enumerate(SPECIALS)}
         self.text_embed = nn.Embedding(units + len(SPECIALS), c.dim)
         self.lm = Transformer(TransformerConfig(c.dim, c.layers, c.heads, c.mlp_dim, causal=True))
@@ -126,9 +126,13 @@ class ARDiT(PretrainedMixin, nn.Module):
 
     def fit_latent_stats(self, latents: list[torch.Tensor]) -> None:
         """Set the normalisation from tokenizer latents ``[F, D]`` (e.g. every training utterance)."""
-        frames = torch.cat([z.double() for z in latents])
-        self.latent_mean.copy_(frames.mean(0))
-        self.latent_std.copy_(frames.std(0).clamp(min=1e-5))
+        count, total, squares = 0, 0.0, 0.0
+        for z in latents:
+            z = z.double()
+            count, total, squares = count + z.shape[0], total + z.sum(0), squares + (z * z).sum(0)
+        mean = total / count
+        self.latent_mean.copy_(mean)
+        self.latent_std.copy_((squares / count - mean * mean).clamp(min=1e-10).sqrt().clamp(min=1e-5))
 
     def trim_to_patches(self, audio: torch.Tensor) -> torch.Tensor:
         """Drop the last frames that do not fill a patch (< 160 ms for HoliTok latents)."""
@@ -178,7 +182,7 @@ class ARDiT(PretrainedMixin, nn.Module):
         out = self.dit(seq, cond=self.time_embed(t))
         return self.dit_out(out[:, -x_t.shape[1]:])
 
-    def _history(self, frames: torch.Tensor) -> torch.Tensor:
+    def _history(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, F, D]`` → per patch k the ``history_patches`` patches before it, zero-padded:
         ``[B, F/P, H·P, D]``, with the patches themselves ``[B, F/P, P, D]``."""
         c = self.config
@@ -194,23 +198,25 @@ class ARDiT(PretrainedMixin, nn.Module):
         c, dev = self.config, self.device
         audio = [self.check_audio(e.audio).to(dev) for e in examples]
         lengths = [a.shape[0] for a in audio]
+        if not examples:
+            raise ConfigError("an empty batch")
         if min(lengths) < c.patch_size or any(n % c.patch_size for n in lengths):
             raise ConfigError(f"every item needs a whole, non-zero number of {c.patch_size}-frame patches")
         padded = nn.utils.rnn.pad_sequence(audio, batch_first=True)
         audio_embeds = self.embed_audio(padded)
 
-        rows, spans = [], []  # per item: LM input rows, and (audio start, text start) positions
+        rows, before = [], []  # per item: LM input rows, and the position of the state before its first target
         for i, e in enumerate(examples):
             m = lengths[i] // c.patch_size
             text = self.text_embed(e.text.to(dev))
             if e.task == "tts":
                 head = torch.cat([self._specials("<tts>"), text, self._specials("<speech>")])
                 rows.append(torch.cat([head, audio_embeds[i, :m]]))
-                spans.append((head.shape[0] - 1, None))
+                before.append(head.shape[0] - 1)  # <speech>
             else:
                 head = self._specials("<asr>", "<speech>")
                 rows.append(torch.cat([head, audio_embeds[i, :m], self._specials("<text>"), text]))
-                spans.append((1, head.shape[0] + m))
+                before.append(head.shape[0] + m)  # <text>
         mask = nn.utils.rnn.pad_sequence([torch.ones(len(r), dtype=torch.bool, device=dev) for r in rows], batch_first=True)
         hidden = self.lm(nn.utils.rnn.pad_sequence(rows, batch_first=True), mask)
 
@@ -218,24 +224,40 @@ class ARDiT(PretrainedMixin, nn.Module):
         tts = [i for i, e in enumerate(examples) if e.task == "tts"]
         asr = [i for i, e in enumerate(examples) if e.task == "asr"]
         if tts:
-            states = torch.cat([hidden[i, spans[i][0]: spans[i][0] + lengths[i] // c.patch_size] for i in tts])
+            states = torch.cat([hidden[i, before[i]: before[i] + lengths[i] // c.patch_size] for i in tts])
             out["tts"] = self._speech_loss(states, [padded[i, : lengths[i]] for i in tts])
-            eos_states = torch.cat([hidden[i, spans[i][0]: spans[i][0] + lengths[i] // c.patch_size + 1] for i in tts])
+            eos_states = torch.cat([hidden[i, before[i]: before[i] + lengths[i] // c.patch_size + 1] for i in tts])
             eos_target = torch.cat([F.one_hot(torch.tensor(lengths[i] // c.patch_size), lengths[i] // c.patch_size + 1)
                                     for i in tts]).float().to(dev)
             out["eos"] = F.binary_cross_entropy_with_logits(self.eos_head(eos_states.detach())[:, 0], eos_target)
         if asr:
-            logits = torch.cat([self.text_head(hidden[i, spans[i][1]: spans[i][1] + len(examples[i].text) + 1]) for i in asr])
+            logits = torch.cat([self.text_head(hidden[i, before[i]: before[i] + len(examples[i].text) + 1]) for i in asr])
             target = torch.cat([torch.cat([examples[i].text.to(dev), torch.tensor([self.end_of_text], device=dev)])
                                 for i in asr])
             out["asr"] = F.cross_entropy(logits, target)
             out["asr_accuracy"] = (logits.argmax(-1) == target).float().mean().detach()
         loss = sum(v for k, v in out.items() if k != "asr_accuracy")
         if not (tts and asr):
-            # Zero-weighted use of every parameter: DDP needs a gradient for each one every step.
-            loss = loss + 0.0 * sum(p.sum() for p in self.parameters())
+            loss = loss + self._idle_branches(hidden[0, :1], tts=not tts, asr=not asr)
         out["loss"] = loss
         return out
+
+    def _idle_branches(self, state: torch.Tensor, *, tts: bool, asr: bool) -> torch.Tensor:
+        """Zero-weighted passes through the heads of a task absent from this batch, so every rank
+        runs the same modules (DDP needs a gradient for each parameter; FSDP the same gathers)."""
+        c, terms = self.config, []
+        if tts:
+            terms.append(self.eos_head(state).sum())
+            if c.audio == "latents":
+                zeros = state.new_zeros(1, c.patch_size, c.latent_dim)
+                history = state.new_zeros(1, c.history_patches * c.patch_size, c.latent_dim)
+                terms.append(self.velocity(zeros, state.new_zeros(1), state, history,
+                                           torch.zeros(1, dtype=torch.bool, device=state.device)).sum())
+            else:
+                terms.append(self.code_head(state).sum())
+        if asr:
+            terms.append(self.text_head(state).sum())
+        return 0.0 * sum(terms)
 
     def _speech_loss(self, states: torch.Tensor, audio: list[torch.Tensor]) -> torch.Tensor:
         """Flow matching on every patch (latents) or cross-entropy on every code (tokens)."""
@@ -262,6 +284,8 @@ class ARDiT(PretrainedMixin, nn.Module):
         c = self.config
         steps = c.sample_steps if steps is None else int(steps)
         cfg = c.cfg_scale if cfg is None else float(cfg)
+        if steps < 1 or top_k < 1:
+            raise ConfigError(f"steps and top_k must be >= 1, got {steps} and {top_k}")
         ids = torch.tensor(self.vocabulary.encode(text), dtype=torch.long, device=self.device)
         if not ids.numel():
             raise ConfigError(f"nothing to say: {text!r} has no units of the {c.text_vocab} vocabulary")
@@ -270,7 +294,11 @@ class ARDiT(PretrainedMixin, nn.Module):
         prefix = torch.cat([self._specials("<tts>"), self.text_embed(ids), self._specials("<speech>")])[None]
         empty = torch.zeros((0, c.latent_dim) if c.audio == "latents" else (0,), device=self.device,
                             dtype=torch.float32 if c.audio == "latents" else torch.long)
-        past = self.check_audio(self.trim_to_patches(prompt.to(self.device))) if prompt is not None else empty
+        past = empty
+        if prompt is not None:
+            past = self.check_audio(self.trim_to_patches(self._on_device(prompt)))
+            if not past.shape[0]:
+                raise ConfigError(f"the prompt is shorter than one patch ({c.patch_size} frames)")
         if past.shape[0]:
             prefix = torch.cat([prefix, self._embed_new(past, frames_ctx)], dim=1)
         state = lm.extend(prefix)[-1]
@@ -286,6 +314,9 @@ class ARDiT(PretrainedMixin, nn.Module):
             generated.append(piece)
             state = lm.extend(self._embed_new(piece, frames_ctx))[-1]
         return torch.cat(generated) if generated else empty
+
+    def _on_device(self, audio: torch.Tensor) -> torch.Tensor:
+        return audio.to(self.device, torch.float32) if self.config.audio == "latents" else audio.to(self.device)
 
     def _embed_new(self, audio: torch.Tensor, frames_ctx: _Context | None) -> torch.Tensor:
         """LM inputs ``[1, n, dim]`` for audio appended to a growing sequence."""
@@ -324,7 +355,7 @@ class ARDiT(PretrainedMixin, nn.Module):
     def transcribe(self, audio: torch.Tensor, *, max_units: int | None = None, use_cache: bool = True) -> str:
         """ASR: normalised latents ``[F, D]`` or codes ``[F]`` → text, greedy until end-of-text."""
         c = self.config
-        audio = self.check_audio(self.trim_to_patches(audio.to(self.device)))
+        audio = self.check_audio(self.trim_to_patches(self._on_device(audio)))
         if not audio.shape[0]:
             raise ConfigError(f"audio shorter than one patch ({c.patch_size} frames) cannot be transcribed")
         lm = _Context(self.lm, use_cache)
@@ -333,7 +364,9 @@ class ARDiT(PretrainedMixin, nn.Module):
         state = lm.extend(prefix[None])[-1]
         ids: list[int] = []
         for _ in range(c.max_text_units if max_units is None else max_units):
-            unit = int(self.text_head(state).argmax())
+            logits = self.text_head(state)
+            logits[0] = float("-inf")  # the CTC blank shares the vocabulary but is never a target
+            unit = int(logits.argmax())
             if unit == self.end_of_text:
                 break
             ids.append(unit)

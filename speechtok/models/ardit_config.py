@@ -61,6 +61,11 @@ class ARDiTConfig:
             raise ConfigError(f"{self.name}: audio must be 'latents' or 'tokens', got {self.audio!r}")
         if self.audio == "tokens" and self.patch_size != 1:
             raise ConfigError(f"{self.name}: discrete tokens enter one per position (patch_size 1)")
+        if self.patch_size < 1 or self.history_patches < 0 or self.sample_steps < 1 or self.time_embed_dim % 2:
+            raise ConfigError(f"{self.name}: patch_size and sample_steps must be >= 1, history_patches >= 0,"
+                              " time_embed_dim even")
+        if not 0.0 <= self.cond_drop <= 1.0:
+            raise ConfigError(f"{self.name}: cond_drop must be in 0..1, got {self.cond_drop}")
         for width, heads in ((self.dim, self.heads), (self.patch_dim, self.patch_heads), (self.dit_dim, self.dit_heads)):
             if width % heads:
                 raise ConfigError(f"{self.name}: width {width} is not divisible by {heads} heads")

@@ -1,8 +1,7 @@
 """An AR+DiT model together with its tokenizer: text ↔ waveform for TTS and ASR.
 
-The tokenizer is either HoliTok (continuous latents, normalised by its latent statistics) or SiTok
-(discrete codes). The same :meth:`SpeechLM.features` turns audio into what the model reads, in
-training and at inference, so both always see identical representations.
+The tokenizer is either HoliTok (continuous latents, normalised by the model's own latent
+statistics, fitted on its training set) or SiTok (discrete codes).
 """
 from __future__ import annotations
 
@@ -86,17 +85,19 @@ class SpeechLM:
         wav = torch.as_tensor(np.asarray(wav, dtype=np.float32) if isinstance(wav, np.ndarray) else wav)
         if isinstance(self.tokenizer, HoliTok):
             latents = self.tokenizer.encode(wav.reshape(1, 1, -1), sample_rate, sample=sample, generator=generator)
-            out = self.model.normalize(latents[0].T.cpu())
+            out = self.model.normalize(latents[0].T.to(self.model.device)).cpu()
         else:
             out = self.tokenizer.encode(wav.reshape(1, 1, -1), sample_rate)[0, 0].cpu()
         return self.model.trim_to_patches(out)
 
     @torch.inference_mode()
-    def synthesize(self, audio: torch.Tensor) -> torch.Tensor:
-        """Model-side audio (normalised latents ``[F, D]`` or codes ``[F]``) → waveform ``[1, 1, T]``."""
+    def synthesize(self, audio: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """Model-side audio (normalised latents ``[F, D]`` or codes ``[F]``) → waveform ``[1, 1, T]``
+        (``generator`` seeds SiTok's decoder noise)."""
         if isinstance(self.tokenizer, HoliTok):
-            return self.tokenizer.decode(self.model.denormalize(audio).T[None].to(self.tokenizer.device))
-        return self.tokenizer.decode(audio[None, None].to(self.tokenizer.device), vocoder=self.vocoder)
+            return self.tokenizer.decode(self.model.denormalize(audio.to(self.model.device)).T[None].to(self.tokenizer.device))
+        return self.tokenizer.decode(audio[None, None].to(self.tokenizer.device), vocoder=self.vocoder,
+                                     generator=generator)
 
     def tts(self, text: str, *, prompt: tuple[np.ndarray, int] | None = None, prompt_text: str | None = None,
             **generation: Any) -> torch.Tensor:
@@ -113,7 +114,7 @@ class SpeechLM:
         audio = self.model.generate_speech(text, prompt=prompt_audio, **generation)
         if not audio.shape[0]:
             raise ConfigError("no speech generated: max_seconds is shorter than one patch")
-        return self.synthesize(audio)
+        return self.synthesize(audio, generation.get("generator"))
 
     def asr(self, wav: np.ndarray | torch.Tensor, sample_rate: int) -> str:
         return self.model.transcribe(self.features(wav, sample_rate))

@@ -138,7 +138,7 @@ class ARDiTRecipe(Recipe):
         """Losses over the validation set (epoch-0 tasks and latent samples, fixed noise)."""
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(1234)
             for start in range(0, len(data), 8):
                 out = self.losses(modules, [data.get(i, 0) for i in range(start, min(start + 8, len(data)))],
