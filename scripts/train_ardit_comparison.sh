@@ -2,10 +2,19 @@
 # Train the AR+DiT comparison (issue 6): unified TTS+ASR vs single-task models on HoliTok latents,
 # and the unified model on SiTok codes. Two runs at a time, one thread each; rerunning resumes.
 #   bash scripts/train_ardit_comparison.sh [RUNS_DIR] [HOLITOK_CHECKPOINT]
-# HOLITOK_CHECKPOINT defaults to the latest stage-III checkpoint of scripts/train_holitok_ablation.sh.
+# HOLITOK_CHECKPOINT defaults to the latest stage-III checkpoint of scripts/train_holitok_ablation.sh
+# in RUNS_DIR, else to its committed fp16 export checkpoints/holitok-small-stage3.
 set -euo pipefail
 runs=${1:-runs}
-holitok=$(realpath "${2:-$(python -c "from speechtok.train.state import find_checkpoint; print(find_checkpoint('$runs/holitok-s3'))")}")
+holitok=${2:-}
+if [ -z "$holitok" ]; then
+  if [ -d "$runs/holitok-s3" ]; then
+    holitok=$(python -c "from speechtok.train.state import find_checkpoint; print(find_checkpoint('$runs/holitok-s3'))")
+  else
+    holitok=checkpoints/holitok-small-stage3
+  fi
+fi
+holitok=$(realpath "$holitok")
 mkdir -p "$runs/ardit-configs"
 
 run() {  # run NAME PRESET TOKENIZER TTS_RATIO
