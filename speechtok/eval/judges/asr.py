@@ -127,8 +127,14 @@ class WhisperJudge:
         return tokenizer.decode([t for t in result[0].sequences_ids[0] if t < tokenizer.eot]).strip()
 
 
-@lru_cache(maxsize=2)
 def _whisper_model(model_dir: str):  # noqa: ANN202 - faster_whisper.WhisperModel, imported lazily
+    return _whisper_model_of_process(model_dir, os.getpid())
+
+
+@lru_cache(maxsize=None)
+def _whisper_model_of_process(model_dir: str, pid: int):  # noqa: ANN202
+    """One model per process: a forked evaluation worker must not use (or free) its parent's
+    CTranslate2 model, whose thread pool did not survive the fork."""
     from faster_whisper import WhisperModel
 
     return WhisperModel(model_dir, device="cpu", compute_type="int8", cpu_threads=judge_threads())

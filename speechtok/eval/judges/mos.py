@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
+import os
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -34,7 +35,7 @@ class MOSJudge:
     def score(self, wav: np.ndarray) -> dict[str, float]:
         peak = float(np.abs(wav).max()) if wav.size else 0.0
         clip = np.asarray(wav, dtype=np.float32) / max(peak, 1.0)  # speechmos rejects samples beyond ±1
-        scores = _dnsmos(str(self.primary), str(self.p808))(clip, self.sample_rate, False)
+        scores = _dnsmos(str(self.primary), str(self.p808), os.getpid())(clip, self.sample_rate, False)
         return {
             "dnsmos": float(scores["ovrl_mos"]),
             "dnsmos_sig": float(scores["sig_mos"]),
@@ -42,8 +43,9 @@ class MOSJudge:
         }
 
 
-@lru_cache(maxsize=1)
-def _dnsmos(primary: str, p808: str):  # noqa: ANN202 - speechmos.dnsmos.DNSMOS, imported lazily
+@lru_cache(maxsize=None)
+def _dnsmos(primary: str, p808: str, pid: int):  # noqa: ANN202 - speechmos.dnsmos.DNSMOS, imported lazily
+    """One session per process (``pid``): a forked evaluation worker never touches its parent's."""
     import onnxruntime as ort
     from speechmos.dnsmos import DNSMOS
 
