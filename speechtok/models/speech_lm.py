@@ -51,6 +51,16 @@ def check_pair(config: ARDiTConfig, tokenizer: Tokenizer) -> None:
                           f" the tokenizer is a {type(tokenizer).__name__}")
 
 
+def encode_clip(tokenizer: Tokenizer, wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
+    """One clip → the tokenizer's raw representation on the CPU: HoliTok's posterior ``[F, 2D]``
+    (μ ‖ log σ) or SiTok's codes ``[F]``. Training data and inference both start here."""
+    batch = wav.reshape(1, 1, -1)
+    with torch.inference_mode():
+        if isinstance(tokenizer, HoliTok):
+            return tokenizer.encode_posterior(batch, sample_rate)[0].T.float().cpu()
+        return tokenizer.encode(batch, sample_rate)[0, 0].cpu()
+
+
 class SpeechLM:
     """``tts(text) → waveform`` and ``asr(waveform) → text`` with one model and its tokenizer."""
 
@@ -83,11 +93,11 @@ class SpeechLM:
         """One clip → what the model reads: normalised latents ``[F, D]`` (posterior mean, or a
         sample) or codes ``[F]``, trimmed to whole patches."""
         wav = torch.as_tensor(np.asarray(wav, dtype=np.float32) if isinstance(wav, np.ndarray) else wav)
+        out = encode_clip(self.tokenizer, wav, sample_rate)
         if isinstance(self.tokenizer, HoliTok):
-            latents = self.tokenizer.encode(wav.reshape(1, 1, -1), sample_rate, sample=sample, generator=generator)
-            out = self.model.normalize(latents[0].T.to(self.model.device)).cpu()
-        else:
-            out = self.tokenizer.encode(wav.reshape(1, 1, -1), sample_rate)[0, 0].cpu()
+            latents = self.tokenizer.sample_posterior(out.T[None], generator=generator)[0].T if sample \
+                else out[:, : self.model.config.latent_dim]
+            out = self.model.normalize(latents.to(self.model.device)).cpu()
         return self.model.trim_to_patches(out)
 
     @torch.inference_mode()

@@ -22,8 +22,7 @@ from ..data.manifest import Utterance
 from ..errors import ConfigError, DataError
 from ..models.ardit import MODEL_KIND, ARDiT, Example
 from ..models.ardit_config import ARDiTConfig
-from ..models.holitok import HoliTok
-from ..models.speech_lm import check_pair, load_tokenizer, tokenizer_sha256
+from ..models.speech_lm import check_pair, encode_clip, load_tokenizer, tokenizer_sha256
 from ..text import Vocabulary
 from .recipe import Recipe
 
@@ -49,12 +48,7 @@ class SpeechTextData:
         for row in tqdm(usable, desc="tokenizer features", disable=not progress, unit="utt", dynamic_ncols=True):
             ids = vocabulary.encode(row.transcript)
             wav, rate = load_audio(row.path)
-            with torch.inference_mode():
-                batch = torch.from_numpy(wav).reshape(1, 1, -1)
-                if isinstance(tokenizer, HoliTok):
-                    features = tokenizer.encode_posterior(batch, rate)[0].T.float()  # [F, 2D] = μ ‖ log σ
-                else:
-                    features = tokenizer.encode(batch, rate)[0, 0]
+            features = encode_clip(tokenizer, torch.from_numpy(wav), rate)
             features = model.trim_to_patches(features.cpu())
             if ids and features.shape[0]:
                 self.items.append((torch.tensor(ids, dtype=torch.long), features, row.seconds))
