@@ -73,6 +73,10 @@ class MelSpectrogram(nn.Module):
         self.register_buffer("window", torch.hann_window(cfg.n_fft), persistent=False)
         self.register_buffer("filterbank", mel_filterbank(cfg), persistent=False)
 
+    @property
+    def device(self) -> torch.device:
+        return self.window.device
+
     def num_frames(self, num_samples: int) -> int:
         return -(-num_samples // self.cfg.hop_length)
 

@@ -53,3 +53,13 @@ def test_bsq_codes_round_trip():
     assert int(out.indices.max()) < 65536
     assert torch.allclose(bsq.lookup(out.indices), out.quantized, atol=1e-6)
     assert torch.allclose(out.quantized.norm(dim=-1), torch.ones(3, 11), atol=1e-5)
+
+
+def test_vq_code_choice_ignores_bf16_autocast():
+    """Training on a GPU runs under bf16 autocast; the nearest code must still be the fp32 one."""
+    torch.manual_seed(0)
+    vq = EMAVectorQuantizer(65536, 32).eval()
+    z = torch.randn(1, 256, 32) * 0.1
+    exact = vq(z).indices
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert torch.equal(vq(z).indices, exact)

@@ -65,8 +65,8 @@ class MelDataset:
         if index not in self._cache:
             utt = self.utterances[index]
             wav, _ = load_audio(utt.path, self.mel.cfg.sample_rate)
-            with torch.no_grad():
-                mel = self.mel(torch.from_numpy(wav)[None, None])[0]
+            with torch.no_grad():  # on the front-end's device (the training GPU), kept on the CPU
+                mel = self.mel(torch.from_numpy(wav)[None, None].to(self.mel.device))[0].cpu()
             labels = self.vocabulary.encode(utt.transcript) if utt.transcript else []
             self._cache[index] = (mel, labels)
         return self._cache[index]
@@ -126,7 +126,7 @@ class SegmentDataset:
             mel = None
             if self.mel is not None:
                 with torch.no_grad():
-                    mel = self.mel(wav[None])[0]
+                    mel = self.mel(wav[None].to(self.mel.device))[0].cpu()
             self._cache[index] = (wav, mel)
         return self._cache[index]
 

@@ -117,7 +117,7 @@ class ARDiT(PretrainedMixin, nn.Module):
         """Tokenizer latents ``[F, D]`` → what the model reads (identity for codes)."""
         if self.config.audio == "tokens":
             return latents
-        return (latents - self.latent_mean) / self.latent_std
+        return (latents - self.latent_mean.to(latents.device)) / self.latent_std.to(latents.device)
 
     def denormalize(self, latents: torch.Tensor) -> torch.Tensor:
         if self.config.audio == "tokens":

@@ -39,13 +39,15 @@ class EMAVectorQuantizer(nn.Module):
         return int(math.log2(self.codebook_size))
 
     def nearest(self, z: torch.Tensor) -> torch.Tensor:
-        """Index of the closest code (Euclidean) for each row of ``z`` ``[N, D]``; chunked for memory."""
-        codebook = self.codebook
+        """Index of the closest code (Euclidean) for each row of ``z`` ``[N, D]``; chunked for memory.
+        Always in fp32: under bf16 autocast the distances to 65,536 codes would pick wrong codes."""
+        codebook = self.codebook.float()
         code_sq = (codebook * codebook).sum(-1)
         out = []
-        for chunk in z.split(_DISTANCE_CHUNK):
-            dist_sq = code_sq[None, :] - 2 * chunk @ codebook.t()
-            out.append(dist_sq.argmin(-1))
+        with torch.autocast(z.device.type, enabled=False):
+            for chunk in z.float().split(_DISTANCE_CHUNK):
+                dist_sq = code_sq[None, :] - 2 * chunk @ codebook.t()
+                out.append(dist_sq.argmin(-1))
         return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=z.device)
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:

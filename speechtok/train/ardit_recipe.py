@@ -104,7 +104,9 @@ class ARDiTRecipe(Recipe):
         return dataclasses.replace(model_config, tokenizer_sha256=actual)
 
     def build_model(self) -> ARDiT:
-        self.tokenizer = load_tokenizer(self.model_config.tokenizer)
+        # The training set is encoded once, up front, on the training device (a GPU when there is one).
+        device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
+        self.tokenizer = load_tokenizer(self.model_config.tokenizer).to(device)
         check_pair(self.model_config, self.tokenizer)
         self.fitted = False
         return ARDiT(self.model_config)
