@@ -2,7 +2,7 @@
 
     python scripts/ardit_table.py [--runs runs] [--data data/splits/dev.tsv] [--tts-texts 20]
 
-Needs the runs of ``bash scripts/train_ardit_comparison.sh``. For every run (its latest checkpoint)
+Needs the runs of ``bash scripts/train_ardit_comparison.sh`` (CPU) or ``bash scripts/train_gpu.sh`` (GPU). For every run (its latest checkpoint)
 that can speak, synthesises the first ``--tts-texts`` transcripts of the dev split and measures
 their intelligibility with the evaluation's ASR judge (Whisper; WER pooled over words); for every
 run that can listen, transcribes every transcribed dev file (WER against the manifest). Writes the
@@ -23,6 +23,7 @@ from speechtok.data.manifest import read_manifest
 from speechtok.eval.judges.asr import load_asr_judge, score_text
 from speechtok.eval.summary import replace_marked_block
 from speechtok.models.speech_lm import SpeechLM
+from speechtok.train.plots import read_metrics
 from speechtok.train.state import find_checkpoint, read_trainer_state
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,25 +35,39 @@ def pooled_wer(pairs: list[tuple[str, str]]) -> float:
     return 100.0 * sum(s.word_errors for s in scores) / max(1, sum(s.words for s in scores))
 
 
+def valid_asr_accuracy(run_dir: Path, step: int | None) -> str:
+    """Validation next-unit ASR accuracy at ``step`` (None: the last validation): comparable across
+    runs of different lengths and representations, since the text targets are the same."""
+    records = [r for r in read_metrics(run_dir / "metrics.jsonl") if "valid_asr_accuracy" in r]
+    if step is not None:
+        records = [r for r in records if r["step"] == step]
+    return f"{records[-1]['valid_asr_accuracy']:.3f}" if records else "–"
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default=str(ROOT / "runs"))
     parser.add_argument("--data", default=str(ROOT / "data" / "splits" / "dev.tsv"))
     parser.add_argument("--tts-texts", type=int, default=20)
     parser.add_argument("-o", "--output", default=str(ROOT / "runs" / "eval" / "ardit"))
+    parser.add_argument("--tokenizer", action="append", default=[], metavar="RUN=CHECKPOINT",
+                        help="load RUN with this copy of its tokenizer (same weights hash) instead of the recorded"
+                             " path, e.g. when the bundled checkpoint's decoding defaults changed after training")
     args = parser.parse_args()
+    tokenizers = dict(item.split("=", 1) for item in args.tokenizer)
     rows = [r for r in read_manifest(args.data) if r.transcript]
     judge = load_asr_judge("whisper-base")
     out_dir = Path(args.output)
     table = ["| run | representation | trained tasks (TTS share) | steps | TTS WER % (Whisper on generated speech)"
-             " | generated / real duration | ASR WER % (dev) |", "|---|---|---|---|---|---|---|"]
+             " | generated / real duration | ASR WER % (dev) | valid ASR accuracy at step 1000 / last |",
+             "|---|---|---|---|---|---|---|---|"]
     for run in RUNS:
         if not (Path(args.runs) / run).is_dir():
             continue
         checkpoint = find_checkpoint(Path(args.runs) / run)
         spec = read_trainer_state(checkpoint)["spec"]
         ratio = float(spec.get("objective", {}).get("tts_ratio", 5 / 6))
-        lm = SpeechLM.from_pretrained(checkpoint)
+        lm = SpeechLM.from_pretrained(checkpoint, tokenizer=tokenizers.get(run))
         tts = asr = duration = "–"
         if ratio > 0:
             pairs, generated, real = [], 0.0, 0.0
@@ -72,8 +87,9 @@ def main() -> int:
             (out_dir / run / "asr.json").write_text(json.dumps(pairs, indent=1))
         kind = "SiTok codes" if lm.model.config.audio == "tokens" else "HoliTok latents"
         tasks = "TTS" if ratio == 1 else "ASR" if ratio == 0 else f"TTS + ASR ({ratio:.2f})"
-        table.append(f"| `{run}` | {kind} | {tasks} | {read_trainer_state(checkpoint)['step']} | {tts} | {duration} | {asr} |")
-    lines = [f"Produced by `python scripts/ardit_table.py` from the runs of `bash scripts/train_ardit_comparison.sh`:"
+        table.append(f"| `{run}` | {kind} | {tasks} | {read_trainer_state(checkpoint)['step']} | {tts} | {duration} | {asr} |"
+                     f" {valid_asr_accuracy(Path(args.runs) / run, 1000)} / {valid_asr_accuracy(Path(args.runs) / run, None)} |")
+    lines = [f"Produced by `python scripts/ardit_table.py --runs {Path(args.runs).name}`:"
              f" TTS on the first {args.tts_texts} transcripts of `{Path(args.data).name}`, ASR on its {len(rows)}"
              f" transcribed files; judge {judge.info.name} (`{judge.info.version}`).", "", *table]
     replace_marked_block(ROOT / "docs" / "ardit.md", "ardit-table", "\n".join(lines))
