@@ -42,7 +42,7 @@ TABLES = {
     "quality": Table("quality-table",
                      ("identity", "sitok:sitok-default", "sitok:sitok-default:griffin-lim", "vocoder:vocos-24k",
                       "codec2-700c", "codec2-1200", "opus-6k"),
-                     ("README.md", "docs/vocoder.md"), metrics="wer,stoi,pesq,sim",
+                     ("README.md", "docs/vocoder.md"), metrics="wer,stoi,pesq,sim,dnsmos",
                      info_checkpoint="sitok-default"),
 }
 
