@@ -44,6 +44,33 @@ def valid_asr_accuracy(run_dir: Path, step: int | None) -> str:
     return f"{records[-1]['valid_asr_accuracy']:.3f}" if records else "–"
 
 
+def plot_curves(runs_dir: Path, out_png: Path) -> None:
+    """Validation curves of every run: ASR next-unit accuracy (comparable across representations)
+    and the TTS loss (flow-matching MSE for latents, code cross-entropy for SiTok codes)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    panels = (("valid_asr_accuracy", "validation ASR next-unit accuracy", None),
+              ("valid_tts", "validation TTS flow loss (HoliTok latents)", "latents"),
+              ("valid_tts", "validation TTS code cross-entropy (SiTok codes)", "tokens"))
+    for ax, (key, title, audio) in zip(axes, panels):
+        for run in RUNS:
+            path = runs_dir / run / "metrics.jsonl"
+            if not path.is_file() or (audio is not None and (audio == "tokens") != run.endswith("sitok")):
+                continue
+            points = [(r["step"], r[key]) for r in read_metrics(path) if key in r]
+            if points:
+                ax.plot(*zip(*points), marker="o", label=run)
+        ax.set_title(title, fontsize=10)
+        ax.set_xlabel("step")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out_png, dpi=90)
+    plt.close(fig)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default=str(ROOT / "runs"))
@@ -92,6 +119,8 @@ def main() -> int:
     lines = [f"Produced by `python scripts/ardit_table.py --runs {Path(args.runs).name}`:"
              f" TTS on the first {args.tts_texts} transcripts of `{Path(args.data).name}`, ASR on its {len(rows)}"
              f" transcribed files; judge {judge.info.name} (`{judge.info.version}`).", "", *table]
+    plot_curves(Path(args.runs), ROOT / "docs" / "images" / "ardit-comparison.png")
+    lines += ["", "![validation curves](images/ardit-comparison.png)"]
     replace_marked_block(ROOT / "docs" / "ardit.md", "ardit-table", "\n".join(lines))
     print("\n".join(lines))
     return 0
