@@ -35,10 +35,10 @@ def pooled_wer(pairs: list[tuple[str, str]]) -> float:
     return 100.0 * sum(s.word_errors for s in scores) / max(1, sum(s.words for s in scores))
 
 
-def valid_asr_accuracy(run_dir: Path, step: int | None) -> str:
+def valid_asr_accuracy(metrics: list[dict], step: int | None) -> str:
     """Validation next-unit ASR accuracy at ``step`` (None: the last validation): comparable across
     runs of different lengths and representations, since the text targets are the same."""
-    records = [r for r in read_metrics(run_dir / "metrics.jsonl") if "valid_asr_accuracy" in r]
+    records = [r for r in metrics if "valid_asr_accuracy" in r]
     if step is not None:
         records = [r for r in records if r["step"] == step]
     return f"{records[-1]['valid_asr_accuracy']:.3f}" if records else "–"
@@ -113,9 +113,10 @@ def main() -> int:
             (out_dir / run).mkdir(parents=True, exist_ok=True)
             (out_dir / run / "asr.json").write_text(json.dumps(pairs, indent=1))
         kind = "SiTok codes" if lm.model.config.audio == "tokens" else "HoliTok latents"
+        metrics = read_metrics(Path(args.runs) / run / "metrics.jsonl")
         tasks = "TTS" if ratio == 1 else "ASR" if ratio == 0 else f"TTS + ASR ({ratio:.2f})"
         table.append(f"| `{run}` | {kind} | {tasks} | {read_trainer_state(checkpoint)['step']} | {tts} | {duration} | {asr} |"
-                     f" {valid_asr_accuracy(Path(args.runs) / run, 1000)} / {valid_asr_accuracy(Path(args.runs) / run, None)} |")
+                     f" {valid_asr_accuracy(metrics, 1000)} / {valid_asr_accuracy(metrics, None)} |")
     lines = [f"Produced by `python scripts/ardit_table.py --runs {Path(args.runs).name}`:"
              f" TTS on the first {args.tts_texts} transcripts of `{Path(args.data).name}`, ASR on its {len(rows)}"
              f" transcribed files; judge {judge.info.name} (`{judge.info.version}`).", "", *table]

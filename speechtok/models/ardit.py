@@ -122,7 +122,7 @@ class ARDiT(PretrainedMixin, nn.Module):
     def denormalize(self, latents: torch.Tensor) -> torch.Tensor:
         if self.config.audio == "tokens":
             return latents
-        return latents * self.latent_std + self.latent_mean
+        return latents * self.latent_std.to(latents.device) + self.latent_mean.to(latents.device)
 
     def fit_latent_stats(self, latents: list[torch.Tensor]) -> None:
         """Set the normalisation from tokenizer latents ``[F, D]`` (e.g. every training utterance)."""

@@ -97,7 +97,7 @@ class SpeechLM:
         if isinstance(self.tokenizer, HoliTok):
             latents = self.tokenizer.sample_posterior(out.T[None], generator=generator)[0].T if sample \
                 else out[:, : self.model.config.latent_dim]
-            out = self.model.normalize(latents.to(self.model.device)).cpu()
+            out = self.model.normalize(latents)
         return self.model.trim_to_patches(out)
 
     @torch.inference_mode()
@@ -105,7 +105,7 @@ class SpeechLM:
         """Model-side audio (normalised latents ``[F, D]`` or codes ``[F]``) → waveform ``[1, 1, T]``
         (``generator`` seeds SiTok's decoder noise)."""
         if isinstance(self.tokenizer, HoliTok):
-            return self.tokenizer.decode(self.model.denormalize(audio.to(self.model.device)).T[None].to(self.tokenizer.device))
+            return self.tokenizer.decode(self.model.denormalize(audio).T[None].to(self.tokenizer.device))
         return self.tokenizer.decode(audio[None, None].to(self.tokenizer.device), vocoder=self.vocoder,
                                      generator=generator)
 

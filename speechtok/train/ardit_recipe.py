@@ -104,14 +104,13 @@ class ARDiTRecipe(Recipe):
         return dataclasses.replace(model_config, tokenizer_sha256=actual)
 
     def build_model(self) -> ARDiT:
-        # The training set is encoded once, up front, on the training device (a GPU when there is one).
-        device = torch.device("cuda", torch.cuda.current_device()) if torch.cuda.is_available() else torch.device("cpu")
-        self.tokenizer = load_tokenizer(self.model_config.tokenizer).to(device)
+        self.tokenizer = load_tokenizer(self.model_config.tokenizer)
         check_pair(self.model_config, self.tokenizer)
         self.fitted = False
         return ARDiT(self.model_config)
 
     def dataset(self, rows: list[Utterance], model: nn.Module) -> SpeechTextData:
+        self.tokenizer.to(model.device)  # encode once, up front, on the training device (a GPU when there is one)
         data = SpeechTextData(rows, self.tokenizer, model, model.vocabulary, self.objective, self.train.seed)
         if model.config.audio == "latents" and not self.fitted:  # the training set comes first
             model.fit_latent_stats(data.posterior_means())
