@@ -18,7 +18,8 @@ from pathlib import Path
 
 import torch
 
-from speechtok.checkpoint import BUNDLED_DIR, load_checkpoint
+from speechtok.bundled import BUNDLED_DIR
+from speechtok.checkpoint import load_checkpoint
 from speechtok.data.manifest import read_manifest
 from speechtok.models.sitok import SiTok
 from speechtok.train.plots import read_metrics

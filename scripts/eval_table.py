@@ -115,7 +115,7 @@ def record_quality(name: str, text: str) -> None:
     and weights hashes are unchanged, so the checkpoint stays verifiable."""
     import json
 
-    from speechtok.checkpoint import BUNDLED_DIR, CONFIG_FILE
+    from speechtok.bundled import BUNDLED_DIR, CONFIG_FILE
     from speechtok.fileio import write_json_atomic
 
     path = BUNDLED_DIR / name / CONFIG_FILE

@@ -18,14 +18,13 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 from torch import nn
 
+from .bundled import CONFIG_FILE, resolve
 from .config import config_hash, dict_hash, to_dict
 from .errors import CheckpointError
 from .fileio import atomic_path, sha256_file, write_json_atomic
 
 FORMAT = "speechtok-checkpoint-v1"
-CONFIG_FILE = "config.json"
 WEIGHTS_FILE = "model.safetensors"
-BUNDLED_DIR = Path(__file__).resolve().parent / "checkpoints"
 
 
 @dataclass
@@ -45,38 +44,6 @@ class LoadedCheckpoint:
     @property
     def info(self) -> dict[str, Any]:
         return self.meta.get("info", {})
-
-
-def bundled_names(kind: str | None = None) -> list[str]:
-    """Checkpoints shipped inside the package, optionally only those of one model kind."""
-    if not BUNDLED_DIR.is_dir():
-        return []
-    names = sorted(p.name for p in BUNDLED_DIR.iterdir() if (p / CONFIG_FILE).is_file())
-    if kind is None:
-        return names
-    return [n for n in names if load_checkpoint_kind(BUNDLED_DIR / n) == kind]
-
-
-def resolve(name_or_dir: str | os.PathLike[str]) -> Path:
-    """A directory path, or the name of a checkpoint bundled inside the package."""
-    path = Path(name_or_dir)
-    if path.is_dir():
-        return path
-    if (BUNDLED_DIR / str(name_or_dir) / CONFIG_FILE).is_file():
-        return BUNDLED_DIR / str(name_or_dir)
-    if path.exists():
-        raise CheckpointError(f"{path}: expected a checkpoint directory (with {CONFIG_FILE}), got a file")
-    raise CheckpointError(
-        f"{name_or_dir}: no such checkpoint directory or bundled model (bundled: {', '.join(bundled_names()) or 'none'})")
-
-
-def load_checkpoint_kind(name_or_dir: str | os.PathLike[str]) -> str | None:
-    """The model kind a checkpoint's config.json declares (not verified; ``load_checkpoint`` does
-    that); None when ``name_or_dir`` is no checkpoint."""
-    try:
-        return json.loads((resolve(name_or_dir) / CONFIG_FILE).read_text()).get("kind")
-    except (CheckpointError, OSError, ValueError, AttributeError):
-        return None
 
 
 def save_checkpoint(directory: str | os.PathLike[str], kind: str, config: Any, state_dict: dict[str, torch.Tensor],

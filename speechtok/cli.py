@@ -1,12 +1,17 @@
 """The ``speechtok`` command line: one sub-command per task, each with its own ``--help``.
 
 Sub-commands live beside the code they drive and register themselves here through
-``add_<name>_command(subparsers)`` functions. User errors (:class:`SpeechtokError`) are printed as a
-single ``error: ...`` line with exit status 2, never as a stack trace.
+``add_<name>_command(subparsers)`` functions. Registration imports nothing heavy (no torch): a
+sub-command names its handler as ``"package.module:function"`` and that module is imported only when
+the command runs, so ``speechtok --help`` starts instantly and optional extras stay optional.
+
+User errors (:class:`SpeechtokError`) are printed as a single ``error: ...`` line with exit status 2,
+never as a stack trace; so are operating-system errors on files (a disk that fills up mid-write).
 """
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from typing import Callable, Sequence
 
@@ -38,13 +43,25 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def handler(func: str | Callable[[argparse.Namespace], int | None]) -> Callable[[argparse.Namespace], int | None]:
+    """A sub-command's function; ``"package.module:function"`` is imported now, at run time."""
+    if callable(func):
+        return func
+    module, name = func.split(":")
+    return getattr(importlib.import_module(module), name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
-        return int(args.func(args) or 0)
+        return int(handler(args.func)(args) or 0)
     except SpeechtokError as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # checked up front where possible; this catches what only the write reveals
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -12,27 +12,10 @@ variance 8.14) so that the flow-matching target is roughly zero-mean, unit-varia
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 
-
-@dataclass(frozen=True)
-class MelConfig:
-    sample_rate: int = 24000
-    n_fft: int = 1920
-    hop_length: int = 480
-    n_mels: int = 128
-    f_min: float = 0.0
-    f_max: float = 12000.0
-    log_floor: float = 1e-5
-    norm_mean: float = -4.92
-    norm_var: float = 8.14
-
-    @property
-    def frame_rate(self) -> float:
-        return self.sample_rate / self.hop_length
+from .mel_config import MelConfig
 
 
 def _hz_to_mel(hz: torch.Tensor) -> torch.Tensor:

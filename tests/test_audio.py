@@ -6,7 +6,8 @@ import soundfile as sf
 import torch
 
 from speechtok.assets import SAMPLE_SPEECH
-from speechtok.audio import check_waveform, load_audio, save_audio
+from speechtok.audio import load_audio, save_audio
+from speechtok.waveform import check_waveform
 from speechtok.errors import AudioError
 
 

@@ -72,7 +72,7 @@ def test_fp16_export_loads_into_fp32_model(tmp_path, tiny_model):
 
 
 def test_bundled_checkpoint_loads_with_hash_check_and_tokenizes(speech):
-    from speechtok.checkpoint import bundled_names
+    from speechtok.bundled import bundled_names
 
     assert bundled_names("sitok") == ["sitok-default"] and bundled_names("vocos") == ["vocos-24k"]
     model = SiTok.from_pretrained("sitok-default")
@@ -86,7 +86,7 @@ def test_bundled_checkpoint_loads_with_hash_check_and_tokenizes(speech):
 
 
 def test_bundled_checkpoints_stay_small():
-    from speechtok.checkpoint import BUNDLED_DIR
+    from speechtok.bundled import BUNDLED_DIR
 
     total = sum(p.stat().st_size for p in BUNDLED_DIR.rglob("*") if p.is_file())
     assert total < 60e6, f"bundled checkpoints take {total / 1e6:.1f} MB"

@@ -81,7 +81,13 @@ def test_wrong_checkpoint_and_bad_token_file(tmp_path, checkpoint, capsys):
     bad = tmp_path / "bad.npy"
     np.save(bad, np.zeros((3,), dtype=np.float32))
     assert main(["decode", str(bad), "-o", str(tmp_path / "o.wav"), "--checkpoint", str(checkpoint)]) == 2
-    assert "expected an integer array" in _error_line(capsys)
+    line = _error_line(capsys)
+    assert str(bad) in line and "expected a token array [K, T']" in line
+    two = tmp_path / "two.npy"
+    np.save(two, np.zeros((2, 50), dtype=np.int64))  # two codebooks for a one-codebook model
+    assert main(["decode", str(two), "-o", str(tmp_path / "o.wav"), "--checkpoint", str(checkpoint)]) == 2
+    line = _error_line(capsys)
+    assert str(two) in line and "[1, T']" in line and "[2, 50]" in line and "LongTensor" not in line
     assert not (tmp_path / "o.wav").exists()
 
 

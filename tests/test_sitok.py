@@ -55,6 +55,14 @@ def test_batch_with_padding_equals_items_alone(tiny_model, speech):
     n_b = tiny_model.num_tokens(b.shape[-1], rate)
     assert n_b == alone_b.shape[-1]
     assert torch.equal(codes[1, :, :n_b], alone_b[0])
+    assert (codes[1, :, n_b:] == SiTok.PAD_CODE).all()  # defined padding, not codes of silence
+    same, counts = tiny_model.encode(batch, rate, lengths=torch.tensor([a.shape[-1], b.shape[-1]]),
+                                     return_lengths=True)
+    assert torch.equal(same, codes) and counts.tolist() == [alone_a.shape[-1], n_b]
+    # The padded batch decodes: item 1 is silent past its own tokens.
+    wav = tiny_model.decode(codes, steps=1, vocoder="griffin-lim")
+    assert wav[1, 0, n_b * tiny_model.samples_per_token:].abs().max() == 0
+    assert wav[1, 0, : n_b * tiny_model.samples_per_token].abs().max() > 0
 
 
 def test_decode_shapes_cfg_and_explicit_vocoder(tiny_model):
@@ -75,10 +83,27 @@ def test_decode_shapes_cfg_and_explicit_vocoder(tiny_model):
     (torch.zeros(1, 5, dtype=torch.long), "expected a LongTensor"),
     (torch.full((1, 1, 3), 70000), "values must be integers"),
     (torch.zeros(1, 1, 0, dtype=torch.long), "empty"),
+    (torch.tensor([[[-1, 3, 4]]]), "may only pad the end"),
+    (torch.tensor([[[-1, -1]]]), "may only pad the end"),
 ])
 def test_decode_rejects_bad_codes(tiny_model, codes, fragment):
     with pytest.raises(ConfigError, match=fragment):
         tiny_model.decode_mel(codes)
+
+
+@pytest.mark.parametrize("cfg", [float("nan"), float("inf"), -1.0])
+def test_decode_rejects_guidance_that_would_give_nan_audio(tiny_model, cfg):
+    with pytest.raises(ConfigError, match="cfg must be a finite number"):
+        tiny_model.decode_mel(torch.zeros(1, 1, 3, dtype=torch.long), cfg=cfg)
+
+
+def test_decode_is_deterministic_without_a_generator(tiny_model):
+    codes = torch.randint(0, 65536, (1, 1, 4), generator=torch.Generator().manual_seed(1))
+    first = tiny_model.decode(codes, steps=2, vocoder="griffin-lim")
+    torch.randn(10)  # the global RNG moves; decoding must not depend on it
+    assert torch.equal(first, tiny_model.decode(codes, steps=2, vocoder="griffin-lim"))
+    other = tiny_model.decode(codes, steps=2, vocoder="griffin-lim", generator=torch.Generator().manual_seed(5))
+    assert not torch.equal(first, other)
 
 
 def test_paper_presets_match_published_sizes_on_meta_device():

@@ -5,7 +5,7 @@ import argparse
 import sys
 
 from .codecs import CODECS
-from .runner import DEFAULT_GROUPS, DEFAULT_WORKERS, METRIC_GROUPS
+from .groups import DEFAULT_GROUPS, DEFAULT_WORKERS, METRIC_GROUPS
 
 
 def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
@@ -46,6 +46,12 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_eval(args: argparse.Namespace) -> int:
+    from ..extras import optional_import
+    from .groups import GROUP_MODULES, PIPELINE_MODULES, parse_metrics
+
+    modules = PIPELINE_MODULES + tuple(m for g in parse_metrics(args.metrics) for m in GROUP_MODULES[g])
+    for module in modules:  # before any work: one line naming the extra, not a traceback in a worker
+        optional_import(module, "eval", "speechtok eval")
     from .pipeline import evaluate
     from .summary import markdown_table
 

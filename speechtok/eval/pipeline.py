@@ -18,7 +18,8 @@ from ..data.manifest import read_manifest
 from ..fileio import write_json_atomic
 from .judges.asr import ASRJudge
 from .report import write_html
-from .runner import DEFAULT_WORKERS, Judges, Runner, file_keys, library_versions, parse_metrics
+from .groups import DEFAULT_WORKERS, parse_metrics
+from .runner import Judges, Runner, file_keys, library_versions
 from .summary import columns, summarize, write_csv, write_jsonl, write_markdown
 from .systems import System, get_systems
 

@@ -16,7 +16,7 @@ import numpy as np
 import scipy.stats
 
 from ..fileio import atomic_path
-from .runner import METRIC_GROUPS
+from .groups import METRIC_GROUPS
 from .systems import System
 from .tokens import codebook_stats
 

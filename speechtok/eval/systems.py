@@ -16,7 +16,7 @@ from typing import Any, Protocol, Sequence
 import numpy as np
 import torch
 
-from ..checkpoint import load_checkpoint_kind
+from ..bundled import load_checkpoint_kind
 from .codecs import CODECS, Codec
 from .errors import CodecError, EvalError
 
@@ -243,7 +243,7 @@ def checkpoint_label(source: str) -> str:
 
 def _folder_sha256(source: str) -> str:
     """sha256 over a checkpoint folder's file names and bytes."""
-    from ..checkpoint import resolve
+    from ..bundled import resolve
 
     digest = hashlib.sha256()
     folder = resolve(source)
@@ -254,7 +254,7 @@ def _folder_sha256(source: str) -> str:
 
 
 def _bundled_names() -> list[str]:
-    from ..checkpoint import bundled_names
+    from ..bundled import bundled_names
 
     return bundled_names("sitok")
 

@@ -16,7 +16,7 @@ from collections.abc import Iterable
 import torch
 from torch import nn
 
-from ..audio import check_waveform, prepare_batch
+from ..waveform import check_waveform, prepare_batch
 from ..errors import AudioError, ConfigError
 from ..modules.activations import AntiAliasedSnakeBeta
 from ..modules.conv import CausalConv1d, CausalConvTranspose1d, StreamState

@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..audio import prepare_batch
+from ..waveform import prepare_batch
 from ..checkpoint import LoadedCheckpoint
 from ..errors import CheckpointError, ConfigError
 from ..mel import MelConfig, MelSpectrogram
@@ -74,6 +74,9 @@ class SiTok(PretrainedMixin, nn.Module):
         self.decoder_skip.weight.data.neg_()
         self.vocoder: Vocos | None = None  # attached from the checkpoint's info["vocoder"]
         self.vocoder_source: str | None = None
+
+    #: Code at the padded positions of a batched ``encode``; ``decode`` reads it as the item's end.
+    PAD_CODE = -1
 
     # ----------------------------------------------------------------- construction and checkpoints
     model_kind = MODEL_KIND
@@ -202,33 +205,42 @@ class SiTok(PretrainedMixin, nn.Module):
         return self.encoder_in.weight.device
 
     @torch.inference_mode()
-    def encode(self, wav: torch.Tensor, sample_rate: int, lengths: torch.Tensor | None = None) -> torch.Tensor:
+    def encode(self, wav: torch.Tensor, sample_rate: int, lengths: torch.Tensor | None = None, *,
+               return_lengths: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Audio ``[B, 1, T]`` at ``sample_rate`` → codes ``[B, 1, T']``, ``T' = ceil(seconds × 12.5)``.
 
         ``lengths`` (samples at ``sample_rate``) marks padding in a batch of unequal clips; each item's
-        first ``num_tokens(length)`` codes equal those of encoding it alone.
+        first ``num_tokens(length)`` codes equal those of encoding it alone, and the positions after them
+        hold :attr:`PAD_CODE` (-1), never a code the padding happened to produce. With
+        ``return_lengths=True`` the per-item token counts ``[B]`` come back too.
         """
         wav, lengths = self._prepare(wav, sample_rate, lengths)
         mel = self.mel(wav)
         frame_lengths = (lengths + self.config.mel.hop_length - 1) // self.config.mel.hop_length
         x, token_mask, _ = self.stack(mel, frame_lengths.to(mel.device))
         enc = self.encode_mel(x, token_mask)
-        return enc.quant.indices[:, None, :]
+        codes = enc.quant.indices.masked_fill(~token_mask, self.PAD_CODE)[:, None, :]
+        return (codes, token_mask.sum(-1)) if return_lengths else codes
 
     @torch.inference_mode()
     def decode_mel(self, codes: torch.Tensor, *, steps: int | None = None, cfg: float | None = None,
                    token_lengths: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """Codes ``[B, 1, T']`` → normalised mel ``[B, n_mels, 4·T']`` by Euler integration."""
-        codes = self._check_codes(codes)
+        codes, padded_lengths = self._check_codes(codes)
         steps = self.config.sample_steps if steps is None else int(steps)
         cfg = self.config.cfg_scale if cfg is None else float(cfg)
         if steps < 1:
             raise ConfigError(f"steps must be >= 1, got {steps}")
+        if not (math.isfinite(cfg) and cfg >= 0):
+            raise ConfigError(f"cfg must be a finite number >= 0, got {cfg}")
+        if generator is None:  # the same tokens decode to the same audio unless a generator says otherwise
+            generator = torch.Generator().manual_seed(0)
         b, _, tokens = codes.shape
+        token_lengths = padded_lengths if token_lengths is None else token_lengths
         mask = None
         if token_lengths is not None:
             mask = torch.arange(tokens, device=codes.device)[None] < token_lengths.to(codes.device)[:, None]
-        cond = self.cond_from_codes(codes)
+        cond = self.cond_from_codes(codes.clamp(min=0))
         noise = torch.randn(b, tokens, self.decoder_in.in_features, generator=generator, device="cpu").to(self.device)
         if cfg == 1.0:
             def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
@@ -247,11 +259,16 @@ class SiTok(PretrainedMixin, nn.Module):
                vocoder: str | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
         """Codes ``[B, 1, T']`` → waveform ``[B, 1, T' · 1920]`` at :attr:`sample_rate`.
 
+        Deterministic by default (noise seeded with 0; pass a ``generator`` for other draws). Trailing
+        :attr:`PAD_CODE` positions (a padded batch from ``encode``) are masked and come out silent.
         Uses the checkpoint's vocoder. ``vocoder="griffin-lim"`` selects the Griffin-Lim fallback
         explicitly (intelligible but phasey); it is never used silently.
         """
         mel = self.decode_mel(codes, steps=steps, cfg=cfg, generator=generator)
-        return self.vocode(mel, vocoder)
+        wav = self.vocode(mel, vocoder)
+        token_lengths = (torch.as_tensor(codes)[:, 0] != self.PAD_CODE).sum(-1).to(wav.device)
+        audible = torch.arange(wav.shape[-1], device=wav.device)[None] < token_lengths[:, None] * self.samples_per_token
+        return wav * audible[:, None]  # silence where a batch was padded
 
     def vocode(self, mel: torch.Tensor, vocoder: str | None = None) -> torch.Tensor:
         """Normalised mel → waveform with the attached vocoder (``None``), ``"griffin-lim"``, or
@@ -287,15 +304,25 @@ class SiTok(PretrainedMixin, nn.Module):
         duration = math.ceil(wav.shape[-1] * self.sample_rate / sample_rate)
         return out[..., :duration]
 
-    def _check_codes(self, codes: torch.Tensor) -> torch.Tensor:
+    def _check_codes(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Validated codes on the model's device, and per-item lengths when a batch carries trailing
+        :attr:`PAD_CODE` padding (as batched ``encode`` writes it), else None."""
         if not isinstance(codes, torch.Tensor) or codes.dim() != 3 or codes.shape[1] != 1:
             shape = list(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
             raise ConfigError(f"codes: expected a LongTensor [B, 1, T'], got {shape}")
         if codes.shape[-1] == 0:
             raise ConfigError("codes: empty token sequence")
-        if codes.dtype.is_floating_point or int(codes.min()) < 0 or int(codes.max()) >= self.codebook_size:
-            raise ConfigError(f"codes: values must be integers in [0, {self.codebook_size})")
-        return codes.long().to(self.device)
+        if codes.dtype.is_floating_point or int(codes.min()) < self.PAD_CODE or int(codes.max()) >= self.codebook_size:
+            raise ConfigError(f"codes: values must be integers in [0, {self.codebook_size}) or {self.PAD_CODE} padding")
+        codes = codes.long().to(self.device)
+        valid = codes[:, 0] != self.PAD_CODE
+        if bool(valid.all()):
+            return codes, None
+        lengths = valid.sum(-1)
+        positions = torch.arange(codes.shape[-1], device=codes.device)[None]
+        if not bool(((positions < lengths[:, None]) == valid).all()) or bool((lengths == 0).any()):
+            raise ConfigError(f"codes: {self.PAD_CODE} may only pad the end of a non-empty item")
+        return codes, lengths
 
 
 @functools.lru_cache(maxsize=4)

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from ..errors import ConfigError
-from ..mel import MelConfig
+from ..mel_config import MelConfig
 
 
 @dataclass(frozen=True)

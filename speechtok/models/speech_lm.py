@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..checkpoint import load_checkpoint_kind, resolve
+from ..bundled import load_checkpoint_kind, resolve
 from ..errors import CheckpointError, ConfigError
 from .ardit import ARDiT
 from .ardit_config import ARDiTConfig

@@ -3,10 +3,6 @@ from __future__ import annotations
 
 import argparse
 
-import torch
-
-from ..audio import load_audio, save_audio
-
 
 def add_speech_lm_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("tts", help="text → speech with an AR+DiT model",
@@ -36,7 +32,14 @@ def add_speech_lm_commands(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _tts(args: argparse.Namespace) -> int:
+    import torch
+
+    from ..audio import AUDIO_FORMATS, load_audio, save_audio
+    from ..fileio import check_output
     from .speech_lm import SpeechLM
+
+    check_output(args.output, inputs=[args.prompt] if args.prompt else [], suffixes=tuple(AUDIO_FORMATS),
+                 what="audio output")
 
     lm = SpeechLM.from_pretrained(args.model, tokenizer=args.tokenizer, vocoder=args.vocoder)
     prompt = load_audio(args.prompt) if args.prompt else None
@@ -49,6 +52,7 @@ def _tts(args: argparse.Namespace) -> int:
 
 
 def _asr(args: argparse.Namespace) -> int:
+    from ..audio import load_audio
     from .speech_lm import SpeechLM
 
     lm = SpeechLM.from_pretrained(args.model, tokenizer=args.tokenizer)

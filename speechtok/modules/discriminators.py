@@ -10,23 +10,13 @@ feature-matching loss).
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 from torch import nn
 from torch.nn.utils.parametrizations import weight_norm
 
+from .discriminator_config import DiscriminatorConfig
+
 Judgement = tuple[torch.Tensor, list[torch.Tensor]]
-
-
-@dataclass(frozen=True)
-class DiscriminatorConfig:
-    """Multi-period (HiFi-GAN) and multi-resolution (UnivNet) discriminators, width-scalable."""
-
-    periods: tuple[int, ...] = (2, 3, 5, 7, 11)
-    period_channels: tuple[int, ...] = (32, 128, 512, 1024, 1024)
-    resolutions: tuple[int, ...] = (512, 1024, 2048)  # STFT sizes; hop = n_fft / 4
-    resolution_channels: int = 32
 
 
 def _judge(convs: nn.ModuleList, out: nn.Module, x: torch.Tensor) -> Judgement:

@@ -8,8 +8,6 @@ from ..config import from_dict, load_yaml, override
 from ..errors import ConfigError
 from .config import TrainConfig
 from .families import all_presets, family, preset_family
-from .state import find_checkpoint, read_trainer_state
-from .trainer import RunSpec, Trainer
 
 
 def add_train_command(subparsers: argparse._SubParsersAction) -> None:
@@ -50,6 +48,9 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
 
 
 def _run_train(args: argparse.Namespace) -> int:
+    from .state import find_checkpoint, read_trainer_state
+    from .trainer import RunSpec, Trainer
+
     overrides = load_yaml(args.config) if args.config else {}
     unknown = sorted(set(overrides) - {"model", "train", "objective"})
     if unknown:

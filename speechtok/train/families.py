@@ -1,33 +1,44 @@
-"""The trainable model families: kind → recipe, config class and presets."""
+"""The trainable model families: kind → recipe, config class and presets.
+
+Configs and presets are plain dataclasses (no torch), so ``speechtok train --help`` lists presets
+instantly; a family's recipe (models, losses, torch) is imported only when a run needs it.
+"""
 from __future__ import annotations
 
+import importlib
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ..errors import ConfigError
 from ..models import ardit_config, holitok_config, sitok_config
 from ..vocoder import vocos_config
-from .ardit_recipe import ARDiTRecipe
-from .holitok_recipe import HoliTokRecipe
-from .recipe import Recipe
-from .sitok_recipe import SiTokRecipe
-from .vocos_recipe import VocosRecipe
+
+if TYPE_CHECKING:
+    from .recipe import Recipe
 
 
 @dataclass(frozen=True)
 class Family:
-    recipe: type[Recipe]
+    recipe_path: str  # "module:Class" relative to this package, imported on first use
     config_class: type
     presets: dict[str, Any]
     get_preset: Callable[[str], Any]
 
+    @property
+    def recipe(self) -> type[Recipe]:
+        module, name = self.recipe_path.split(":")
+        return getattr(importlib.import_module(module, __package__), name)
+
 
 FAMILIES: dict[str, Family] = {
-    SiTokRecipe.kind: Family(SiTokRecipe, sitok_config.SiTokConfig, sitok_config.PRESETS, sitok_config.get_preset),
-    VocosRecipe.kind: Family(VocosRecipe, vocos_config.VocosConfig, vocos_config.PRESETS, vocos_config.get_preset),
-    HoliTokRecipe.kind: Family(HoliTokRecipe, holitok_config.HoliTokConfig, holitok_config.PRESETS,
-                               holitok_config.get_preset),
-    ARDiTRecipe.kind: Family(ARDiTRecipe, ardit_config.ARDiTConfig, ardit_config.PRESETS, ardit_config.get_preset),
+    "sitok": Family(".sitok_recipe:SiTokRecipe", sitok_config.SiTokConfig, sitok_config.PRESETS,
+                    sitok_config.get_preset),
+    "vocos": Family(".vocos_recipe:VocosRecipe", vocos_config.VocosConfig, vocos_config.PRESETS,
+                    vocos_config.get_preset),
+    "holitok": Family(".holitok_recipe:HoliTokRecipe", holitok_config.HoliTokConfig, holitok_config.PRESETS,
+                      holitok_config.get_preset),
+    "ardit": Family(".ardit_recipe:ARDiTRecipe", ardit_config.ARDiTConfig, ardit_config.PRESETS,
+                    ardit_config.get_preset),
 }
 
 

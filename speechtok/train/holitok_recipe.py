@@ -190,7 +190,7 @@ class HoliTokRecipe(Recipe):
     def _semantic(self, heads: nn.Module, z: torch.Tensor, batch: WaveBatch, real: torch.Tensor) -> dict[str, torch.Tensor]:
         frames = teacher_utt = None
         if self.teacher is not None:
-            from ..audio import resample_batch
+            from ..waveform import resample_batch
 
             with torch.no_grad():
                 wav = real

@@ -1,15 +1,18 @@
-"""Training curves as a PNG: people would rather look at a loss curve than read a JSONL file."""
+"""Training curves as a PNG: people would rather look at a loss curve than read a JSONL file.
+
+Plotting needs matplotlib (the ``plot`` extra); without it training goes on and says once that
+``metrics.png`` is skipped.
+"""
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
-import matplotlib
+from ..extras import MissingExtraError, optional_import
+from ..fileio import atomic_path
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from ..fileio import atomic_path  # noqa: E402
+log = logging.getLogger("speechtok")
 
 Panel = tuple[str, str | None, str]  # (training key, validation key or None, title)
 
@@ -29,10 +32,40 @@ def read_metrics(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
 
 
+def truncate_metrics(path: Path, last_step: int) -> None:
+    """Drop the rows logged after ``last_step``: a run resumed from that checkpoint logs those steps
+    again, and a log whose step column goes backwards double-counts them in plots and tables."""
+    records = read_metrics(path)
+    kept = [r for r in records if r.get("step", 0) <= last_step]
+    if len(kept) != len(records):
+        with atomic_path(path) as tmp:
+            tmp.write_text("".join(json.dumps(r) + "\n" for r in kept))
+
+
+def _pyplot():
+    """matplotlib's pyplot on the file-only Agg backend, or None (said once) without the plot extra."""
+    global _plots_unavailable
+    try:
+        matplotlib = optional_import("matplotlib", "plot", "metrics.png")
+    except MissingExtraError as exc:
+        if not _plots_unavailable:
+            log.warning(f"note: skipping training plots: {exc}")
+            _plots_unavailable = True
+        return None
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+_plots_unavailable = False
+
+
 def plot_metrics(jsonl: str | Path, png: str | Path, panels: tuple[Panel, ...] = SITOK_PANELS,
                  title: str | None = None) -> Path | None:
     records = read_metrics(Path(jsonl))
-    if not records:
+    plt = _pyplot() if records else None
+    if plt is None:
         return None
     rows = -(-len(panels) // 3)
     fig, axes = plt.subplots(rows, 3, figsize=(15, 3.75 * rows), squeeze=False)

@@ -30,7 +30,7 @@ from ..errors import ConfigError
 from . import distributed as dist_utils
 from .config import TrainConfig
 from .families import family
-from .plots import plot_metrics
+from .plots import plot_metrics, truncate_metrics
 from .state import find_checkpoint, gather_states, read_trainer_state, restore, save_training_state
 
 
@@ -153,6 +153,7 @@ class Trainer:
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
         self.recipe.load_state_json(state.get("recipe", {}))
         if self.info.is_main:
+            truncate_metrics(self.run_dir / "metrics.jsonl", self.step)
             print(f"resumed from {checkpoint_dir} at step {self.step} (epoch {self.epoch}, batch {self.position})")
 
     def _trainer_json(self) -> dict[str, Any]:

@@ -9,8 +9,8 @@ import dataclasses
 from dataclasses import dataclass, field
 
 from ..errors import ConfigError
-from ..mel import MelConfig
-from ..modules.discriminators import DiscriminatorConfig
+from ..mel_config import MelConfig
+from ..modules.discriminator_config import DiscriminatorConfig
 
 
 @dataclass(frozen=True)

@@ -6,14 +6,16 @@ from pathlib import Path
 import numpy as np
 import scipy.signal
 
-SHARED_DATA = Path(__file__).resolve().parents[3] / "shared" / "data"
-SPK84 = SHARED_DATA / "librispeech_dev_clean_spk84"
-#: 3.99 s, speaker 84 (female), transcribed.
-CLIP = SPK84 / "84-121123-0001.flac"
-CLIP_TEXT = "BUT IN LESS THAN FIVE MINUTES THE STAIRCASE GROANED BENEATH AN EXTRAORDINARY WEIGHT"
+from speechtok.assets import SAMPLE_SPEECH, SAMPLE_TRANSCRIPT
+
+#: Real speech shipped with the tests (see tests/data/CREDITS.md).
+TEST_DATA = Path(__file__).resolve().parents[1] / "data"
+#: 3.99 s, LibriSpeech speaker 84 (female), transcribed: the package's bundled sample.
+CLIP = SAMPLE_SPEECH
+CLIP_TEXT = SAMPLE_TRANSCRIPT
 #: Same speaker, another sentence; and a different (male) speaker from train-clean-100.
-SAME_SPEAKER = SPK84 / "84-121123-0004.flac"
-OTHER_SPEAKER = SHARED_DATA / "librispeech_train_clean_100_251spk_untranscribed" / "118-121721-0000.flac"
+SAME_SPEAKER = TEST_DATA / "84-121123-0004.flac"
+OTHER_SPEAKER = TEST_DATA / "118-121721-0000.flac"
 
 
 def add_noise(wav: np.ndarray, snr_db: float, seed: int = 0) -> np.ndarray:

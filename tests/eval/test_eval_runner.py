@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from speech_clips import SHARED_DATA, SPK84
+from speech_clips import TEST_DATA
 from speechtok.cli import main as cli_main
 from speechtok.data.manifest import Utterance, write_manifest
 from speechtok.eval import evaluate
@@ -22,9 +22,9 @@ from speechtok.eval.judges import JudgeInfo
 from speechtok.eval.judges.asr import WHISPER_BASE_SHA256
 from speechtok.eval.systems import IdentitySystem, Reconstruction
 
-SHORT_TRANSCRIBED = Utterance(SPK84 / "84-121123-0000.flac", 2.09, "84", "GO DO YOU HEAR")
+SHORT_TRANSCRIBED = Utterance(TEST_DATA / "84-121123-0000.flac", 2.09, "84", "GO DO YOU HEAR")
 SHORT_UNTRANSCRIBED = Utterance(
-    SHARED_DATA / "librispeech_train_clean_100_251spk_untranscribed" / "1447-130550-0000.flac", 1.645, "1447", ""
+    TEST_DATA / "1447-130550-0000.flac", 1.645, "1447", ""
 )
 
 

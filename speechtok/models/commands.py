@@ -1,0 +1,272 @@
+"""Handlers of the tokenizer commands (parsers in :mod:`.cli`): imported only when a command runs."""
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+from tqdm import tqdm
+
+from ..audio import AUDIO_FORMATS, load_audio, save_audio
+from ..checkpoint import LoadedCheckpoint, load_checkpoint
+from ..bundled import load_checkpoint_kind
+from ..config import config_hash, from_dict
+from ..errors import AudioError, DataError, SpeechtokError
+from ..fileio import atomic_path, check_output, check_output_dir, exclusive_lock, load_npy, write_json_atomic
+from ..waveform import pad_batch
+from .holitok import HoliTok
+from .sitok import SiTok
+from .sitok_config import SiTokConfig
+
+
+def _load(args: argparse.Namespace) -> SiTok | HoliTok:
+    """The checkpoint's model, SiTok (discrete tokens) or HoliTok (continuous latents)."""
+    kind = load_checkpoint_kind(args.checkpoint)
+    if kind == "holitok":
+        if getattr(args, "steps", None) is not None or getattr(args, "cfg", None) is not None or getattr(args, "vocoder", None):
+            raise DataError("--steps, --cfg and --vocoder apply to SiTok; HoliTok decodes latents directly to 48 kHz audio")
+        return HoliTok.from_pretrained(args.checkpoint, map_location=args.device)
+    return SiTok.from_pretrained(args.checkpoint, map_location=args.device)
+
+
+def _decode_kwargs(model: SiTok | HoliTok, args: argparse.Namespace) -> dict:
+    if isinstance(model, HoliTok):
+        return {}
+    return {"steps": args.steps, "cfg": args.cfg, "vocoder": args.vocoder, "generator": _generator(args)}
+
+
+def _generator(args: argparse.Namespace) -> torch.Generator:
+    return torch.Generator().manual_seed(args.seed)
+
+
+def encode(args: argparse.Namespace) -> int:
+    check_output(args.output, inputs=[args.input], suffixes=(".npy",), what="token file")
+    wav, rate = load_audio(args.input)
+    model = _load(args)
+    codes = model.encode(torch.from_numpy(wav)[None, None], rate)[0]
+    _save_tokens(Path(args.output), codes)
+    if isinstance(model, HoliTok):
+        print(f"{args.output}: {codes.shape[-1]} latent frames × {codes.shape[0]} dims, {model.latent_rate:g} Hz")
+    else:
+        print(f"{args.output}: {codes.shape[-1]} tokens × {codes.shape[0]} codebook(s), "
+              f"{model.token_rate:g} Hz, {model.bitrate:g} bps")
+    return 0
+
+
+def decode(args: argparse.Namespace) -> int:
+    check_output(args.output, inputs=[args.input], suffixes=tuple(AUDIO_FORMATS), what="audio output")
+    path = Path(args.input)
+    codes = load_npy(path, "token")
+    if codes.ndim != 2 or codes.shape[-1] == 0 or not (np.issubdtype(codes.dtype, np.integer)
+                                                      or np.issubdtype(codes.dtype, np.floating)):
+        raise DataError(f"{path}: expected a token array [K, T'] or latents [D, T'] as 'speechtok encode' writes,"
+                        f" got {codes.dtype} {list(codes.shape)}")
+    _check_decoding_args(args)
+    model = _load(args)
+    if isinstance(model, HoliTok):
+        if codes.shape[0] != model.latent_dim or not np.issubdtype(codes.dtype, np.floating):
+            raise DataError(f"{path}: {args.checkpoint} decodes float latents [{model.latent_dim}, T'],"
+                            f" got {codes.dtype} {list(codes.shape)}")
+        if not np.isfinite(codes).all():
+            raise DataError(f"{path}: latents contain NaN or Inf")
+        wav = model.decode(torch.from_numpy(codes.astype(np.float32))[None])
+    else:
+        if not np.issubdtype(codes.dtype, np.integer) or codes.shape[0] != 1:
+            raise DataError(f"{path}: {args.checkpoint} decodes integer tokens [1, T'] (one codebook),"
+                            f" got {codes.dtype} {list(codes.shape)}")
+        if int(codes.min()) < 0 or int(codes.max()) >= model.codebook_size:
+            raise DataError(f"{path}: token values must lie in 0..{model.codebook_size - 1},"
+                            f" found {int(codes.min())}..{int(codes.max())}")
+        wav = model.decode(torch.from_numpy(codes.astype(np.int64))[None], **_decode_kwargs(model, args))
+    save_audio(args.output, wav[0, 0], model.sample_rate)
+    print(f"{args.output}: {wav.shape[-1] / model.sample_rate:.2f} s at {model.sample_rate} Hz")
+    return 0
+
+
+def reconstruct(args: argparse.Namespace) -> int:
+    check_output(args.output, inputs=[args.input], suffixes=tuple(AUDIO_FORMATS), what="audio output")
+    wav, rate = load_audio(args.input)
+    _check_decoding_args(args)
+    model = _load(args)
+    out = model.reconstruct(torch.from_numpy(wav)[None, None], rate, **_decode_kwargs(model, args))
+    save_audio(args.output, out[0, 0], model.sample_rate)
+    if isinstance(model, HoliTok):
+        print(f"{args.output}: {len(wav) / rate:.2f} s → {model.num_latents(len(wav), rate)} latents"
+              f" ({model.latent_rate:g} Hz × {model.latent_dim} dims) → {model.sample_rate} Hz audio")
+        return 0
+    tokens = model.num_tokens(len(wav), rate)
+    print(f"{args.output}: {len(wav) / rate:.2f} s → {tokens} tokens ({model.token_rate:g} Hz × "
+          f"{model.bits_per_token} bits = {model.bitrate:g} bps) → {model.sample_rate} Hz audio")
+    return 0
+
+
+def _check_decoding_args(args: argparse.Namespace) -> None:
+    """Decoding settings refused before the model loads (NaN guidance would decode to NaN audio)."""
+    if args.steps is not None and args.steps < 1:
+        raise DataError(f"--steps must be >= 1, got {args.steps}")
+    if args.cfg is not None and not (math.isfinite(args.cfg) and args.cfg >= 0):
+        raise DataError(f"--cfg must be a finite number >= 0, got {args.cfg}")
+
+
+def info(args: argparse.Namespace) -> int:
+    loaded = load_checkpoint(args.checkpoint, expected_kind=None)
+    if args.json:
+        print(json.dumps(describe_checkpoint(loaded), indent=2, sort_keys=True))
+        return 0
+    meta = loaded.meta
+    if loaded.kind == "vocos":
+        lines = _vocos_summary(loaded)
+    elif loaded.kind == "sitok":
+        lines = _sitok_summary(loaded)
+    else:
+        lines = [f"model        {loaded.kind}"]
+    lines += [
+        f"weights      {meta['weights']['file']} ({meta['weights']['dtype']}), sha256 {meta['weights']['sha256']}",
+        f"config hash  {meta['config_sha256']}",
+    ]
+    for key, value in loaded.info.items():
+        if key != "quality":
+            lines.extend(_describe(key, value, indent=0))
+    print(f"checkpoint   {loaded.directory}\n" + "\n".join(lines))
+    if "quality" in loaded.info:
+        print("\nmeasured quality:\n" + loaded.info["quality"])
+    return 0
+
+
+def describe_checkpoint(loaded: LoadedCheckpoint) -> dict:
+    """A checkpoint's description as data (``speechtok info --json``): kind, config, hashes, size,
+    rates, and everything recorded in its info (training data, measured quality)."""
+    meta = loaded.meta
+    description = {
+        "checkpoint": str(loaded.directory), "kind": loaded.kind, "config": loaded.config,
+        "config_sha256": meta["config_sha256"], "weights": meta["weights"],
+        "parameters": sum(v.numel() for v in loaded.state.values()),
+        **loaded.info,
+    }
+    if loaded.kind == "sitok":
+        cfg = from_dict(SiTokConfig, loaded.config, where=f"{loaded.directory}/config")
+        bits = int(math.log2(cfg.codebook_size))
+        description.update(sample_rate=cfg.mel.sample_rate, token_rate=cfg.token_rate, codebooks=1,
+                           bits_per_token=bits, bitrate=cfg.token_rate * bits)
+    return description
+
+
+def _sitok_summary(loaded: LoadedCheckpoint) -> list[str]:
+    cfg = from_dict(SiTokConfig, loaded.config, where=f"{loaded.directory}/config")
+    n_params = sum(v.numel() for k, v in loaded.state.items() if not k.startswith("quantizer."))
+    bits = int(math.log2(cfg.codebook_size))
+    return [
+        f"model        SiTok preset {cfg.name} ({n_params / 1e6:.2f} M parameters + {cfg.codebook_size}-entry codebook)",
+        f"layers       encoder {cfg.encoder_layers}, decoder {cfg.decoder_layers}, CTC {cfg.ctc_layers}; "
+        f"width {cfg.dim}, MLP {cfg.mlp_dim}, heads {cfg.heads}",
+        f"tokens       {cfg.token_rate:g} Hz × {bits} bits = {cfg.token_rate * bits:g} bps; quantiser {cfg.quantizer}; "
+        f"CTC vocabulary {cfg.ctc_vocab}",
+        f"audio        {cfg.mel.sample_rate} Hz, {cfg.mel.n_mels}-bin mel at {cfg.mel.frame_rate:g} Hz",
+        f"decoding     {cfg.sample_steps} Euler steps, CFG {cfg.cfg_scale:g}",
+    ]
+
+
+def _vocos_summary(loaded: LoadedCheckpoint) -> list[str]:
+    from ..vocoder.vocos_config import VocosConfig
+
+    cfg = from_dict(VocosConfig, loaded.config, where=f"{loaded.directory}/config")
+    n_params = sum(v.numel() for v in loaded.state.values())
+    return [
+        f"model        Vocos vocoder preset {cfg.name} ({n_params / 1e6:.2f} M parameters)",
+        f"layers       {cfg.layers} ConvNeXt blocks, width {cfg.dim}, MLP {cfg.intermediate_dim}; "
+        f"ISTFT head n_fft {cfg.mel.n_fft}, hop {cfg.mel.hop_length}",
+        f"audio        {cfg.mel.n_mels}-bin mel at {cfg.mel.frame_rate:g} Hz → {cfg.mel.sample_rate} Hz waveform",
+    ]
+
+
+def _describe(key: str, value: object, indent: int) -> list[str]:
+    """Nested training info as indented ``key  value`` lines."""
+    pad = "  " * indent
+    if isinstance(value, dict):
+        return [f"{pad}{key}"] + [line for k, v in value.items() for line in _describe(k, v, indent + 1)]
+    if isinstance(value, list):
+        value = ", ".join(map(str, value))
+    return [f"{pad}{key:<{max(1, 24 - len(pad))}} {value}"]
+
+
+def _save_tokens(path: Path, codes: torch.Tensor) -> None:
+    """Codes as int32, latents as float32, ``[K or D, T']``."""
+    if path.suffix != ".npy":
+        raise DataError(f"{path}: token files must end in .npy")
+    array = codes.cpu().numpy()
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as handle:
+            np.save(handle, array.astype(np.float32 if np.issubdtype(array.dtype, np.floating) else np.int32))
+
+
+def tokenize(args: argparse.Namespace) -> int:
+    from ..data.manifest import AUDIO_SUFFIXES, read_manifest
+
+    source = Path(args.input)
+    if source.is_dir():
+        files = sorted(p.resolve() for p in source.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
+    elif source.is_file():
+        files = [u.path for u in read_manifest(source)]
+    else:
+        raise DataError(f"{source}: no such folder or manifest")
+    if not files:
+        raise DataError(f"{source}: no audio files found")
+    root = Path(os.path.commonpath([str(f.parent) for f in files]))
+    out = check_output_dir(args.output, what="token folder")
+    with exclusive_lock(out, "speechtok tokenize"):
+        return _tokenize_files(args, source, files, root, out)
+
+
+def _tokenize_files(args: argparse.Namespace, source: Path, files: list[Path], root: Path, out: Path) -> int:
+    """Encode ``files`` into ``out`` (under the folder's lock), skipping token files already there."""
+    model = _load(args)  # from_pretrained verified that this config matches its recorded hash
+    continuous = isinstance(model, HoliTok)
+    rates = ({"latent_rate": model.latent_rate, "latent_dim": model.latent_dim} if continuous
+             else {"token_rate": model.token_rate, "bits_per_token": model.bits_per_token})
+    write_json_atomic(out / "tokens.json", {
+        "checkpoint": str(args.checkpoint), "config_sha256": config_hash(model.config), **rates,
+        "source": str(source.resolve()),
+        "layout": f"one {'float32 .npy [D' if continuous else 'int32 .npy [K'}, T'] per audio file, at <relative path>.npy"})
+    todo = [(f, out / f.relative_to(root).with_suffix(".npy")) for f in files]
+    pending = [(f, t) for f, t in todo if not t.exists()]
+    failures: list[tuple[Path, str]] = []
+    bar = tqdm(total=len(todo), initial=len(todo) - len(pending), desc="tokenize", unit="file")
+    batch: list[tuple[Path, np.ndarray]] = []  # (token file, audio at the model rate)
+
+    def flush() -> None:
+        if not batch:
+            return
+        wav, lengths = pad_batch([w for _, w in batch])
+        # HoliTok is causal, so trailing padding cannot change an item's frames; SiTok masks it.
+        codes = model.encode(wav, model.sample_rate) if continuous else model.encode(wav, model.sample_rate, lengths=lengths)
+        for i, (target, w) in enumerate(batch):
+            frames = model.num_latents(len(w), model.sample_rate) if continuous else model.num_tokens(len(w), model.sample_rate)
+            _save_tokens(target, codes[i, :, :frames])
+        bar.update(len(batch))
+        batch.clear()
+
+    for audio_path, target in pending:
+        try:
+            wav, _ = load_audio(audio_path, model.sample_rate)
+        except AudioError as exc:
+            failures.append((audio_path, str(exc)))
+            bar.update(1)
+            continue
+        longest = max([len(wav)] + [len(w) for _, w in batch])
+        if batch and longest * (len(batch) + 1) > args.batch_seconds * model.sample_rate:
+            flush()
+        batch.append((target, wav))
+    flush()
+    bar.close()
+    if failures:
+        with atomic_path(out / "failed.tsv") as tmp:
+            tmp.write_text("".join(f"{p}\t{msg}\n" for p, msg in failures))
+        print(f"{len(failures)} file(s) failed, listed in {out / 'failed.tsv'}")
+    print(f"{len(todo) - len(failures)} of {len(todo)} files tokenized into {out}")
+    if failures:
+        raise SpeechtokError(f"{len(failures)} file(s) could not be tokenized (see {out / 'failed.tsv'})")
+    return 0
