@@ -59,11 +59,16 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
 
     p = subparsers.add_parser(
         "tokenize", help="tokenize a whole folder or manifest (batched, resumable)",
-        description=("Encode every audio file of a folder or manifest into OUTDIR/<relative path>.npy. Reruns skip"
-                     " files already done; each token file is written atomically. OUTDIR/tokens.json records the"
+        description=("Encode every audio file of a folder or manifest into OUTDIR/<relative path>.npy, or Parquet"
+                     " shards with --format parquet. Reruns skip files already done; every file is written"
+                     " atomically, and the folder is locked while a run writes into it. OUTDIR/tokens.json records the"
                      " checkpoint and its hash; failures are listed in OUTDIR/failed.tsv."))
     p.add_argument("input", help="folder of audio files or manifest.tsv")
     p.add_argument("-o", "--output", required=True, help="output folder")
     p.add_argument("--batch-seconds", type=float, default=120.0, help="padded audio seconds per batch (default 120)")
+    p.add_argument("--format", choices=("npy", "parquet"), default="npy",
+                   help="npy: one .npy per file (default); parquet: size-bounded shards with codes, durations,"
+                        " speakers, transcripts and the tokenizer's hash, plus index.json (pip install 'speechtok[parquet]')")
+    p.add_argument("--shard-mb", type=float, default=256.0, help="Parquet shard size in MiB of codes (default 256)")
     common(p, decoding=False)
     p.set_defaults(func=f"{HANDLERS}:tokenize")
