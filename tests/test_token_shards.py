@@ -87,3 +87,56 @@ def test_an_interrupted_parquet_run_continues_without_loss_or_duplicates(tmp_pat
     reference = tmp_path / "reference"
     assert main(argv[:3] + [str(reference)] + argv[4:]) == 0
     assert {k: r["codes"] for k, r in _read(out).items()} == {k: r["codes"] for k, r in _read(reference).items()}
+
+
+def _codes(folder) -> dict[str, list]:
+    return {k: r["codes"] for k, r in _read(folder).items()}
+
+
+def test_torchrun_ranks_give_the_codes_of_one_process(tmp_path, tiny, corpus):
+    """Two gloo processes under torchrun split the corpus; together they write exactly the codes of a
+    single-process run, each item once, and one index."""
+    import os
+    import subprocess
+    import sys
+
+    single, ranks = tmp_path / "single", tmp_path / "ranks"
+    common = [str(corpus), "--checkpoint", str(tiny), "--format", "parquet", "--batch-seconds", "4"]
+    assert main(["tokenize", *common[:1], "-o", str(single), *common[1:]]) == 0
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2",
+                           "--master_port", "29531", "-m", "speechtok.cli", "tokenize", common[0], "-o", str(ranks),
+                           *common[1:], "--engine", "torchrun"], capture_output=True, text=True, env=env, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    names = sorted(p.name for p in ranks.glob("shard-*.parquet"))
+    assert {n[:13] for n in names} == {"shard-rank000", "shard-rank001"}
+    assert _codes(ranks) == _codes(single)
+    assert json.loads((ranks / "index.json").read_text())["rows"] == 7
+
+
+@pytest.fixture()
+def local_ray():
+    ray = pytest.importorskip("ray")
+    pytest.importorskip("ray.data")
+    yield
+    ray.shutdown()  # the workers would hold memory and cores through the rest of the suite
+
+
+def test_ray_workers_give_the_codes_of_one_process_and_resume_by_shard(tmp_path, tiny, corpus, local_ray):
+    single, out = tmp_path / "single", tmp_path / "ray"
+    common = ["--checkpoint", str(tiny), "--format", "parquet", "--batch-seconds", "4"]
+    assert main(["tokenize", str(corpus), "-o", str(single), *common]) == 0
+    ray_args = ["tokenize", str(corpus), "-o", str(out), *common, "--engine", "ray", "--workers", "2",
+                "--items-per-shard", "3"]
+    assert main(ray_args) == 0
+    assert sorted(p.name[:14] for p in out.glob("shard-*.parquet")) == ["shard-ray00000", "shard-ray00001",
+                                                                        "shard-ray00002"]
+    assert _codes(out) == _codes(single)
+    # A run killed after some shards: remove one shard; the rerun redoes exactly that one.
+    victim = sorted(out.glob("shard-ray00001-*.parquet"))[0]
+    kept = {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.parquet") if p != victim}
+    victim.unlink()
+    assert main(ray_args) == 0
+    assert {p.name: p.stat().st_mtime_ns for p in out.glob("shard-*.parquet") if p.name in kept} == kept
+    ids = pq.read_table(sorted(out.glob("shard-*.parquet")), columns=["id"]).column("id").to_pylist()
+    assert len(ids) == len(set(ids)) == 7 and _codes(out) == _codes(single)

@@ -25,7 +25,8 @@ from ..errors import DataError
 from ..extras import optional_import
 from ..fileio import atomic_path, write_json_atomic
 
-SHARD_PATTERN = re.compile(r"shard-(\d{5})\.parquet$")
+#: ``shard-<prefix><number>.parquet``: the prefix keeps writers apart (a torchrun rank, a Ray shard).
+SHARD_PATTERN = re.compile(r"^shard-(?P<prefix>[\w-]*?)(?P<number>\d{5})\.parquet$")
 
 
 @dataclass(frozen=True)
@@ -67,19 +68,37 @@ class NpySink:
         pass
 
 
-class ParquetSink:
-    """Rows gathered in memory and written as ``shard-NNNNN.parquet`` once they reach ``shard_bytes``."""
+def _pyarrow() -> tuple[Any, Any]:
+    return (optional_import("pyarrow", "parquet", "tokenize --format parquet"),
+            optional_import("pyarrow.parquet", "parquet", "tokenize --format parquet"))
 
-    def __init__(self, out: Path, metadata: dict[str, Any], shard_bytes: int = 256 << 20) -> None:
-        self.pa = optional_import("pyarrow", "parquet", "tokenize --format parquet")
-        self.pq = optional_import("pyarrow.parquet", "parquet", "tokenize --format parquet")
+
+def parquet_shards(out: Path) -> list[Path]:
+    return sorted(p for p in out.glob("shard-*.parquet") if SHARD_PATTERN.match(p.name))
+
+
+def write_parquet_index(out: Path, metadata: dict[str, Any]) -> dict[str, Any]:
+    """``index.json``: every shard of the folder with its row count (written by one process)."""
+    _, pq = _pyarrow()
+    shards = [{"file": p.name, "rows": pq.read_metadata(p).num_rows} for p in parquet_shards(out)]
+    index = {**metadata, "shards": shards, "rows": sum(s["rows"] for s in shards)}
+    write_json_atomic(out / "index.json", index)
+    return index
+
+
+class ParquetSink:
+    """Rows gathered in memory and written as ``shard-<prefix>NNNNN.parquet`` once they reach
+    ``shard_bytes``. Every shard already in the folder counts as done, whoever wrote it."""
+
+    def __init__(self, out: Path, metadata: dict[str, Any], shard_bytes: float = 256 << 20, *,
+                 prefix: str = "", index: bool = True) -> None:
+        self.pa, self.pq = _pyarrow()
         if shard_bytes <= 0:
             raise DataError(f"shard size must be positive, got {shard_bytes} bytes")
-        self.out, self.metadata, self.shard_bytes = out, metadata, shard_bytes
+        self.out, self.metadata, self.shard_bytes, self.prefix, self.index = out, metadata, shard_bytes, prefix, index
         self.rows: list[dict[str, Any]] = []
         self.pending_bytes = 0
-        self.shards = sorted(p for p in out.glob("shard-*.parquet") if SHARD_PATTERN.search(p.name))
-        for shard in self.shards:
+        for shard in parquet_shards(out):
             recorded = json.loads((self.pq.read_schema(shard).metadata or {}).get(b"speechtok", b"{}"))
             if recorded.get("weights_sha256") != metadata.get("weights_sha256"):
                 raise DataError(f"{shard}: written by another tokenizer ({recorded.get('tokenizer')}); "
@@ -87,7 +106,7 @@ class ParquetSink:
 
     def done(self) -> set[str]:
         ids: set[str] = set()
-        for shard in self.shards:
+        for shard in parquet_shards(self.out):
             ids.update(self.pq.read_table(shard, columns=["id"]).column("id").to_pylist())
         return ids
 
@@ -102,20 +121,15 @@ class ParquetSink:
     def flush(self) -> None:
         if not self.rows:
             return
-        number = 1 + max((int(SHARD_PATTERN.search(p.name).group(1)) for p in self.shards), default=-1)
+        mine = [SHARD_PATTERN.match(p.name) for p in parquet_shards(self.out)]
+        number = 1 + max((int(m["number"]) for m in mine if m["prefix"] == self.prefix), default=-1)
         table = self.pa.Table.from_pylist(self.rows).replace_schema_metadata(
             {"speechtok": json.dumps(self.metadata, sort_keys=True)})
-        target = self.out / f"shard-{number:05d}.parquet"
-        with atomic_path(target) as tmp:
+        with atomic_path(self.out / f"shard-{self.prefix}{number:05d}.parquet") as tmp:
             self.pq.write_table(table, tmp)
-        self.shards.append(target)
         self.rows, self.pending_bytes = [], 0
-        self._write_index()
-
-    def _write_index(self) -> None:
-        shards = [{"file": p.name, "rows": self.pq.read_metadata(p).num_rows} for p in self.shards]
-        write_json_atomic(self.out / "index.json", {**self.metadata, "shards": shards,
-                                                     "rows": sum(s["rows"] for s in shards)})
+        if self.index:
+            write_parquet_index(self.out, self.metadata)
 
     def close(self) -> None:
         self.flush()

@@ -12,7 +12,6 @@ from __future__ import annotations
 import hashlib
 import json
 import multiprocessing
-import os
 import traceback
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from dataclasses import dataclass, field
@@ -29,8 +28,7 @@ from ..data.manifest import Utterance
 from ..fileio import atomic_path, sha256_file, write_json_atomic
 from . import metrics
 from .align import AlignedPair, align
-from .errors import EvalError
-from .groups import DEFAULT_GROUPS, DEFAULT_WORKERS, METRIC_GROUPS
+from .groups import DEFAULT_GROUPS, METRIC_GROUPS
 from .judges import JudgeInfo, judge_threads, set_judge_threads
 from .judges.asr import ASRJudge, load_asr_judge, score_text
 from .systems import Reconstruction, System

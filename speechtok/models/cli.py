@@ -70,5 +70,12 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
                    help="npy: one .npy per file (default); parquet: size-bounded shards with codes, durations,"
                         " speakers, transcripts and the tokenizer's hash, plus index.json (pip install 'speechtok[parquet]')")
     p.add_argument("--shard-mb", type=float, default=256.0, help="Parquet shard size in MiB of codes (default 256)")
+    p.add_argument("--engine", choices=("local", "torchrun", "ray"), default="local",
+                   help="local: this process (default); torchrun: one share per rank, launched as 'torchrun"
+                        " --nproc_per_node N -m speechtok.cli tokenize ... --engine torchrun'; ray: Ray Data actors"
+                        " (RAY_ADDRESS for a cluster, else a local one; pip install 'speechtok[ray]')")
+    p.add_argument("--workers", type=int, default=2, help="Ray actors, each with one model (default 2)")
+    p.add_argument("--items-per-shard", type=int, default=256,
+                   help="files per Ray work unit and output shard; a rerun skips finished ones (default 256)")
     common(p, decoding=False)
     p.set_defaults(func=f"{HANDLERS}:tokenize")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -11,13 +12,12 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..audio import AUDIO_FORMATS, load_audio, resample, save_audio
+from ..audio import AUDIO_FORMATS, load_audio, save_audio
 from ..checkpoint import LoadedCheckpoint, load_checkpoint
-from ..bundled import CONFIG_FILE, load_checkpoint_kind, resolve
-from ..config import config_hash, from_dict
-from ..errors import AudioError, DataError, SpeechtokError
-from ..fileio import atomic_path, check_output, check_output_dir, exclusive_lock, load_npy, write_json_atomic
-from ..waveform import pad_batch
+from ..bundled import load_checkpoint_kind
+from ..config import from_dict
+from ..errors import DataError, SpeechtokError
+from ..fileio import atomic_path, check_output, check_output_dir, exclusive_lock, load_npy
 from .holitok import HoliTok
 from .sitok import SiTok
 from .sitok_config import SiTokConfig
@@ -193,21 +193,18 @@ def _describe(key: str, value: object, indent: int) -> list[str]:
     return [f"{pad}{key:<{max(1, 24 - len(pad))}} {value}"]
 
 
-def _token_array(codes: torch.Tensor) -> np.ndarray:
-    """Codes as int32, latents as float32, ``[K or D, T']``."""
-    array = codes.cpu().numpy()
-    return array.astype(np.float32 if np.issubdtype(array.dtype, np.floating) else np.int32)
-
-
 def _save_tokens(path: Path, codes: torch.Tensor) -> None:
+    from .corpus import token_array
+
     with atomic_path(path) as tmp:
         with open(tmp, "wb") as handle:
-            np.save(handle, _token_array(codes))
+            np.save(handle, token_array(codes))
 
 
 def tokenize(args: argparse.Namespace) -> int:
     from ..data.manifest import AUDIO_SUFFIXES, read_manifest
     from ..data.token_sinks import TokenItem
+    from .corpus import TokenizeJob, run_local, run_ray, run_torchrun
 
     source = Path(args.input)
     if source.is_dir():
@@ -218,74 +215,33 @@ def tokenize(args: argparse.Namespace) -> int:
         raise DataError(f"{source}: no such folder or manifest")
     if not rows:
         raise DataError(f"{source}: no audio files found")
-    if args.shard_mb <= 0:
-        raise DataError(f"--shard-mb must be positive, got {args.shard_mb}")
+    for flag, value in (("--shard-mb", args.shard_mb), ("--workers", args.workers),
+                        ("--items-per-shard", args.items_per_shard), ("--batch-seconds", args.batch_seconds)):
+        if value <= 0:
+            raise DataError(f"{flag} must be positive, got {value}")
     root = Path(os.path.commonpath([str(path.parent) for path, _, _ in rows]))
     items = [TokenItem(path.relative_to(root).with_suffix("").as_posix(), path, speaker, text)
              for path, speaker, text in rows]
     out = check_output_dir(args.output, what="token folder")
-    with exclusive_lock(out, "speechtok tokenize"):
-        return _tokenize_items(args, source, items, out)
-
-
-def _tokenize_items(args: argparse.Namespace, source: Path, items: list, out: Path) -> int:
-    """Encode ``items`` into ``out`` (under the folder's lock), skipping those its sink already holds."""
-    from ..data.token_sinks import NpySink, ParquetSink
-
-    model = _load(args)  # from_pretrained verified that this config matches its recorded hash
-    continuous = isinstance(model, HoliTok)
-    meta = json.loads((resolve(args.checkpoint) / CONFIG_FILE).read_text())  # verified by _load above
-    rates = ({"latent_rate": model.latent_rate, "latent_dim": model.latent_dim} if continuous
-             else {"token_rate": model.token_rate, "bits_per_token": model.bits_per_token,
-                   "codebooks": 1})
-    metadata = {"tokenizer": str(args.checkpoint), "kind": meta["kind"], "weights_sha256": meta["weights"]["sha256"],
-                "config_sha256": config_hash(model.config), "model_sample_rate": model.sample_rate, **rates,
-                "source": str(source.resolve()), "format": args.format}
-    sink = (ParquetSink(out, metadata, int(args.shard_mb * (1 << 20))) if args.format == "parquet" else NpySink(out))
-    write_json_atomic(out / "tokens.json", {
-        **metadata, "layout": ("size-bounded Parquet shards (index.json)" if args.format == "parquet" else
-                               f"one {'float32 .npy [D' if continuous else 'int32 .npy [K'}, T'] per audio file,"
-                               " at <relative path>.npy")})
-    finished = sink.done()
-    pending = [item for item in items if item.id not in finished]
-    failures: list[tuple[Path, str]] = []
-    bar = tqdm(total=len(items), initial=len(items) - len(pending), desc="tokenize", unit="file")
-    batch: list[tuple[object, np.ndarray, int]] = []  # (item, audio at the model rate, source rate)
-
-    def flush() -> None:
-        if not batch:
-            return
-        wav, lengths = pad_batch([w for _, w, _ in batch])
-        # HoliTok is causal, so trailing padding cannot change an item's frames; SiTok masks it.
-        codes = model.encode(wav, model.sample_rate) if continuous else model.encode(wav, model.sample_rate, lengths=lengths)
-        for i, (item, w, rate) in enumerate(batch):
-            frames = model.num_latents(len(w), model.sample_rate) if continuous else model.num_tokens(len(w), model.sample_rate)
-            sink.write(item, _token_array(codes[i, :, :frames]), len(w) / model.sample_rate, rate)
-        bar.update(len(batch))
-        batch.clear()
-
-    try:
-        for item in pending:
-            try:
-                wav, rate = load_audio(item.path)
-            except AudioError as exc:
-                failures.append((item.path, str(exc)))
-                bar.update(1)
-                continue
-            wav = resample(wav, rate, model.sample_rate)
-            longest = max([len(wav)] + [len(w) for _, w, _ in batch])
-            if batch and longest * (len(batch) + 1) > args.batch_seconds * model.sample_rate:
-                flush()
-            batch.append((item, wav, rate))
-        flush()
-    finally:
-        sink.close()  # what was encoded is kept, even when a later file stops the run
-    bar.close()
-    if failures:
-        with atomic_path(out / "failed.tsv") as tmp:
-            tmp.write_text("".join(f"{p}\t{msg}\n" for p, msg in failures))
-        print(f"{len(failures)} file(s) failed, listed in {out / 'failed.tsv'}")
-    print(f"{len(items) - len(failures)} of {len(items)} files tokenized into {out}")
+    job = TokenizeJob(str(args.checkpoint), out.resolve(), args.format, args.batch_seconds,
+                      args.shard_mb * (1 << 20), args.device, threads=1 if args.engine == "ray" else None)
+    progress = lambda total, initial: tqdm(total=total, initial=initial, desc="tokenize", unit="file")  # noqa: E731
+    where = str(source.resolve())
+    rank = int(os.environ.get("RANK", "0")) if args.engine == "torchrun" else 0
+    lock = exclusive_lock(out, f"speechtok tokenize --engine {args.engine}") if rank == 0 else contextlib.nullcontext()
+    with lock:
+        if args.engine == "torchrun":
+            failures = run_torchrun(job, items, where, progress)
+        elif args.engine == "ray":
+            failures = run_ray(job, items, where, args.workers, args.items_per_shard, progress)
+        else:
+            failures = run_local(job, items, where, progress)
+        if rank == 0 and failures:
+            with atomic_path(out / "failed.tsv") as tmp:
+                tmp.write_text("".join(f"{p}\t{msg}\n" for p, msg in failures))
+            print(f"{len(failures)} file(s) failed, listed in {out / 'failed.tsv'}")
+    if rank == 0:
+        print(f"{len(items) - len(failures)} of {len(items)} files tokenized into {out}")
     if failures:
         raise SpeechtokError(f"{len(failures)} file(s) could not be tokenized (see {out / 'failed.tsv'})")
     return 0
