@@ -29,11 +29,20 @@ class Utterance:
     seconds: float
     speaker: str
     transcript: str
+    id: str = ""  # the corpus's own name for it (a lhotse cut id); empty for manifest rows
 
     @property
     def key(self) -> str:
         """A stable identifier used for output file names (the file stem)."""
         return self.path.stem
+
+
+def read_corpus(source: str | os.PathLike[str]) -> list[Utterance]:
+    """What ``train``, ``eval`` and ``tokenize`` accept: a manifest.tsv, a lhotse CutSet
+    (``.jsonl.gz``) or a lhotse Shar directory (the ``lhotse`` extra)."""
+    from .lhotse_io import is_lhotse, read_cuts
+
+    return read_cuts(source) if is_lhotse(source) else read_manifest(source)
 
 
 def read_manifest(manifest: str | os.PathLike[str]) -> list[Utterance]:

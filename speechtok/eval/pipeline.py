@@ -14,7 +14,7 @@ from typing import Any, Sequence
 
 import torch
 
-from ..data.manifest import read_manifest
+from ..data.manifest import read_corpus
 from ..fileio import write_json_atomic
 from .judges.asr import ASRJudge
 from .report import write_html
@@ -64,7 +64,7 @@ def evaluate(
     out_dir = Path(out_dir)
     groups = parse_metrics(metrics)
     chosen = get_systems(systems, vocoder=vocoder, steps=steps, cfg=cfg)
-    rows_in = read_manifest(data)
+    rows_in = read_corpus(data)
     utterances = rows_in[:limit] if limit else rows_in
     judges = Judges(asr_judge) if isinstance(asr_judge, str) else Judges(asr=asr_judge)
     runner = Runner(out_dir, groups, judges, progress=progress, workers=workers)

@@ -202,15 +202,16 @@ def _save_tokens(path: Path, codes: torch.Tensor) -> None:
 
 
 def tokenize(args: argparse.Namespace) -> int:
-    from ..data.manifest import AUDIO_SUFFIXES, read_manifest
+    from ..data.lhotse_io import is_lhotse
+    from ..data.manifest import AUDIO_SUFFIXES, Utterance, read_corpus
     from ..data.token_sinks import TokenItem
     from .corpus import TokenizeJob, run_local, run_ray, run_torchrun
 
     source = Path(args.input)
-    if source.is_dir():
-        rows = [(p.resolve(), "", "") for p in sorted(source.rglob("*")) if p.suffix.lower() in AUDIO_SUFFIXES]
-    elif source.is_file():
-        rows = [(u.path, u.speaker, u.transcript) for u in read_manifest(source)]
+    if source.is_dir() and not is_lhotse(source):
+        rows = [Utterance(p.resolve(), 0.0, "", "") for p in sorted(source.rglob("*")) if p.suffix.lower() in AUDIO_SUFFIXES]
+    elif source.exists():
+        rows = read_corpus(source)
     else:
         raise DataError(f"{source}: no such folder or manifest")
     if not rows:
@@ -219,9 +220,9 @@ def tokenize(args: argparse.Namespace) -> int:
                         ("--items-per-shard", args.items_per_shard), ("--batch-seconds", args.batch_seconds)):
         if value <= 0:
             raise DataError(f"{flag} must be positive, got {value}")
-    root = Path(os.path.commonpath([str(path.parent) for path, _, _ in rows]))
-    items = [TokenItem(path.relative_to(root).with_suffix("").as_posix(), path, speaker, text)
-             for path, speaker, text in rows]
+    root = Path(os.path.commonpath([str(u.path.parent) for u in rows]))
+    items = [TokenItem(u.id or u.path.relative_to(root).with_suffix("").as_posix(), u.path, u.speaker, u.transcript)
+             for u in rows]
     out = check_output_dir(args.output, what="token folder")
     job = TokenizeJob(str(args.checkpoint), out.resolve(), args.format, args.batch_seconds,
                       args.shard_mb * (1 << 20), args.device, threads=1 if args.engine == "ray" else None)

@@ -25,7 +25,7 @@ from tqdm import tqdm
 from ..checkpoint import load_checkpoint, load_state
 from ..config import from_dict, to_dict
 from ..data.dataset import DurationBatcher
-from ..data.manifest import read_manifest
+from ..data.manifest import read_corpus
 from ..errors import ConfigError
 from . import distributed as dist_utils
 from .config import TrainConfig
@@ -88,10 +88,10 @@ class Trainer:
         self.recipe = family(spec.kind).recipe(spec.model, spec.train, spec.objective)
 
         self.model = self.recipe.build_model().to(self.info.device)
-        self.dataset = self.recipe.dataset(read_manifest(spec.train_manifest), self.model)
+        self.dataset = self.recipe.dataset(read_corpus(spec.train_manifest), self.model)
         self.batcher = DurationBatcher(self.dataset.durations(), self.cfg.batch_seconds, seed=self.cfg.seed,
                                        rank=self.info.rank, world_size=self.info.world_size)
-        self.valid = self.recipe.dataset(read_manifest(spec.valid_manifest), self.model) if spec.valid_manifest else None
+        self.valid = self.recipe.dataset(read_corpus(spec.valid_manifest), self.model) if spec.valid_manifest else None
         # Every trained module: the exported model, then the recipe's auxiliary ones.
         self.modules: dict[str, nn.Module] = {"model": self.model}
         for name, module in self.recipe.auxiliary_modules(self.model).items():
