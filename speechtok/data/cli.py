@@ -1,8 +1,13 @@
-"""``speechtok manifest``: build a manifest from a folder of audio (+ transcripts)."""
+"""``speechtok manifest`` and the ``speechtok data`` group (``synth``: build a corpus; ``report``).
+
+Registration imports nothing heavy: the data-engine handlers are named as ``module:function``
+strings and imported only when they run.
+"""
 from __future__ import annotations
 
 import argparse
 
+from ..fileio import check_output
 from .manifest import build_manifest, read_manifest
 
 
@@ -19,9 +24,36 @@ def add_data_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("audio_dir", help="folder with audio files")
     p.add_argument("-o", "--output", required=True, help="manifest file to write (e.g. train.tsv)")
     p.set_defaults(func=_run_manifest)
+    _add_engine_commands(subparsers)
+
+
+def _add_engine_commands(subparsers: argparse._SubParsersAction) -> None:
+    group = subparsers.add_parser(
+        "data", help="the offline data engine: build a training corpus (synth) or its report",
+        description="Build a training corpus offline: real speech with Moonshine pseudo-labels, neural and"
+                    " classic TTS voices, speaker augmentation, a Moonshine quality gate. See docs/data_engine.md.")
+    commands = group.add_subparsers(dest="data_command", metavar="SUBCOMMAND", required=True)
+    synth = commands.add_parser(
+        "synth", help="build or continue a corpus (FLAC + manifest.tsv + report.md)",
+        description="Build a corpus into OUT, or continue the one there: a rerun with the same settings skips"
+                    " every utterance already in OUT/journal.jsonl. Hours may be raised on a rerun.")
+    synth.add_argument("--out", required=True, help="corpus folder (created; resumed when it exists)")
+    synth.add_argument("--preset", default="corpus-v1", help="named config (corpus-v1, smoke); default corpus-v1")
+    synth.add_argument("--config", help="YAML overriding the preset (e.g. configs/data-corpus-v1.yaml)")
+    synth.add_argument("--hours", action="append", metavar="SOURCE=H",
+                       help="hours to keep for one source (repeatable), e.g. --hours kokoro=20")
+    synth.add_argument("--seed", type=int, help="seed of the whole plan (default: the config's, 0)")
+    synth.add_argument("--workers", type=int, default=1, help="worker processes (default 1)")
+    synth.set_defaults(func="speechtok.data.synth_cli:run_synth")
+    report = commands.add_parser(
+        "report", help="rebuild OUT/manifest.tsv and OUT/report.md from OUT/journal.jsonl",
+        description="Rebuild a corpus folder's manifest and report from its journal (no audio is made).")
+    report.add_argument("out", help="corpus folder written by 'speechtok data synth'")
+    report.set_defaults(func="speechtok.data.synth_cli:run_report")
 
 
 def _run_manifest(args: argparse.Namespace) -> int:
+    check_output(args.output, what="manifest")
     path = build_manifest(args.audio_dir, args.output)
     rows = read_manifest(path)
     hours = sum(r.seconds for r in rows) / 3600

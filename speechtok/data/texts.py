@@ -1,0 +1,82 @@
+"""Sentences for synthetic speech, with every evaluation sentence kept out.
+
+Training on a sentence the evaluation later reads back would flatter every WER number, so the
+pool is the LJ Speech sentence list minus anything an evaluation set speaks: the transcripts of
+the development manifest, every ``ljspeech_32utt`` file (its untranscribed files included, by LJ
+id) and the ``dctts_lj_reader_44k`` readings of those same sentences. Sentences are compared after
+:func:`normalize`, so case and punctuation differences do not let a sentence slip through.
+"""
+from __future__ import annotations
+
+import csv
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import DataError
+from .manifest import read_manifest
+
+#: Shared folders whose files are evaluation material wherever a split uses them (by LJ id).
+EVAL_SENTENCE_FOLDERS = ("ljspeech_32utt",)
+
+
+def normalize(text: str) -> str:
+    """Lower case, letters, digits and apostrophes only, single spaces: the identity used for exclusion."""
+    return " ".join(re.sub(r"[^a-z0-9' ]+", " ", text.lower().replace("-", " ")).split())
+
+
+@dataclass(frozen=True)
+class Sentence:
+    id: str
+    text: str
+
+
+def read_sentences(path: str | os.PathLike[str]) -> list[Sentence]:
+    """Read an ``id  text`` TSV with a header line (the format of ``texts/ljspeech_sentences.tsv``)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: sentence file not found")
+    with open(path, newline="", encoding="utf-8") as handle:
+        rows = list(csv.reader(handle, delimiter="\t", quoting=csv.QUOTE_NONE))
+    sentences = [Sentence(r[0].strip(), " ".join(r[1].split())) for r in rows[1:] if len(r) >= 2 and r[1].strip()]
+    if not sentences:
+        raise DataError(f"{path}: no sentences (expected a header and 'id<TAB>text' rows)")
+    return sentences
+
+
+@dataclass(frozen=True)
+class Exclusion:
+    """What must never be spoken in training: LJ ids and normalised sentences."""
+
+    ids: frozenset[str]
+    texts: frozenset[str]
+
+    def excludes(self, sentence_id: str, text: str) -> bool:
+        return sentence_id in self.ids or normalize(text) in self.texts
+
+
+def evaluation_exclusion(dev_manifest: str | os.PathLike[str], shared_data: str | os.PathLike[str]) -> Exclusion:
+    """Collect the evaluation sentences: dev transcripts plus the LJ ids of every evaluation folder.
+
+    A development file whose stem is an LJ id (``LJ001-0003``) excludes that sentence even when the
+    manifest gives no transcript, because the sentence list still holds its text.
+    """
+    dev = read_manifest(dev_manifest)
+    ids = {r.path.stem for r in dev if r.path.stem.startswith("LJ")}
+    texts = {normalize(r.transcript) for r in dev if r.transcript}
+    for folder in EVAL_SENTENCE_FOLDERS:
+        manifest = Path(shared_data) / folder / "manifest.tsv"
+        if manifest.is_file():
+            rows = read_manifest(manifest)
+            ids |= {r.path.stem for r in rows}
+            texts |= {normalize(r.transcript) for r in rows if r.transcript}
+    return Exclusion(frozenset(ids), frozenset(texts - {""}))
+
+
+def text_pool(sentences: list[Sentence], exclusion: Exclusion, max_chars: int = 240) -> list[Sentence]:
+    """The sentences synthetic voices may read: not evaluation material, not too long for one TTS call."""
+    pool = [s for s in sentences if not exclusion.excludes(s.id, s.text) and len(s.text) <= max_chars]
+    if not pool:
+        raise DataError("no training sentences left after excluding the evaluation sentences")
+    return pool
