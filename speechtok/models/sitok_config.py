@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ..errors import ConfigError
 from ..mel_config import MelConfig
@@ -40,6 +40,9 @@ class SiTokConfig:
     time_embed_dim: int = 256
     sample_steps: int = 16
     cfg_scale: float = 1.0  # 1.0 = no guidance
+
+    #: Decoding defaults: they change no weight, so fine-tuning may start from a checkpoint that differs in them.
+    INFERENCE_FIELDS: ClassVar[tuple[str, ...]] = ("sample_steps", "cfg_scale")
 
     def __post_init__(self) -> None:
         if self.quantizer == "bsq" and self.codebook_size & (self.codebook_size - 1):

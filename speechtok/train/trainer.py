@@ -132,7 +132,9 @@ class Trainer:
         if not (path / "config.json").is_file() and path.is_dir():
             path = find_checkpoint(path)  # a run directory: its latest checkpoint
         loaded = load_checkpoint(path, expected_kind=self.spec.kind)
-        if from_dict(type(self.spec.model), loaded.config, "model") != self.spec.model:
+        source_model = from_dict(type(self.spec.model), loaded.config, "model")
+        decoding = {f: getattr(self.spec.model, f) for f in getattr(self.spec.model, "INFERENCE_FIELDS", ())}
+        if dataclasses.replace(source_model, **decoding) != self.spec.model:
             raise ConfigError(f"{source}: its model config differs from this run's; fine-tuning needs the same architecture")
         load_state(self.model, loaded)
         for name, module in self.modules.items():
