@@ -167,19 +167,23 @@ def test_bad_synth_arguments_are_one_line_errors(tmp_path, capsys, argv, message
     assert not (tmp_path / "c").exists()
 
 
-def test_bad_config_and_mismatched_resume_are_one_line_errors(tmp_path, capsys):
+def test_a_bad_config_and_a_missing_corpus_are_one_line_errors(tmp_path, capsys):
     bad = tmp_path / "bad.yaml"
     bad.write_text("preset: smoke\ngate_wre: 0.3\n")
     assert main(["data", "synth", "--out", str(tmp_path / "c"), "--config", str(bad)]) == 2
     assert "unknown key(s) gate_wre" in capsys.readouterr().err
+    assert main(["data", "report", str(tmp_path / "nothing")]) == 2
+    assert "not a corpus folder" in capsys.readouterr().err
+
+
+@needs_shared  # the smoke preset reads its sentences from ../shared/data before comparing settings
+def test_a_resume_with_other_settings_is_a_one_line_error(tmp_path, capsys):
     out = tmp_path / "d"
     out.mkdir()
     (out / "config.json").write_text(json.dumps({"seed": 1, "sources": [{"name": "hibari", "kind": "hibari"}]}))
     assert main(["data", "synth", "--out", str(out), "--preset", "smoke", "--hours", "hibari=0.001"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "different settings (seed)" in err[0], err
-    assert main(["data", "report", str(tmp_path / "nothing")]) == 2
-    assert "not a corpus folder" in capsys.readouterr().err
 
 
 def test_registering_the_data_commands_imports_nothing_heavy():
