@@ -57,13 +57,13 @@ def main(manifest: str, out_dir: str, strategy: str, family: str = "sitok", toke
             json.dump(gathered, handle)
     dist.barrier()
     dist.destroy_process_group()
+    # Leave without running destructors: freeing the trainer (when main returns) makes torch 2.13
+    # destroy the DDP reducer's gloo process group, whose worker thread can wait forever for the GIL
+    # that the destructor holds (seen as 10-minute hangs after replicas.json was written).
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(0)
 
 
 if __name__ == "__main__":
     main(*sys.argv[1:])
-    # Leave without running destructors: at interpreter exit torch 2.13 can deadlock destroying the DDP
-    # reducer's gloo process group (its worker thread waits for the GIL that the destructor holds;
-    # seen as a hang after replicas.json was written). Everything this worker reports is written.
-    sys.stdout.flush()
-    sys.stderr.flush()
-    os._exit(0)

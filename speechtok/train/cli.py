@@ -86,6 +86,9 @@ def _run_train(args: argparse.Namespace) -> int:
     finally:
         from .distributed import teardown
 
+        # Free the DDP wrappers while their process group is still registered: freed after it (when
+        # this function returns), torch 2.13 can deadlock destroying the group's gloo thread.
+        del trainer
         teardown()
     if final is not None:
         print(f"last checkpoint: {final}")
