@@ -13,6 +13,8 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Iterator
 
+from .errors import DataError
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -77,8 +79,6 @@ def load_npy(path: str | os.PathLike[str], what: str) -> np.ndarray:
     """Load a ``.npy`` array without pickle; a missing or unreadable file is a one-line DataError."""
     import numpy as np
 
-    from .errors import DataError
-
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: {what} file not found")
@@ -97,8 +97,6 @@ def check_output(path: str | os.PathLike[str], *, inputs: Iterable[str | os.Path
     nearest existing ancestor must be a writable directory (probed by creating a temporary file, since
     ``os.access`` says yes to root even in ``/proc``). Raises a one-line :class:`DataError`.
     """
-    from .errors import DataError
-
     path = Path(path)
     if path.is_dir() or str(path).endswith(os.sep):
         raise DataError(f"{path}: {what} path is a directory; give a file name")
@@ -114,8 +112,6 @@ def check_output(path: str | os.PathLike[str], *, inputs: Iterable[str | os.Path
 
 def check_output_dir(directory: str | os.PathLike[str], *, what: str = "output") -> Path:
     """Refuse an output folder that exists as a file or cannot be created/written (see :func:`check_output`)."""
-    from .errors import DataError
-
     directory = Path(directory)
     ancestor = directory
     while not ancestor.exists():
@@ -145,8 +141,6 @@ def exclusive_lock(directory: str | os.PathLike[str], holder: str) -> Iterator[P
     killed job on this host (its pid no longer runs) is stale: it is taken over. Locks of other hosts
     are respected; delete the file by hand if that host is gone.
     """
-    from .errors import DataError
-
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / LOCK_FILE

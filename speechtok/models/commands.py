@@ -25,12 +25,13 @@ from .sitok_config import SiTokConfig
 
 def _load(args: argparse.Namespace) -> SiTok | HoliTok:
     """The checkpoint's model, SiTok (discrete tokens) or HoliTok (continuous latents)."""
-    kind = load_checkpoint_kind(args.checkpoint)
-    if kind == "holitok":
-        if getattr(args, "steps", None) is not None or getattr(args, "cfg", None) is not None or getattr(args, "vocoder", None):
-            raise DataError("--steps, --cfg and --vocoder apply to SiTok; HoliTok decodes latents directly to 48 kHz audio")
-        return HoliTok.from_pretrained(args.checkpoint, map_location=args.device)
-    return SiTok.from_pretrained(args.checkpoint, map_location=args.device)
+    from .corpus import load_tokenizer
+
+    decoding_flags = (getattr(args, "steps", None) is not None or getattr(args, "cfg", None) is not None
+                      or getattr(args, "vocoder", None))
+    if decoding_flags and load_checkpoint_kind(args.checkpoint) == "holitok":
+        raise DataError("--steps, --cfg and --vocoder apply to SiTok; HoliTok decodes latents directly to 48 kHz audio")
+    return load_tokenizer(args.checkpoint, args.device)
 
 
 def _decode_kwargs(model: SiTok | HoliTok, args: argparse.Namespace) -> dict:

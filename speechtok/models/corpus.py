@@ -18,24 +18,24 @@ import dataclasses
 import json
 import math
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Callable
 
 import numpy as np
 import torch
+from tqdm import tqdm
 
 from ..audio import load_audio, resample
 from ..bundled import CONFIG_FILE, load_checkpoint_kind, resolve
 from ..config import config_hash
-from ..data.token_sinks import NpySink, ParquetSink, TokenItem, TokenSink, parquet_shards, write_parquet_index
-from ..errors import AudioError, CheckpointError
+from ..data.token_sinks import (SHARD_PATTERN, NpySink, ParquetSink, TokenItem, TokenSink, parquet_shards,
+                                write_parquet_index)
+from ..errors import AudioError
 from ..extras import optional_import
 from ..fileio import write_json_atomic
 from ..waveform import pad_batch
-
-ENGINES = ("local", "torchrun", "ray")
-
 
 @dataclass(frozen=True)
 class TokenizeJob:
@@ -54,14 +54,12 @@ Failure = tuple[str, str]  # (audio path, one-line reason)
 
 
 def load_tokenizer(checkpoint: str, device: str = "cpu") -> Any:
-    """The SiTok or HoliTok model of a checkpoint (verified by hash)."""
+    """The SiTok or HoliTok model of a checkpoint (verified by hash; any other kind, or no checkpoint,
+    is refused by ``SiTok.from_pretrained`` in one line)."""
     from .holitok import HoliTok
     from .sitok import SiTok
 
-    kind = load_checkpoint_kind(checkpoint)
-    if kind not in ("sitok", "holitok"):
-        raise CheckpointError(f"{checkpoint}: a {kind!r} checkpoint cannot tokenize audio (use a SiTok or HoliTok one)")
-    model_class = HoliTok if kind == "holitok" else SiTok
+    model_class = HoliTok if load_checkpoint_kind(checkpoint) == "holitok" else SiTok
     return model_class.from_pretrained(checkpoint, map_location=device)
 
 
@@ -174,7 +172,7 @@ def run_torchrun(job: TokenizeJob, items: list[TokenItem], source: str,
     if world > 1:
         dist.barrier()  # every rank has read the same finished set before anyone writes
     pending = [item for item in items if item.id not in done][rank::world]
-    bar = progress(len(pending), 0) if rank == 0 else _NoBar()
+    bar = progress(len(pending), 0) if rank == 0 else tqdm(disable=True)
     try:
         failures = CorpusEncoder(model, job.batch_seconds).encode(pending, sink, bar.update)
     finally:
@@ -257,13 +255,6 @@ def _item_json(item: TokenItem) -> dict[str, str]:
 
 
 def _ray_group(shard: Path) -> int | None:
-    name = shard.name
-    return int(name[len("shard-ray"): len("shard-ray") + 5]) if name.startswith("shard-ray") else None
-
-
-class _NoBar:
-    def update(self, n: int = 1) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
+    """The group number of a shard written by a Ray actor (prefix ``ray<group>-``), else None."""
+    group = re.fullmatch(r"ray(\d{5})-", SHARD_PATTERN.match(shard.name)["prefix"])
+    return int(group[1]) if group else None

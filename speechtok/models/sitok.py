@@ -264,9 +264,11 @@ class SiTok(PretrainedMixin, nn.Module):
         Uses the checkpoint's vocoder. ``vocoder="griffin-lim"`` selects the Griffin-Lim fallback
         explicitly (intelligible but phasey); it is never used silently.
         """
-        mel = self.decode_mel(codes, steps=steps, cfg=cfg, generator=generator)
+        codes, token_lengths = self._check_codes(codes)
+        mel = self.decode_mel(codes, steps=steps, cfg=cfg, token_lengths=token_lengths, generator=generator)
         wav = self.vocode(mel, vocoder)
-        token_lengths = (torch.as_tensor(codes)[:, 0] != self.PAD_CODE).sum(-1).to(wav.device)
+        if token_lengths is None:
+            return wav
         audible = torch.arange(wav.shape[-1], device=wav.device)[None] < token_lengths[:, None] * self.samples_per_token
         return wav * audible[:, None]  # silence where a batch was padded
 
