@@ -4,7 +4,7 @@
     python scripts/bundle_checkpoint.py runs/sitok-small/checkpoints/step_0003000 sitok-default --vocoder vocos-24k
     python scripts/bundle_checkpoint.py speechtok/checkpoints/sitok-small sitok-default --vocoder vocos-24k
 
-Writes speechtok/checkpoints/<name>/ (config.json + fp16 model.safetensors, hash-pinned). From a
+Writes speechtok/checkpoints/<name>/ (or --out-dir/<name>/; config.json + fp16 model.safetensors, hash-pinned). From a
 training checkpoint it records the summary that `speechtok info <name>` prints (preset, steps,
 data, recipe, final metrics); from an inference checkpoint it keeps that checkpoint's summary.
 ``--vocoder`` pairs a SiTok checkpoint with a bundled vocoder (loaded by ``from_pretrained``).
@@ -65,6 +65,9 @@ def main() -> None:
     parser.add_argument("checkpoint", help="training checkpoint (runs/.../checkpoints/step_N) or inference checkpoint")
     parser.add_argument("name", help="bundled name, e.g. sitok-default or vocos-24k")
     parser.add_argument("--vocoder", help="bundled vocoder that a SiTok checkpoint decodes with")
+    parser.add_argument("--out-dir", type=Path, default=BUNDLED_DIR,
+                        help="folder that receives <name>/ (default: the package's bundled checkpoints; e.g."
+                             " checkpoints/ for an export kept in the repository but not shipped)")
     args = parser.parse_args()
     source = Path(args.checkpoint)
     loaded = load_checkpoint(source, expected_kind=None)
@@ -77,8 +80,8 @@ def main() -> None:
             parser.error("--vocoder applies to SiTok checkpoints")
         info["vocoder"] = args.vocoder
     model = MODELS[loaded.kind].from_pretrained(source)
-    target = BUNDLED_DIR / args.name
-    staging = BUNDLED_DIR / f".{args.name}.tmp"
+    target = args.out_dir / args.name
+    staging = args.out_dir / f".{args.name}.tmp"
     shutil.rmtree(staging, ignore_errors=True)
     model.save_pretrained(staging, dtype=torch.float16, info=info)
     shutil.rmtree(target, ignore_errors=True)
