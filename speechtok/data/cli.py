@@ -1,4 +1,5 @@
-"""``speechtok manifest`` and the ``speechtok data`` group (``synth``: build a corpus; ``report``).
+"""``speechtok manifest`` and the ``speechtok data`` group (``synth``: build a corpus; ``report``;
+``pack``: an Opus copy to carry).
 
 Registration imports nothing heavy: the data-engine handlers are named as ``module:function``
 strings and imported only when they run.
@@ -50,6 +51,17 @@ def _add_engine_commands(subparsers: argparse._SubParsersAction) -> None:
         description="Rebuild a corpus folder's manifest and report from its journal (no audio is made).")
     report.add_argument("out", help="corpus folder written by 'speechtok data synth'")
     report.set_defaults(func="speechtok.data.synth_cli:run_report")
+    pack = commands.add_parser(
+        "pack", help="a size-capped Ogg/Opus copy of a corpus (to carry it, e.g. to a lent GPU)",
+        description="Copy a seeded, proportional selection of a corpus as Ogg/Opus files with a manifest,"
+                    " stopping at --max-mb. Resumable: a rerun with the same input and settings continues.")
+    pack.add_argument("source", help="manifest.tsv (or lhotse CutSet/Shar) of the corpus")
+    pack.add_argument("-o", "--output", required=True, help="pack folder (created; resumed when it is a pack)")
+    pack.add_argument("--kbps", type=float, default=12.0, help="approximate Opus bitrate (default 12)")
+    pack.add_argument("--max-mb", type=float, default=60.0, help="size cap in MiB (default 60)")
+    pack.add_argument("--max-rate", type=int, default=24000, help="highest sample rate kept (default 24000)")
+    pack.add_argument("--seed", type=int, default=0, help="seed of the selection order (default 0)")
+    pack.set_defaults(func="speechtok.data.synth_cli:run_pack")
 
 
 def _run_manifest(args: argparse.Namespace) -> int:

@@ -1,4 +1,4 @@
-"""Handlers of ``speechtok data synth`` and ``speechtok data report`` (imported only when they run).
+"""Handlers of ``speechtok data synth``, ``report`` and ``pack`` (imported only when they run).
 
 Arguments, the config and a resumed folder's saved settings are all checked before the engine and
 its models are imported, so a typo costs a one-line error, not a model load.
@@ -35,6 +35,26 @@ def run_report(args: argparse.Namespace) -> int:
 
     summary = write_outputs(args.out, config)
     _print_summary(args.out, summary)
+    return 0
+
+
+def run_pack(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .manifest import read_corpus
+    from .pack import PackSettings, pack, prepare_pack_dir
+
+    settings = PackSettings(kbps=args.kbps, max_mb=args.max_mb, max_rate=args.max_rate, seed=args.seed)
+    settings.check()
+    rows = read_corpus(args.source)
+    out = check_output_dir(args.output, what="pack folder")
+    with exclusive_lock(out, "speechtok data pack"):
+        prepare_pack_dir(Path(out), settings, rows)
+        from tqdm import tqdm
+
+        s = pack(rows, out, settings, progress=tqdm)
+    print(f"wrote {out}/manifest.tsv: {s['files']} of {s['of']} files, {s['hours']:.2f} h, {s['speakers']} speakers,"
+          f" {s['mib']:.1f} MiB ({s['kbps']:.1f} kbit/s)")
     return 0
 
 
