@@ -100,14 +100,15 @@ def test_a_killed_run_resumes_to_the_losses_of_an_uninterrupted_one(tmp_path, re
     assert _losses(killed) == _losses(reference)
 
 
-def test_fine_tuning_accepts_a_checkpoint_that_differs_only_in_decoding_defaults(tmp_path, real_manifest, overrides,
-                                                                                  capsys):
+def test_fine_tuning_accepts_a_checkpoint_that_differs_only_in_decoding_defaults_and_loss_weights(
+        tmp_path, real_manifest, overrides, capsys):
     from speechtok.models.sitok import SiTok
 
-    SiTok.from_preset("sitok-tiny", cfg_scale=2.0, sample_steps=4).save_pretrained(tmp_path / "guided")
+    SiTok.from_preset("sitok-tiny", cfg_scale=2.0, sample_steps=4, ctc_weight=0.7,
+                      token_drop=0.3).save_pretrained(tmp_path / "guided")
     SiTok.from_preset("sitok-tiny", dim=32).save_pretrained(tmp_path / "narrow")
     common = ["--preset", "sitok-tiny", "--data", str(real_manifest), "--config", str(overrides), "--no-progress",
               "--steps", "1"]
     assert main(["train", *common, "--init", str(tmp_path / "guided"), "--out", str(tmp_path / "a")]) == 0
     assert main(["train", *common, "--init", str(tmp_path / "narrow"), "--out", str(tmp_path / "b")]) == 2
-    assert "differs from this run's" in capsys.readouterr().err
+    assert "differs from this run's in dim;" in capsys.readouterr().err
