@@ -98,6 +98,16 @@ def test_info_describes_checkpoint(checkpoint, capsys):
     assert "random init" in out
 
 
+def test_info_json_of_the_bundled_default_names_its_training_data_and_quality(capsys):
+    import json
+
+    assert main(["info", "sitok-default", "--json"]) == 0
+    described = json.loads(capsys.readouterr().out)
+    assert described["bitrate"] == 200.0 and described["codebooks"] == 1
+    assert described["training_data"]["hours"] > 1 and described["training_data"]["voices"] > 20
+    assert "| codec2-700c |" in described["quality"]
+
+
 def test_tokenize_is_batched_resumable_and_reports_failures(tmp_path, checkpoint, capsys):
     from speechtok.audio import load_audio
 

@@ -148,6 +148,10 @@ def describe_checkpoint(loaded: LoadedCheckpoint) -> dict:
         "parameters": sum(v.numel() for v in loaded.state.values()),
         **loaded.info,
     }
+    trained_on = loaded.info.get("training", {}).get("train_data")
+    if trained_on:  # the headline a user compares tokenizers by: how much speech, how many voices
+        description["training_data"] = {"hours": trained_on["hours"], "voices": trained_on["speakers"],
+                                        **{k: v for k, v in trained_on.items() if k not in ("hours", "speakers")}}
     if loaded.kind == "sitok":
         cfg = from_dict(SiTokConfig, loaded.config, where=f"{loaded.directory}/config")
         bits = int(math.log2(cfg.codebook_size))
