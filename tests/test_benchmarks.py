@@ -28,7 +28,8 @@ def test_quick_run_measures_tiny_models_and_writes_only_between_markers(bench, t
     # A peer whose package is missing is listed as skipped, with the reason, and never started.
     monkeypatch.setitem(bench.SYSTEMS, "mimi", dataclasses.replace(bench.SYSTEMS["mimi"], requires="no_such_pkg_xyz"))
     doc = tmp_path / "performance.md"
-    before, after = "# Perf\n\nkept intro\n\n", "\n\n<!-- sitok-speed:begin -->\nother section\n<!-- sitok-speed:end -->\n"
+    before = "# Perf\n\nkept intro\n\n"
+    after = "\n\n<!-- sitok-speed:begin -->\nother section\n<!-- sitok-speed:end -->\n"
     doc.write_text(f"{before}{bench.BEGIN}\nstale table\n{bench.END}{after}")
     saved = tmp_path / "rows.json"
 
@@ -39,7 +40,8 @@ def test_quick_run_measures_tiny_models_and_writes_only_between_markers(bench, t
     assert text.startswith(before + bench.BEGIN) and text.endswith(bench.END + after)
     assert "stale table" not in text
     for name in ("sitok-tiny", "holitok-tiny"):  # measured: x RT for encode and decode, 1 run each
-        assert re.search(rf"\| {name} \| [\d.]+ M \| 1 \| 1 s \| [\d.]+ \(1\) \| [\d.]+ \(1\) \| [\d.]+ \| [\d.]+ \|", text), text
+        cells = r"[\d.]+ \(1\) \| [\d.]+ \(1\) \| [\d.]+ \| [\d.]+ \|"
+        assert re.search(rf"\| {name} \| [\d.]+ M \| 1 \| 1 s \| {cells}", text), text
     assert "| mimi | – | 1 | 1 s | 'no_such_pkg_xyz' not installed" in text
     assert "avx512" in text or "flags: none of" in text  # the CPU summary is detected, not assumed
     assert saved.is_file()
@@ -62,6 +64,18 @@ def test_missing_markers_are_appended_and_broken_markers_refused(bench, tmp_path
     with pytest.raises(SpeechtokError, match="expected one"):
         bench.write_section(broken, "t")
     assert broken.read_text() == f"{bench.BEGIN}\na\n{bench.END}\n{bench.BEGIN}\n"
+    reversed_ = tmp_path / "reversed.md"
+    reversed_.write_text(f"{bench.END}\n{bench.BEGIN}\n")
+    with pytest.raises(SpeechtokError, match="expected one"):
+        bench.write_section(reversed_, "t")
+
+
+def test_broken_doc_is_refused_before_measuring(bench, tmp_path, capsys):
+    broken = tmp_path / "broken.md"
+    broken.write_text(f"{bench.BEGIN}\n")
+    with pytest.raises(SystemExit) as exc:
+        bench.main(["--quick", "--systems", "sitok-tiny", "-o", str(broken)])
+    assert exc.value.code == 2 and "expected one" in capsys.readouterr().err
 
 
 def test_render_skipped_rows_and_the_before_table(bench):
@@ -72,4 +86,4 @@ def test_render_skipped_rows_and_the_before_table(bench):
     text = bench.render(rows, command="cmd", threads=[2], load=("1.00", "2.00"))
     assert "| dac-24k | 74.7 M | 2 | 10 s | 2 (3) | 0.5 (2) | 1.25 | 0.25 | 100 | – |" in text
     assert "| dac-24k | 74.7 M | 2 | 60 s | skipped: too slow |" in text
-    assert "| dac-24k | 1.7 | 2 | 0.95 | 0.5 |" in text  # issue 16's figures beside this run's
+    assert "| dac-24k | 1.7 | 2 | – | 0.95 | 0.5 | – |" in text  # issue 16's beside this run
