@@ -99,30 +99,31 @@ def test_bad_codes_are_one_clear_error(rvq_model, codes, fragment):
         rvq_model.decode_mel(codes, steps=1)
 
 
-def test_train_command_checkpoint_round_trip(tmp_path, real_manifest):
+def test_train_command_resumes_exactly_and_its_checkpoints_round_trip(tmp_path, real_manifest):
     """``speechtok train --preset sitok-tiny-rvq4`` with quantiser dropout, token CFG and CTC: finite losses,
-    per-codebook metrics, and a checkpoint that loads, saves and reloads bit-identically."""
+    per-codebook metrics, a resume that continues bit-identically (dropout draws, EMA codebooks and usage
+    included), and a checkpoint that loads, saves and reloads bit-identically."""
     overrides = tmp_path / "o.yaml"
-    overrides.write_text("model:\n  token_drop: 0.5\ntrain:\n  steps: 3\n  lr: 0.001\n  warmup_steps: 1\n  batch_seconds: 6.0\n  max_seconds: 3.0\n"
-                         "  log_every: 1\n  checkpoint_every: 3\n")
-    run = tmp_path / "run"
+    overrides.write_text("model:\n  token_drop: 0.5\ntrain:\n  steps: 4\n  lr: 0.001\n  warmup_steps: 1\n"
+                         "  batch_seconds: 6.0\n  max_seconds: 3.0\n  log_every: 1\n  checkpoint_every: 2\n")
+    a, b = tmp_path / "a", tmp_path / "b"
     assert main(["train", "--preset", "sitok-tiny-rvq4", "--data", str(real_manifest), "--config", str(overrides),
-                 "--out", str(run), "--no-progress"]) == 0
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
-    losses = [r["loss"] for r in records if "loss" in r]
-    assert len(losses) == 3 and all(math.isfinite(v) for v in losses)
-    assert all(r["ctc"] > 0 for r in records if "ctc" in r)
-    levels = {f"perplexity_{k}" for k in range(4)} | {f"codebook_usage_{k}" for k in range(4)}
-    assert levels <= set(records[0])
-    checkpoint = run / "checkpoints" / "step_0000003"
-    loaded = SiTok.from_pretrained(checkpoint)
+                 "--out", str(a), "--no-progress"]) == 0
+    assert main(["train", "--resume", str(a / "checkpoints" / "step_0000002"), "--out", str(b), "--no-progress"]) == 0
+    records = {run: [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()] for run in (a, b)}
+    assert len(records[a]) == 4 and all(math.isfinite(r["loss"]) and r["ctc"] > 0 for r in records[a])
+    levels = [f"perplexity_{k}" for k in range(4)] + [f"codebook_usage_{k}" for k in range(4)]
+    assert set(levels) <= set(records[a][0])
+    keys = ["loss", "flow", "vq", "ctc", "codebook_usage", *levels]
+    assert [[r[k] for k in keys] for r in records[b]] == [[r[k] for k in keys] for r in records[a][2:]]
+    final = [SiTok.from_pretrained(run / "checkpoints" / "step_0000004") for run in (a, b)]
+    assert all(torch.equal(v, final[1].state_dict()[k]) for k, v in final[0].state_dict().items())
+    loaded = final[0]
     assert loaded.codebooks == 4 and loaded.config.name == "sitok-tiny-rvq4"
-    again = tmp_path / "again"
-    loaded.save_pretrained(again)
-    reloaded = SiTok.from_pretrained(again)
+    reloaded = SiTok.from_pretrained(loaded.save_pretrained(tmp_path / "again"))
     assert all(torch.equal(v, reloaded.state_dict()[k]) for k, v in loaded.state_dict().items())
     wav, rate = sf.read(SAMPLE_SPEECH, dtype="float32")
-    clip = torch.from_numpy(wav)[None, None]
+    clip = torch.from_numpy(wav[:rate])[None, None]
     assert torch.equal(loaded.encode(clip, rate), reloaded.encode(clip, rate))
 
 
