@@ -47,7 +47,7 @@ def check_pair(config: ARDiTConfig, tokenizer: Tokenizer) -> None:
                               f" the tokenizer is a {type(tokenizer).__name__}")
     elif not isinstance(tokenizer, SiTok) or tokenizer.codebook_size != config.codebook_size \
             or tokenizer.codebooks != 1 or abs(tokenizer.token_rate - config.frame_rate) > 1e-6:
-        raise ConfigError(f"{config.name} reads one codebook of {config.codebook_size} codes at {config.frame_rate} Hz;"
+        raise ConfigError(f"{config.name} reads {config.codebook_size} codes (one codebook) at {config.frame_rate} Hz;"
                           f" the tokenizer is a {type(tokenizer).__name__}")
 
 
