@@ -20,8 +20,8 @@ from speechtok.train.trainer import RunSpec, Trainer
 
 
 def spec(family: str, manifest: str, strategy: str, tokenizer: str) -> RunSpec:
-    """A tiny run of one model family: SiTok, HoliTok stage III (GAN, flow and semantic heads, all
-    DDP-wrapped) or the AR+DiT model over a HoliTok tokenizer."""
+    """A tiny run of one model family: SiTok (``sitok-rvq``: its residual-VQ variant), HoliTok stage III
+    (GAN, flow and semantic heads, all DDP-wrapped) or the AR+DiT model over a HoliTok tokenizer."""
     train = TrainConfig(steps=3, lr=1e-3, warmup_steps=1, batch_seconds=8.0, max_seconds=4.0, log_every=1,
                         checkpoint_every=3, strategy=strategy)
     if family == "holitok":
@@ -36,7 +36,7 @@ def spec(family: str, manifest: str, strategy: str, tokenizer: str) -> RunSpec:
 
         config = dataclasses.replace(ardit_preset("ardit-tiny"), tokenizer=tokenizer)
         return RunSpec(config, train, manifest, kind="ardit", objective=ARDiTObjective(tts_ratio=0.5))
-    return RunSpec(get_preset("sitok-tiny"), train, manifest)
+    return RunSpec(get_preset("sitok-tiny-rvq4" if family == "sitok-rvq" else "sitok-tiny"), train, manifest)
 
 
 def main(manifest: str, out_dir: str, strategy: str, family: str = "sitok", tokenizer: str = "") -> None:

@@ -26,14 +26,16 @@ TEARDOWN_ABORT = "terminate called without an active exception"
 def _train_two_processes(out_dir: Path, manifest: Path, strategy: str, family: str,
                          tokenizer: str) -> subprocess.CompletedProcess:
     worker = Path(__file__).with_name("ddp_worker.py")
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(Path(__file__).parent))
+    # The checkout's own speechtok, not whichever one is installed, as in the in-process tests.
+    here = Path(__file__).resolve().parent
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=os.pathsep.join([str(here), str(here.parent)]))
     cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
            "--master_port", str(_free_port()), str(worker), str(manifest), str(out_dir), strategy, family, tokenizer]
     return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=600)
 
 
-@pytest.mark.parametrize(("family", "strategy"), [("sitok", "ddp"), ("sitok", "fsdp"), ("holitok", "ddp"),
-                                                  ("ardit", "ddp")])
+@pytest.mark.parametrize(("family", "strategy"), [("sitok", "ddp"), ("sitok", "fsdp"), ("sitok-rvq", "ddp"),
+                                                  ("holitok", "ddp"), ("ardit", "ddp")])
 def test_two_process_training_keeps_replicas_identical(tmp_path, real_manifest, family, strategy):
     tokenizer = ""
     if family == "ardit":

@@ -89,7 +89,8 @@ def summarize(records: Sequence[dict[str, Any]], systems: Sequence[System], grou
                     row[metric], row[f"{metric}_ci95"] = _mean_ci(values)
         info = system.describe()
         if info.get("kind") == "sitok":
-            stats = codebook_stats([r["token_hist"] for r in ok if "token_hist" in r], info["codebook_size"])
+            entries = info["codebook_size"] * info.get("codebooks", 1)  # residual VQ: every codebook's entries
+            stats = codebook_stats([r["token_hist"] for r in ok if "token_hist" in r], entries)
             row.update(token_rate=info["token_rate"], bits_per_token=info["bits_per_token"],
                        codebook_usage=stats.usage, codebook_entropy=stats.entropy_bits)
         row["files"], row["failed"] = len(ok), len(mine) - len(ok)

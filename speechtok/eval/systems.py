@@ -139,7 +139,8 @@ class SiTokSystem:
             "kind": "sitok", "source": str(self.source), "checkpoint_sha256": self.checkpoint_sha256,
             "vocoder": self.vocoder or self.model.vocoder_source, "steps": self.steps, "cfg": self.cfg,
             "sample_rate": int(m.sample_rate), "token_rate": float(m.token_rate),
-            "codebook_size": int(m.codebook_size), "bits_per_token": float(m.bits_per_token),
+            "codebooks": int(m.codebooks), "codebook_size": int(m.codebook_size),
+            "bits_per_token": float(m.bits_per_token),
         }
 
     def reconstruct(self, wav: np.ndarray, sample_rate: int) -> Reconstruction:
@@ -148,10 +149,12 @@ class SiTokSystem:
             codes = m.encode(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None, None], sample_rate)
             torch.manual_seed(self.seed)
             out = m.decode(codes, steps=self.steps, cfg=self.cfg, vocoder=self.vocoder)
-        flat = codes.reshape(-1).cpu().numpy().astype(np.int64)
+        # Codebook k's entries counted as k·size + code: usage and entropy are over all codebooks' entries.
+        levels = torch.arange(codes.shape[1], device=codes.device)[:, None] * m.codebook_size
+        flat = (codes[0] + levels).reshape(-1).cpu().numpy().astype(np.int64)
         return Reconstruction(
             out.reshape(-1).float().cpu().numpy(), int(m.sample_rate),
-            bits=round(flat.size * float(m.bits_per_token)), codes=flat,
+            bits=round(codes.shape[-1] * float(m.bits_per_token)), codes=flat,
         )
 
 

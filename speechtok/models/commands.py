@@ -76,8 +76,10 @@ def decode(args: argparse.Namespace) -> int:
             raise DataError(f"{path}: latents contain NaN or Inf")
         wav = model.decode(torch.from_numpy(codes.astype(np.float32))[None])
     else:
-        if not np.issubdtype(codes.dtype, np.integer) or codes.shape[0] != 1:
-            raise DataError(f"{path}: {args.checkpoint} decodes integer tokens [1, T'] (one codebook),"
+        if not np.issubdtype(codes.dtype, np.integer) or not 1 <= codes.shape[0] <= model.codebooks:
+            expected = ("[1, T'] (one codebook)" if model.codebooks == 1 else
+                        f"[k, T'] (its first k <= {model.codebooks} codebooks)")
+            raise DataError(f"{path}: {args.checkpoint} decodes integer tokens {expected},"
                             f" got {codes.dtype} {list(codes.shape)}")
         if int(codes.min()) < 0 or int(codes.max()) >= model.codebook_size:
             raise DataError(f"{path}: token values must lie in 0..{model.codebook_size - 1},"
@@ -154,21 +156,22 @@ def describe_checkpoint(loaded: LoadedCheckpoint) -> dict:
                                         **{k: v for k, v in trained_on.items() if k not in ("hours", "speakers")}}
     if loaded.kind == "sitok":
         cfg = from_dict(SiTokConfig, loaded.config, where=f"{loaded.directory}/config")
-        bits = int(math.log2(cfg.codebook_size))
-        description.update(sample_rate=cfg.mel.sample_rate, token_rate=cfg.token_rate, codebooks=1,
-                           bits_per_token=bits, bitrate=cfg.token_rate * bits)
+        description.update(sample_rate=cfg.mel.sample_rate, token_rate=cfg.token_rate, codebooks=cfg.codebooks,
+                           bits_per_token=cfg.bits_per_token, bitrate=cfg.bitrate)
     return description
 
 
 def _sitok_summary(loaded: LoadedCheckpoint) -> list[str]:
     cfg = from_dict(SiTokConfig, loaded.config, where=f"{loaded.directory}/config")
     n_params = sum(v.numel() for k, v in loaded.state.items() if not k.startswith("quantizer."))
-    bits = int(math.log2(cfg.codebook_size))
+    codebooks = (f"{cfg.codebook_size}-entry codebook" if cfg.codebooks == 1 else
+                 f"{cfg.codebooks} residual {cfg.codebook_size}-entry codebooks")
+    bits = f"{cfg.bits_per_token} bits" if cfg.codebooks == 1 else f"{cfg.codebooks} × {cfg.bits_per_token // cfg.codebooks} bits"
     return [
-        f"model        SiTok preset {cfg.name} ({n_params / 1e6:.2f} M parameters + {cfg.codebook_size}-entry codebook)",
+        f"model        SiTok preset {cfg.name} ({n_params / 1e6:.2f} M parameters + {codebooks})",
         f"layers       encoder {cfg.encoder_layers}, decoder {cfg.decoder_layers}, CTC {cfg.ctc_layers}; "
         f"width {cfg.dim}, MLP {cfg.mlp_dim}, heads {cfg.heads}",
-        f"tokens       {cfg.token_rate:g} Hz × {bits} bits = {cfg.token_rate * bits:g} bps; quantiser {cfg.quantizer}; "
+        f"tokens       {cfg.token_rate:g} Hz × {bits} = {cfg.bitrate:g} bps; quantiser {cfg.quantizer}; "
         f"CTC vocabulary {cfg.ctc_vocab}",
         f"audio        {cfg.mel.sample_rate} Hz, {cfg.mel.n_mels}-bin mel at {cfg.mel.frame_rate:g} Hz",
         f"decoding     {cfg.sample_steps} Euler steps, CFG {cfg.cfg_scale:g}",

@@ -29,7 +29,6 @@ from tqdm import tqdm
 
 from ..audio import load_audio, resample
 from ..bundled import CONFIG_FILE, load_checkpoint_kind, resolve
-from ..config import config_hash
 from ..data.token_sinks import (SHARD_PATTERN, NpySink, ParquetSink, TokenItem, TokenSink, parquet_shards,
                                 write_parquet_index)
 from ..errors import AudioError
@@ -68,9 +67,9 @@ def job_metadata(job: TokenizeJob, model: Any, source: str) -> dict[str, Any]:
     meta = json.loads((resolve(job.checkpoint) / CONFIG_FILE).read_text())
     continuous = meta["kind"] == "holitok"
     rates = ({"latent_rate": model.latent_rate, "latent_dim": model.latent_dim} if continuous
-             else {"token_rate": model.token_rate, "bits_per_token": model.bits_per_token, "codebooks": 1})
+             else {"token_rate": model.token_rate, "bits_per_token": model.bits_per_token, "codebooks": model.codebooks})
     return {"tokenizer": job.checkpoint, "kind": meta["kind"], "weights_sha256": meta["weights"]["sha256"],
-            "config_sha256": config_hash(model.config), "model_sample_rate": model.sample_rate, **rates,
+            "config_sha256": meta["config_sha256"], "model_sample_rate": model.sample_rate, **rates,
             "source": source, "format": job.format}
 
 

@@ -1,4 +1,5 @@
-"""SiTok: a discrete diffusion-autoencoder speech tokenizer (12.5 Hz, one 65,536-entry codebook).
+"""SiTok: a discrete diffusion-autoencoder speech tokenizer (12.5 Hz, one 65,536-entry codebook, or a
+residual VQ of ``codebooks`` codebooks whose first k decode on their own).
 
     wav 24 kHz ─ log-mel 50 Hz ─ stack ×4 ─ causal encoder ─ vq_in ─ VQ (16 bit) ─ vq_out ─┬─ CTC head
                                                                                           └─ flow-matching decoder ─ mel ─ vocoder
@@ -25,7 +26,8 @@ from ..errors import CheckpointError, ConfigError
 from ..mel import MelConfig, MelSpectrogram
 from ..modules.flow_matching import TimestepEmbedding, euler_integrate, flow_pair, guided
 from ..modules.transformer import Transformer, TransformerConfig
-from ..quantization import BinarySphericalQuantizer, EMAVectorQuantizer, QuantizerOutput
+from ..quantization import (BinarySphericalQuantizer, EMAVectorQuantizer, QuantizerOutput, ResidualQuantizerOutput,
+                             ResidualVectorQuantizer)
 from ..text import get_vocabulary
 from ..vocoder.griffin_lim import GriffinLim
 from ..vocoder.vocos import Vocos
@@ -51,8 +53,12 @@ class SiTok(PretrainedMixin, nn.Module):
         self.mel = MelSpectrogram(c.mel)
         self.encoder_in = nn.Linear(stacked, c.dim)
         self.encoder = Transformer(TransformerConfig(c.dim, c.encoder_layers, c.heads, c.mlp_dim, causal=True))
-        if c.quantizer == "vq":
-            self.quantizer: nn.Module = EMAVectorQuantizer(
+        if c.codebooks > 1:
+            self.quantizer: nn.Module = ResidualVectorQuantizer(
+                c.codebooks, c.codebook_size, c.code_dim, dropout=c.codebook_dropout, decay=c.vq_decay,
+                commitment=c.vq_commitment, dead_threshold=c.vq_dead_threshold)
+        elif c.quantizer == "vq":
+            self.quantizer = EMAVectorQuantizer(
                 c.codebook_size, c.code_dim, decay=c.vq_decay, commitment=c.vq_commitment,
                 dead_threshold=c.vq_dead_threshold)
         else:
@@ -97,12 +103,17 @@ class SiTok(PretrainedMixin, nn.Module):
         return self.config.codebook_size
 
     @property
+    def codebooks(self) -> int:
+        return self.config.codebooks
+
+    @property
     def bits_per_token(self) -> int:
+        """Bits of one token frame, over all codebooks."""
         return self.quantizer.bits_per_token
 
     @property
     def bitrate(self) -> float:
-        """Bits per second of the token stream (one codebook): token_rate × bits_per_token."""
+        """Bits per second of the token stream (all codebooks): token_rate × bits_per_token."""
         return self.token_rate * self.bits_per_token
 
     @property
@@ -143,8 +154,9 @@ class SiTok(PretrainedMixin, nn.Module):
         return EncoderOutput(self.vq_out(quant.quantized), quant, token_mask)
 
     def cond_from_codes(self, codes: torch.Tensor) -> torch.Tensor:
-        """``[B, 1, T']`` codes → ``[B, T', dim]`` decoder condition."""
-        return self.vq_out(self.quantizer.lookup(codes[:, 0]))
+        """``[B, k, T']`` codes of the first ``k <= codebooks`` codebooks → ``[B, T', dim]`` decoder condition."""
+        indices = codes.transpose(1, 2)
+        return self.vq_out(self.quantizer.lookup(indices if self.codebooks > 1 else indices[..., 0]))
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
                  token_mask: torch.Tensor | None) -> torch.Tensor:
@@ -179,8 +191,11 @@ class SiTok(PretrainedMixin, nn.Module):
 
         ctc = self._ctc_loss(enc.cond, token_mask, labels, label_lengths)
         total = flow + enc.quant.loss + c.ctc_weight * ctc
-        return {"loss": total, "flow": flow, "vq": enc.quant.loss, "ctc": ctc,
-                "perplexity": enc.quant.perplexity, "indices": enc.quant.indices[token_mask]}
+        out = {"loss": total, "flow": flow, "vq": enc.quant.loss, "ctc": ctc,
+               "perplexity": enc.quant.perplexity, "indices": enc.quant.indices[token_mask]}
+        if isinstance(enc.quant, ResidualQuantizerOutput):
+            out.update({f"perplexity_{level}": p for level, p in enumerate(enc.quant.level_perplexity)})
+        return out
 
     def _ctc_loss(self, cond: torch.Tensor, token_mask: torch.Tensor, labels: torch.Tensor,
                   label_lengths: torch.Tensor) -> torch.Tensor:
@@ -207,7 +222,8 @@ class SiTok(PretrainedMixin, nn.Module):
     @torch.inference_mode()
     def encode(self, wav: torch.Tensor, sample_rate: int, lengths: torch.Tensor | None = None, *,
                return_lengths: bool = False) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
-        """Audio ``[B, 1, T]`` at ``sample_rate`` → codes ``[B, 1, T']``, ``T' = ceil(seconds × 12.5)``.
+        """Audio ``[B, 1, T]`` at ``sample_rate`` → codes ``[B, K, T']`` (K = :attr:`codebooks`),
+        ``T' = ceil(seconds × 12.5)``.
 
         ``lengths`` (samples at ``sample_rate``) marks padding in a batch of unequal clips; each item's
         first ``num_tokens(length)`` codes equal those of encoding it alone, and the positions after them
@@ -219,13 +235,14 @@ class SiTok(PretrainedMixin, nn.Module):
         frame_lengths = (lengths + self.config.mel.hop_length - 1) // self.config.mel.hop_length
         x, token_mask, _ = self.stack(mel, frame_lengths.to(mel.device))
         enc = self.encode_mel(x, token_mask)
-        codes = enc.quant.indices.masked_fill(~token_mask, self.PAD_CODE)[:, None, :]
+        indices = enc.quant.indices.view(*token_mask.shape, -1)  # [B, T', K]
+        codes = indices.masked_fill(~token_mask[..., None], self.PAD_CODE).transpose(1, 2).contiguous()
         return (codes, token_mask.sum(-1)) if return_lengths else codes
 
     @torch.inference_mode()
     def decode_mel(self, codes: torch.Tensor, *, steps: int | None = None, cfg: float | None = None,
                    token_lengths: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Codes ``[B, 1, T']`` → normalised mel ``[B, n_mels, 4·T']`` by Euler integration."""
+        """Codes ``[B, k, T']`` → normalised mel ``[B, n_mels, 4·T']`` by Euler integration."""
         codes, padded_lengths = self._check_codes(codes)
         steps = self.config.sample_steps if steps is None else int(steps)
         cfg = self.config.cfg_scale if cfg is None else float(cfg)
@@ -257,7 +274,8 @@ class SiTok(PretrainedMixin, nn.Module):
     @torch.inference_mode()
     def decode(self, codes: torch.Tensor, *, steps: int | None = None, cfg: float | None = None,
                vocoder: str | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Codes ``[B, 1, T']`` → waveform ``[B, 1, T' · 1920]`` at :attr:`sample_rate`.
+        """Codes ``[B, k, T']`` → waveform ``[B, 1, T' · 1920]`` at :attr:`sample_rate`; ``k`` may be
+        below :attr:`codebooks` (a residual-VQ model decodes from its first ``k`` codebooks).
 
         Deterministic by default (noise seeded with 0; pass a ``generator`` for other draws). Trailing
         :attr:`PAD_CODE` positions (a padded batch from ``encode``) are masked and come out silent.
@@ -309,15 +327,18 @@ class SiTok(PretrainedMixin, nn.Module):
     def _check_codes(self, codes: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Validated codes on the model's device, and per-item lengths when a batch carries trailing
         :attr:`PAD_CODE` padding (as batched ``encode`` writes it), else None."""
-        if not isinstance(codes, torch.Tensor) or codes.dim() != 3 or codes.shape[1] != 1:
+        if not isinstance(codes, torch.Tensor) or codes.dim() != 3 or not 1 <= codes.shape[1] <= self.codebooks:
             shape = list(codes.shape) if isinstance(codes, torch.Tensor) else type(codes).__name__
-            raise ConfigError(f"codes: expected a LongTensor [B, 1, T'], got {shape}")
+            expected = "[B, 1, T']" if self.codebooks == 1 else f"[B, k, T'] with k <= {self.codebooks} codebooks"
+            raise ConfigError(f"codes: expected a LongTensor {expected}, got {shape}")
         if codes.shape[-1] == 0:
             raise ConfigError("codes: empty token sequence")
         if codes.dtype.is_floating_point or int(codes.min()) < self.PAD_CODE or int(codes.max()) >= self.codebook_size:
             raise ConfigError(f"codes: values must be integers in [0, {self.codebook_size}) or {self.PAD_CODE} padding")
         codes = codes.long().to(self.device)
         valid = codes[:, 0] != self.PAD_CODE
+        if not bool(((codes != self.PAD_CODE) == valid[:, None]).all()):
+            raise ConfigError(f"codes: {self.PAD_CODE} padding must cover every codebook of a position")
         if bool(valid.all()):
             return codes, None
         lengths = valid.sum(-1)

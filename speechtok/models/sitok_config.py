@@ -3,10 +3,15 @@
 Paper presets keep SiTok's width (1536), MLP (4096) and 16 heads and vary depth. The paper does not
 publish the layer split; we split encoder/decoder evenly with a 4-layer CTC head (S 8+8, B 12+12,
 L 16+16, XL 24+24), which reproduces the published 0.63B / 0.88B / 1.12B / 1.61B within 5 %.
+
+The ``-rvq<K>`` presets are SiTok's multi-codebook variant: a residual VQ of K codebooks of 2^14
+entries at 12.5 Hz (K × 14 bits per frame: 350, 700 or 1400 bps), trained with quantiser dropout so
+that the first k codebooks decode on their own.
 """
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
@@ -26,7 +31,9 @@ class SiTokConfig:
     decoder_layers: int = 2
     ctc_layers: int = 1
     quantizer: Literal["vq", "bsq"] = "vq"
-    codebook_size: int = 65536
+    codebook_size: int = 65536  # entries per codebook
+    codebooks: int = 1  # > 1: residual VQ, one code per codebook and frame
+    codebook_dropout: float = 1.0  # residual VQ: fraction of items that keep only their first k ~ U{1..K} codebooks
     code_dim: int = 32  # VQ code dimension; BSQ uses log2(codebook_size) instead
     vq_decay: float = 0.99
     vq_commitment: float = 0.25
@@ -50,6 +57,11 @@ class SiTokConfig:
     def __post_init__(self) -> None:
         if self.quantizer == "bsq" and self.codebook_size & (self.codebook_size - 1):
             raise ConfigError(f"{self.name}: BSQ needs a power-of-two codebook, got {self.codebook_size}")
+        if self.codebooks < 1 or (self.codebooks > 1 and self.quantizer != "vq"):
+            raise ConfigError(f"{self.name}: codebooks must be >= 1, and more than one needs quantizer 'vq'"
+                              f" (got {self.codebooks} with {self.quantizer!r})")
+        if not 0.0 <= self.codebook_dropout <= 1.0:
+            raise ConfigError(f"{self.name}: codebook_dropout must lie in [0, 1], got {self.codebook_dropout}")
         if self.dim % self.heads:
             raise ConfigError(f"{self.name}: dim {self.dim} is not divisible by heads {self.heads}")
 
@@ -57,16 +69,35 @@ class SiTokConfig:
     def token_rate(self) -> float:
         return self.mel.frame_rate / self.stack
 
+    @property
+    def bits_per_token(self) -> int:
+        """Bits of one 12.5 Hz frame over all codebooks."""
+        return self.codebooks * int(math.log2(self.codebook_size))
+
+    @property
+    def bitrate(self) -> float:
+        return self.token_rate * self.bits_per_token
+
+
+def _rvq(base: SiTokConfig, codebooks: int) -> SiTokConfig:
+    return dataclasses.replace(base, name=f"{base.name}-rvq{codebooks}", codebooks=codebooks, codebook_size=2**14)
+
 
 def _paper(name: str, layers: int) -> SiTokConfig:
     return SiTokConfig(name=name, dim=1536, heads=16, mlp_dim=4096, encoder_layers=layers,
                        decoder_layers=layers, ctc_layers=4, time_embed_dim=256)
 
 
+_TINY = SiTokConfig()
+_SMALL = SiTokConfig(name="sitok-small", dim=256, heads=4, mlp_dim=768, encoder_layers=4, decoder_layers=6, ctc_layers=2)
+
 PRESETS: dict[str, SiTokConfig] = {
-    "sitok-tiny": SiTokConfig(),
-    "sitok-small": SiTokConfig(name="sitok-small", dim=256, heads=4, mlp_dim=768, encoder_layers=4,
-                               decoder_layers=6, ctc_layers=2),
+    "sitok-tiny": _TINY,
+    "sitok-small": _SMALL,
+    "sitok-tiny-rvq4": _rvq(_TINY, 4),
+    "sitok-small-rvq2": _rvq(_SMALL, 2),
+    "sitok-small-rvq4": _rvq(_SMALL, 4),
+    "sitok-small-rvq8": _rvq(_SMALL, 8),
     "sitok-s": _paper("sitok-s", 8),
     "sitok-b": _paper("sitok-b", 12),
     "sitok-l": _paper("sitok-l", 16),

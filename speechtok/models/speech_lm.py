@@ -46,8 +46,8 @@ def check_pair(config: ARDiTConfig, tokenizer: Tokenizer) -> None:
             raise ConfigError(f"{config.name} reads {config.latent_dim}-dim latents at {config.frame_rate} Hz;"
                               f" the tokenizer is a {type(tokenizer).__name__}")
     elif not isinstance(tokenizer, SiTok) or tokenizer.codebook_size != config.codebook_size \
-            or abs(tokenizer.token_rate - config.frame_rate) > 1e-6:
-        raise ConfigError(f"{config.name} reads {config.codebook_size} codes at {config.frame_rate} Hz;"
+            or tokenizer.codebooks != 1 or abs(tokenizer.token_rate - config.frame_rate) > 1e-6:
+        raise ConfigError(f"{config.name} reads {config.codebook_size} codes (one codebook) at {config.frame_rate} Hz;"
                           f" the tokenizer is a {type(tokenizer).__name__}")
 
 

@@ -19,7 +19,9 @@ class SiTokRecipe(Recipe):
     plot_panels = SITOK_PANELS
 
     def build_model(self) -> SiTok:
-        self.last_used = torch.full((self.model_config.codebook_size,), -10**9, dtype=torch.long)
+        # Step at which each entry of each codebook was last chosen: [codebooks, codebook_size].
+        self.last_used = torch.full((self.model_config.codebooks, self.model_config.codebook_size), -10**9,
+                                    dtype=torch.long)
         return SiTok(self.model_config)
 
     def dataset(self, rows: list[Utterance], model: nn.Module) -> MelDataset:
@@ -39,17 +41,25 @@ class SiTokRecipe(Recipe):
 
     # ------------------------------------------------------------------------ codebook usage
     def after_step(self, step: int, out: dict[str, torch.Tensor], reduce: Callable[[torch.Tensor], torch.Tensor]) -> None:
-        counts = torch.bincount(out["indices"].detach().flatten().cpu(), minlength=self.model_config.codebook_size)
-        self.last_used[reduce(counts) > 0] = step
+        """Mark the entries chosen this step (residual VQ: the codes of every codebook, as ``encode`` emits them)."""
+        codebooks, size = self.last_used.shape
+        indices = out["indices"].detach().cpu().reshape(-1, codebooks) + torch.arange(codebooks) * size
+        counts = torch.bincount(indices.flatten(), minlength=codebooks * size)
+        self.last_used[reduce(counts).view(codebooks, size) > 0] = step
 
     def log_metrics(self, step: int) -> dict[str, float]:
-        return {"codebook_usage": float((step - self.last_used < self.train.usage_window).float().mean())}
+        """Fraction of all codebook entries used recently; for a residual VQ, each codebook's too."""
+        recent = (step - self.last_used < self.train.usage_window).float()
+        metrics = {"codebook_usage": float(recent.mean())}
+        if recent.shape[0] > 1:
+            metrics.update({f"codebook_usage_{level}": float(r.mean()) for level, r in enumerate(recent)})
+        return metrics
 
     def state_json(self) -> dict[str, Any]:
-        return {"last_used": self.last_used.tolist()}
+        return {"last_used": self.last_used.flatten().tolist()}
 
     def load_state_json(self, state: dict[str, Any]) -> None:
-        self.last_used = torch.tensor(state["last_used"], dtype=torch.long)
+        self.last_used = torch.tensor(state["last_used"], dtype=torch.long).view(self.last_used.shape)
 
     # ---------------------------------------------------------------------------- validation
     @torch.no_grad()
