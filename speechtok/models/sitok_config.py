@@ -51,8 +51,8 @@ class SiTokConfig:
     #: Decoding defaults: they change no weight, so fine-tuning may start from a checkpoint that differs in them.
     INFERENCE_FIELDS: ClassVar[tuple[str, ...]] = ("sample_steps", "cfg_scale")
     #: Loss weights and training noise: a fine-tune may change them too (e.g. a stronger CTC weight).
-    OBJECTIVE_FIELDS: ClassVar[tuple[str, ...]] = ("ctc_weight", "token_drop", "vq_commitment", "vq_decay",
-                                                   "vq_dead_threshold")
+    OBJECTIVE_FIELDS: ClassVar[tuple[str, ...]] = ("ctc_weight", "token_drop", "codebook_dropout", "vq_commitment",
+                                                   "vq_decay", "vq_dead_threshold")
 
     def __post_init__(self) -> None:
         if self.quantizer == "bsq" and self.codebook_size & (self.codebook_size - 1):
