@@ -105,7 +105,7 @@ class SiTokEncoderStream:
             raise AudioError(f"audio stream: expected a torch.Tensor chunk, got {type(chunk).__name__}")
         if chunk.dim() not in (1, 2, 3) or any(size != 1 for size in chunk.shape[:-1]):
             raise AudioError(f"audio stream: expected a mono chunk [T], [1, T] or [1, 1, T], got {list(chunk.shape)}")
-        wav = chunk.reshape(-1).detach().float().cpu()
+        wav = chunk.reshape(-1).detach().float().cpu().contiguous()  # soxr reads the raw buffer
         if not torch.isfinite(wav).all():
             raise AudioError("audio stream: chunk contains NaN or Inf samples")
         return wav
