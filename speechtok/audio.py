@@ -32,11 +32,21 @@ MAX_SECONDS = 3600.0
 MIN_SAMPLES = 1
 
 
+RESAMPLE_QUALITY = "HQ"
+
+
 def resample(wav: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
     """Resample a mono float32 array with soxr; a no-op when the rates match."""
     if sr_in == sr_out:
         return wav.astype(np.float32, copy=False)
-    return soxr.resample(wav.astype(np.float32, copy=False), sr_in, sr_out, quality="HQ").astype(np.float32)
+    return soxr.resample(wav.astype(np.float32, copy=False), sr_in, sr_out, quality=RESAMPLE_QUALITY).astype(np.float32)
+
+
+def resample_stream(sr_in: int, sr_out: int) -> soxr.ResampleStream:
+    """soxr's stateful resampler with :func:`resample`'s settings. Fed chunk by chunk (the last call with
+    ``last=True``), its outputs concatenate to exactly :func:`resample` of the whole signal: measured
+    sample for sample, tests/test_sitok_stream.py."""
+    return soxr.ResampleStream(sr_in, sr_out, 1, dtype="float32", quality=RESAMPLE_QUALITY)
 
 
 def load_audio(

@@ -68,7 +68,12 @@ class MelSpectrogram(nn.Module):
         x = wav.reshape(wav.shape[0], -1).float()
         frames = self.num_frames(x.shape[-1])
         right = frames * cfg.hop_length - x.shape[-1]
-        x = nn.functional.pad(x, (cfg.n_fft - cfg.hop_length, right))
+        return self.windows(nn.functional.pad(x, (cfg.n_fft - cfg.hop_length, right)))
+
+    def windows(self, x: torch.Tensor) -> torch.Tensor:
+        """Log-mel of every whole window of an already padded ``[B, T]`` signal, one per hop:
+        ``(T - n_fft) // hop + 1`` frames. The streaming encoder feeds its buffer here."""
+        cfg = self.cfg
         spec = torch.stft(
             x, cfg.n_fft, cfg.hop_length, window=self.window, center=False, return_complex=True
         )

@@ -104,7 +104,7 @@ def test_init_carries_the_discriminators_between_stages(stages, real_manifest, t
 
 def test_stage_settings_are_checked(real_manifest, tmp_path, capsys):
     assert main(["train", "--preset", "sitok-tiny", "--stage", "2", "--data", str(real_manifest), "--out", str(tmp_path)]) == 2
-    assert "no 'objective' settings" in capsys.readouterr().err
+    assert "sitok-tiny (sitok) has stages full, decoder" in capsys.readouterr().err
     bad = tmp_path / "bad.yaml"
     bad.write_text("objective:\n  stage: 5\n")
     assert main(["train", "--preset", "holitok-tiny", "--config", str(bad), "--data", str(real_manifest), "--out", str(tmp_path)]) == 2

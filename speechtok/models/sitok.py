@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +34,7 @@ from ..vocoder.griffin_lim import GriffinLim
 from ..vocoder.vocos import Vocos
 from .pretrained import PretrainedMixin
 from .sitok_config import SiTokConfig, get_preset
+from .sitok_stream import SiTokEncoderStream
 
 MODEL_KIND = "sitok"
 
@@ -235,9 +237,26 @@ class SiTok(PretrainedMixin, nn.Module):
         frame_lengths = (lengths + self.config.mel.hop_length - 1) // self.config.mel.hop_length
         x, token_mask, _ = self.stack(mel, frame_lengths.to(mel.device))
         enc = self.encode_mel(x, token_mask)
-        indices = enc.quant.indices.view(*token_mask.shape, -1)  # [B, T', K]
-        codes = indices.masked_fill(~token_mask[..., None], self.PAD_CODE).transpose(1, 2).contiguous()
+        codes = self.codes_from_indices(enc.quant.indices).masked_fill(~token_mask[:, None, :], self.PAD_CODE)
         return (codes, token_mask.sum(-1)) if return_lengths else codes
+
+    def codes_from_indices(self, indices: torch.Tensor) -> torch.Tensor:
+        """The quantiser's indices (``[B, T']``, or ``[B, T', K]`` from the residual VQ) → channel-first
+        codes ``[B, K, T']``. Offline and streaming encoding both lay out codes here."""
+        return indices.reshape(indices.shape[0], indices.shape[1], -1).transpose(1, 2).contiguous()
+
+    def encode_stream(self, chunks: Iterable[torch.Tensor], sample_rate: int) -> Iterator[torch.Tensor]:
+        """Waveform chunks (``[T]``, ``[1, T]`` or ``[1, 1, T]`` at ``sample_rate``, any sizes) → code
+        chunks ``[1, K, n]`` as soon as each token is complete; concatenated they equal ``encode`` of
+        the whole clip. See :class:`~speechtok.models.sitok_stream.SiTokEncoderStream`."""
+        stream = SiTokEncoderStream(self, sample_rate)
+        for chunk in chunks:
+            codes = stream.push(chunk)
+            if codes.shape[-1]:
+                yield codes
+        codes = stream.flush()
+        if codes.shape[-1]:
+            yield codes
 
     @torch.inference_mode()
     def decode_mel(self, codes: torch.Tensor, *, steps: int | None = None, cfg: float | None = None,

@@ -24,6 +24,7 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
             "      --config configs/vocos-small.yaml --out runs/vocos-small   # the vocoder\n"
             "  speechtok train --preset holitok-small --stage 1 --data train.tsv --out runs/holitok-s1\n"
             "  speechtok train --preset holitok-small --stage 2 --init runs/holitok-s1 --data train.tsv --out runs/holitok-s2\n"
+            "  speechtok train --preset sitok-small --stage decoder --init sitok-default --data train.tsv --out runs/dec\n"
             "  speechtok train --resume runs/sitok-small            # continue exactly where it stopped\n"
             "  speechtok train --resume runs/sitok-small --steps 8000   # ... and train longer\n"
             "  torchrun --nproc_per_node 8 -m speechtok.cli train --preset sitok-l ...   # multi-GPU\n\n"
@@ -40,9 +41,10 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--resume", help="run or checkpoint directory to continue from (restores everything)")
     p.add_argument("--init", help="checkpoint whose weights initialise a new run (fine-tuning)")
     p.add_argument("--steps", type=int, help="total number of steps (overrides the config)")
-    p.add_argument("--stage", type=int, choices=(0, 1, 2, 3),
-                   help="HoliTok training stage (1 AE, 2 VAE bottleneck, 3 semantic enrichment; 0 vanilla VAE);"
-                        " start stages 2 and 3 with --init from the previous stage's run")
+    p.add_argument("--stage",
+                   help="training stage. HoliTok: 1 AE, 2 VAE bottleneck, 3 semantic enrichment, 0 vanilla VAE"
+                        " (start 2 and 3 with --init from the previous stage's run). SiTok: 'decoder' fine-tunes"
+                        " the decoder of the --init tokenizer with its encoder, quantiser and CTC head frozen")
     p.add_argument("--no-progress", action="store_true", help="no progress bar (for logs)")
     p.set_defaults(func=_run_train)
 
@@ -67,12 +69,17 @@ def _run_train(args: argparse.Namespace) -> int:
         if missing:
             raise ConfigError(f"a new run needs {', '.join(missing)} (or --resume RUN_DIR)")
         kind, preset = preset_family(args.preset)
-        objective_class = family(kind).recipe.objective_class
-        if objective_class is None and ("objective" in overrides or args.stage is not None):
-            raise ConfigError(f"{args.preset}: this model family has no 'objective' settings (nor --stage)")
-        objective = objective_class and from_dict(objective_class, overrides.get("objective", {}), "objective")
+        recipe = family(kind).recipe
+        if args.stage is not None and args.stage not in recipe.stages:
+            raise ConfigError(f"--stage {args.stage}: {args.preset} ({kind}) has "
+                              + (f"stages {', '.join(recipe.stages)}" if recipe.stages else "no training stages"))
+        if recipe.objective_class is None and "objective" in overrides:
+            raise ConfigError(f"{args.preset}: this model family has no 'objective' settings")
+        objective = recipe.objective_class and from_dict(recipe.objective_class, overrides.get("objective", {}), "objective")
         if args.stage is not None:
-            objective = override(objective, {"stage": args.stage}, "objective")
+            objective = override(objective, {"stage": int(args.stage) if args.stage.isdigit() else args.stage}, "objective")
+        if getattr(objective, "requires_init", False) and not args.init:
+            raise ConfigError(f"stage {objective.stage!r} fine-tunes a trained model: pass --init CHECKPOINT")
         spec = RunSpec(override(preset, overrides.get("model", {}), "model"),
                        from_dict(TrainConfig, overrides.get("train", {}), "train"), str(Path(args.data).resolve()),
                        str(Path(args.valid).resolve()) if args.valid else None, kind, objective)

@@ -87,6 +87,7 @@ class WaveBatch:
 class HoliTokRecipe(Recipe):
     kind = MODEL_KIND
     objective_class = HoliTokObjective
+    stages = tuple(str(stage) for stage in PAPER_BETA)
     phases = ("discriminator", "model")
     progress_keys = ("loss", "mel", "kl", "ctc", "disc")
     plot_panels = (

@@ -31,6 +31,7 @@ class TrainingData(Protocol):
 class Recipe:
     kind: ClassVar[str]  # the model kind recorded in checkpoints
     objective_class: ClassVar[type | None] = None  # typed training objective (YAML 'objective:'), if any
+    stages: ClassVar[tuple[str, ...]] = ()  # values of ``--stage`` (the objective's ``stage``), if any
     phases: ClassVar[tuple[str, ...]] = ("model",)
     progress_keys: ClassVar[tuple[str, ...]] = ("loss",)
     plot_panels: ClassVar[tuple[Panel, ...]] = (("loss", None, "loss"),)
