@@ -25,7 +25,7 @@ from ..waveform import prepare_batch
 from ..checkpoint import LoadedCheckpoint
 from ..errors import CheckpointError, ConfigError
 from ..mel import MelConfig, MelSpectrogram
-from ..modules.flow_matching import TimestepEmbedding, euler_integrate, flow_pair, guided
+from ..modules.flow_matching import TimestepEmbedding, euler_integrate_indexed, flow_pair, guided, time_grid
 from ..modules.transformer import Transformer, TransformerConfig
 from ..quantization import (BinarySphericalQuantizer, EMAVectorQuantizer, QuantizerOutput, ResidualQuantizerOutput,
                              ResidualVectorQuantizer)
@@ -162,8 +162,23 @@ class SiTok(PretrainedMixin, nn.Module):
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
                  token_mask: torch.Tensor | None) -> torch.Tensor:
-        h = self.decoder_in(x_t) + cond
-        return self.decoder_out(self.decoder(h, token_mask, cond=self.time_embed(t))) + self.decoder_skip(x_t)
+        return self._velocity(x_t, cond, token_mask, self.decoder.norm_gains(self.time_embed(t)))
+
+    def _velocity(self, x_t: torch.Tensor, cond: torch.Tensor, token_mask: torch.Tensor | None,
+                  gains: list[torch.Tensor], rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  cfg: float | None = None) -> torch.Tensor:
+        """The velocity given the decoder's adaptive-norm ``gains`` for the time(s) ``t``.
+
+        With ``cfg`` the token-free velocity is computed in the same batch (``token_mask`` then covers
+        both halves) and guidance applied; the input and skip projections of ``x_t``, identical for
+        both halves, are computed once.
+        """
+        h = self.decoder_in(x_t)
+        h = h + cond if cfg is None else torch.cat([h + cond, h])
+        out = self.decoder_out(self.decoder(h, token_mask, gains=gains, rotary=rotary))
+        if cfg is not None:
+            out = guided(*out.chunk(2), cfg)
+        return out + self.decoder_skip(x_t)
 
     def ctc_log_probs(self, cond: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
         """``[B, T'·ctc_upsample, vocab]`` log-probabilities of the CTC head."""
@@ -278,17 +293,17 @@ class SiTok(PretrainedMixin, nn.Module):
             mask = torch.arange(tokens, device=codes.device)[None] < token_lengths.to(codes.device)[:, None]
         cond = self.cond_from_codes(codes.clamp(min=0))
         noise = torch.randn(b, tokens, self.decoder_in.in_features, generator=generator, device="cpu").to(self.device)
-        if cfg == 1.0:
-            def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                return self.velocity(x, t, cond, mask)
-        else:  # conditional and token-dropped halves in one batch
-            cond2 = torch.cat([cond, torch.zeros_like(cond)])
-            mask2 = None if mask is None else torch.cat([mask, mask])
+        # Everything that does not depend on x_t is computed once: the time grid is shared by the
+        # batch, so each step's adaptive-norm gains are [dim] vectors.
+        step_gains = list(zip(*self.decoder.norm_gains(self.time_embed(time_grid(steps, self.device)))))
+        rotary = self.decoder.rotary(tokens, self.device)
+        guidance = None if cfg == 1.0 else cfg  # else conditional and token-dropped halves in one batch
+        if guidance is not None and mask is not None:
+            mask = torch.cat([mask, mask])
 
-            def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                return guided(*self.velocity(torch.cat([x, x]), torch.cat([t, t]), cond2, mask2).chunk(2), cfg)
-        x = euler_integrate(velocity, noise, steps)
-        return self.unstack(x)
+        def velocity(x: torch.Tensor, i: int) -> torch.Tensor:
+            return self._velocity(x, cond, mask, list(step_gains[i]), rotary, guidance)
+        return self.unstack(euler_integrate_indexed(velocity, noise, steps))
 
     @torch.inference_mode()
     def decode(self, codes: torch.Tensor, *, steps: int | None = None, cfg: float | None = None,

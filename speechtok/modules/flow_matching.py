@@ -44,8 +44,20 @@ def guided(v_cond: torch.Tensor, v_uncond: torch.Tensor, scale: float) -> torch.
 
 def euler_integrate(velocity: Velocity, noise: torch.Tensor, steps: int) -> torch.Tensor:
     """Integrate from ``noise`` at t = 0 to t = 1 in ``steps`` equal Euler steps of ``velocity(x, t[B])``."""
+    return euler_integrate_indexed(
+        lambda x, i: velocity(x, torch.full((x.shape[0],), i / steps, device=x.device)), noise, steps)
+
+
+def euler_integrate_indexed(velocity: Callable[[torch.Tensor, int], torch.Tensor], noise: torch.Tensor,
+                            steps: int) -> torch.Tensor:
+    """:func:`euler_integrate` for a ``velocity(x, i)`` told the step index (its time is
+    ``time_grid(steps)[i]``), so that a sampler can look up what it precomputed for the fixed grid."""
     x = noise
     for i in range(steps):
-        t = torch.full((x.shape[0],), i / steps, device=x.device)
-        x = x + velocity(x, t) / steps
+        x = x + velocity(x, i) / steps
     return x
+
+
+def time_grid(steps: int, device: torch.device | None = None) -> torch.Tensor:
+    """The times ``[steps]`` at which :func:`euler_integrate` evaluates the velocity."""
+    return torch.tensor([i / steps for i in range(steps)], device=device)

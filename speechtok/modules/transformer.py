@@ -4,6 +4,8 @@ RMSNorm, rotary position embeddings, SwiGLU MLP and PyTorch's fused scaled-dot-p
 Two switches cover all uses: ``causal`` (SiTok's encoder and CTC head are causal, its flow-matching
 decoder is not) and ``cond_dim`` (when set, every RMSNorm becomes an *adaptive* RMSNorm whose gain
 is predicted from a conditioning vector, which is how the diffusion time enters the decoder).
+A sampler that runs the same stack many times can compute the adaptive gains (:meth:`Transformer.norm_gains`)
+and the rotary tables once and pass them in, since neither depends on the input sequence.
 """
 from __future__ import annotations
 
@@ -32,7 +34,8 @@ class RMSNorm(nn.Module):
         self.eps = eps
         self.weight = nn.Parameter(torch.ones(dim))
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None,
+                gain: torch.Tensor | None = None) -> torch.Tensor:
         return F.rms_norm(x, (x.shape[-1],), self.weight, self.eps)
 
 
@@ -49,10 +52,16 @@ class AdaptiveRMSNorm(nn.Module):
         nn.init.zeros_(self.to_gain.weight)
         nn.init.ones_(self.to_gain.bias)
 
-    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None) -> torch.Tensor:
-        if cond is None:
-            raise ValueError("AdaptiveRMSNorm needs a conditioning vector")
-        gain = self.to_gain(cond)
+    def forward(self, x: torch.Tensor, cond: torch.Tensor | None = None,
+                gain: torch.Tensor | None = None) -> torch.Tensor:
+        """``gain`` (``to_gain(cond)``, precomputed) replaces ``cond``; a ``[dim]`` gain shared by the
+        whole batch goes into the norm's own weight, saving one pass over ``x``."""
+        if gain is None:
+            if cond is None:
+                raise ValueError("AdaptiveRMSNorm needs a conditioning vector")
+            gain = self.to_gain(cond)
+        if gain.dim() == 1:
+            return F.rms_norm(x, (x.shape[-1],), gain, self.eps)
         if gain.dim() == 2:
             gain = gain[:, None, :]
         return F.rms_norm(x, (x.shape[-1],), None, self.eps) * gain
@@ -122,10 +131,12 @@ class TransformerBlock(nn.Module):
 
     def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor, attn_mask: torch.Tensor | None,
                 is_causal: bool, cond: torch.Tensor | None,
-                past: tuple[torch.Tensor, torch.Tensor] | None = None) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
-        h, kv = self.attn(self.attn_norm(x, cond), cos, sin, attn_mask, is_causal, past)
+                past: tuple[torch.Tensor, torch.Tensor] | None = None,
+                gains: tuple[torch.Tensor, torch.Tensor] | tuple[None, None] = (None, None),
+                ) -> tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]:
+        h, kv = self.attn(self.attn_norm(x, cond, gains[0]), cos, sin, attn_mask, is_causal, past)
         x = x + h
-        return x + self.mlp(self.mlp_norm(x, cond)), kv
+        return x + self.mlp(self.mlp_norm(x, cond, gains[1])), kv
 
 
 @dataclass
@@ -152,18 +163,36 @@ class Transformer(nn.Module):
                 for linear in module.children():
                     nn.init.normal_(linear.weight, std=0.02)
 
+    def rotary(self, length: int, device: torch.device, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+        """The rotary tables of positions ``offset … offset + length − 1`` for :meth:`forward`."""
+        return rotary_tables(length, self.cfg.dim // self.cfg.heads, self.cfg.rope_theta, device, offset=offset)
+
+    def norm_gains(self, cond: torch.Tensor) -> list[torch.Tensor]:
+        """Every adaptive norm's gain for ``cond`` ``[..., cond_dim]``, in the order :meth:`forward`
+        takes them (two per block, then the final norm): ``[..., dim]`` each."""
+        norms = [norm for block in self.blocks for norm in (block.attn_norm, block.mlp_norm)] + [self.final_norm]
+        if not all(isinstance(norm, AdaptiveRMSNorm) for norm in norms):
+            raise ValueError("norm_gains needs a stack built with cond_dim")
+        return [norm.to_gain(cond) for norm in norms]
+
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
-                cond: torch.Tensor | None = None, cache: KVCache | None = None) -> torch.Tensor:
+                cond: torch.Tensor | None = None, cache: KVCache | None = None, *,
+                gains: list[torch.Tensor] | None = None,
+                rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """``mask`` is ``[B, T]`` True at valid positions; ``cond`` is ``[B, cond_dim]`` or ``[B, T, cond_dim]``.
 
-        With ``cache`` (causal stacks, no padding mask), ``x`` holds only the new positions: they
-        attend to the cached ones and to each other causally, and the cache is extended in place.
-        The result equals running the whole sequence at once.
+        ``gains`` (from :meth:`norm_gains`; a ``[dim]`` gain applies to the whole batch) replaces
+        ``cond``, and ``rotary`` (from :meth:`rotary`) the tables computed here, when a caller runs the
+        stack repeatedly on sequences of one length. With ``cache`` (causal stacks, no padding mask),
+        ``x`` holds only the new positions: they attend to the cached ones and to each other causally,
+        and the cache is extended in place. The result equals running the whole sequence at once.
         """
         cfg = self.cfg
         t = x.shape[1]
         past = cache.length if cache is not None else 0
-        cos, sin = rotary_tables(t, cfg.dim // cfg.heads, cfg.rope_theta, x.device, offset=past)
+        cos, sin = rotary if rotary is not None else self.rotary(t, x.device, offset=past)
+        if gains is None:
+            gains = [None] * (2 * len(self.blocks) + 1)
         if cache is None:
             attn_mask, is_causal = self._attention_mask(mask, t, x.device)
         else:
@@ -173,13 +202,14 @@ class Transformer(nn.Module):
             attn_mask = torch.ones(t, past + t, dtype=torch.bool, device=x.device).tril(diagonal=past)
             is_causal = False
         for index, block in enumerate(self.blocks):
-            x, kv = block(x, cos, sin, attn_mask, is_causal, cond, cache.layers[index] if past else None)
+            x, kv = block(x, cos, sin, attn_mask, is_causal, cond, cache.layers[index] if past else None,
+                          (gains[2 * index], gains[2 * index + 1]))
             if cache is not None:
                 if past:
                     cache.layers[index] = kv
                 else:
                     cache.layers.append(kv)
-        return self.final_norm(x, cond)
+        return self.final_norm(x, cond, gains[-1])
 
     def _attention_mask(self, mask: torch.Tensor | None, t: int,
                         device: torch.device) -> tuple[torch.Tensor | None, bool]:

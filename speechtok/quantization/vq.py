@@ -17,8 +17,29 @@ from torch import nn
 
 from .base import QuantizerOutput, code_perplexity, masked_mean
 
-_DISTANCE_CHUNK = 512
+# The code search works on tiles of rows × codes whose distance block (1 MiB in fp32) stays in the
+# core's L2 cache: a full [rows, 65,536] distance matrix is memory-bound and grows with the batch.
+_ROW_TILE = 64
+_CODE_TILE = 4096
+_BLOCK = 64  # amin over blocks of this many codes, then an index search inside the winning block
 
+
+def _first_min(dist: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """``dist.min(-1)``: each row's minimum and the first index holding it, about 3× faster on a CPU
+    (a reduction with indices is not vectorised, ``amin`` is): minima of ``_BLOCK``-wide blocks, the
+    first block holding the row minimum, then the first position inside that block."""
+    rows, width = dist.shape
+    if width % _BLOCK:
+        return dist.min(-1)
+    blocks = dist.view(rows, width // _BLOCK, _BLOCK)
+    value, block = blocks.amin(-1).min(-1)
+    inside = blocks.gather(1, block[:, None, None].expand(rows, 1, _BLOCK))[:, 0].argmin(-1)
+    return value, block * _BLOCK + inside
+
+
+def _search_tables(codebook: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    fp32 = codebook.float()
+    return -2 * fp32, (fp32 * fp32).sum(-1)
 
 class EMAVectorQuantizer(nn.Module):
     def __init__(self, codebook_size: int = 65536, dim: int = 32, *, decay: float = 0.99,
@@ -33,22 +54,53 @@ class EMAVectorQuantizer(nn.Module):
         self.register_buffer("codebook", torch.randn(codebook_size, dim) * 0.1)
         self.register_buffer("ema_count", torch.zeros(codebook_size))
         self.register_buffer("ema_sum", self.codebook.clone())
+        self._search_cache: tuple[torch.Tensor, tuple[int, int], tuple[torch.Tensor, torch.Tensor]] | None = None
 
     @property
     def bits_per_token(self) -> int:
         return int(math.log2(self.codebook_size))
 
     def nearest(self, z: torch.Tensor) -> torch.Tensor:
-        """Index of the closest code (Euclidean) for each row of ``z`` ``[N, D]``; chunked for memory.
-        Always in fp32: under bf16 autocast the distances to 65,536 codes would pick wrong codes."""
-        codebook = self.codebook.float()
-        code_sq = (codebook * codebook).sum(-1)
-        out = []
+        """Index of the closest code (Euclidean) for each row of ``z`` ``[N, D]``.
+
+        ``argmin_k ‖c_k‖² + z·(−2·c_k)`` tile by tile (see ``_ROW_TILE``), with the first index winning
+        ties as in one ``argmin``. Scaling by −2 is exact in floating point, so every distance is the
+        same float as in the untiled ``‖c‖² − 2·z·c`` and the codes do not depend on tiling or batch
+        size. Always in fp32: under bf16 autocast the distances to 65,536 codes would pick wrong codes.
+        """
+        scaled, code_sq = self._search_tables()
+        out = torch.empty(z.shape[0], dtype=torch.long, device=z.device)
         with torch.autocast(z.device.type, enabled=False):
-            for chunk in z.float().split(_DISTANCE_CHUNK):
-                dist_sq = code_sq[None, :] - 2 * chunk @ codebook.t()
-                out.append(dist_sq.argmin(-1))
-        return torch.cat(out) if out else torch.zeros(0, dtype=torch.long, device=z.device)
+            z = z.float()
+            for start in range(0, z.shape[0], _ROW_TILE):
+                rows = z[start:start + _ROW_TILE]
+                values, indices = [], []
+                for first in range(0, self.codebook_size, _CODE_TILE):
+                    dist_sq = torch.mm(rows, scaled[first:first + _CODE_TILE].t()).add_(code_sq[first:first + _CODE_TILE])
+                    value, index = _first_min(dist_sq)
+                    values.append(value)
+                    indices.append(index)
+                tile = torch.stack(values, -1).argmin(-1, keepdim=True)  # the first tile holding the minimum
+                out[start:start + _ROW_TILE] = torch.stack(indices, -1).gather(-1, tile)[:, 0] + tile[:, 0] * _CODE_TILE
+        return out
+
+    def _search_tables(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``−2 ×`` the fp32 codebook and its squared norms, cached until the codebook changes.
+
+        The cache holds the codebook tensor itself and its version counter, which every in-place change
+        bumps (EMA updates, restarts, ``load_state_dict``, ``copy_``); ``.to()`` and friends install a
+        new tensor. A codebook created under ``torch.inference_mode`` has no version counter and is
+        never cached (recomputing the norms costs about a millisecond).
+        """
+        codebook = self.codebook
+        if codebook.is_inference():
+            self._search_cache = None
+            return _search_tables(codebook)
+        key = (codebook.data_ptr(), codebook._version)
+        cache = self._search_cache
+        if cache is None or cache[0] is not codebook or cache[1] != key:
+            cache = self._search_cache = (codebook, key, _search_tables(codebook))
+        return cache[2]
 
     def lookup(self, indices: torch.Tensor) -> torch.Tensor:
         return F.embedding(indices, self.codebook)

@@ -1,0 +1,60 @@
+"""SiTok's decoder precomputes per decode what does not depend on x_t (adaptive-norm gains of the
+time grid, rotary tables, one input/skip projection for both guidance halves); the mel it produces
+must match the plain per-step formulation to float rounding."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from speechtok.audio import load_audio
+from speechtok.models.sitok import SiTok
+from speechtok.modules.flow_matching import euler_integrate, guided
+
+DATA = Path(__file__).parent / "data"
+TOLERANCE = 1e-4  # max |Δ| on the normalised mel (values of order 1); measured about 1e-6
+
+
+def plain_decode_mel(model: SiTok, codes: torch.Tensor, steps: int, cfg: float,
+                     mask: torch.Tensor | None = None) -> torch.Tensor:
+    """The sampler as first written: the public ``velocity`` on a doubled batch at every step."""
+    b, _, tokens = codes.shape
+    cond = model.cond_from_codes(codes.clamp(min=0))
+    noise = torch.randn(b, tokens, model.decoder_in.in_features, generator=torch.Generator().manual_seed(0))
+    if cfg == 1.0:
+        def velocity(x, t):
+            return model.velocity(x, t, cond, mask)
+    else:
+        cond2, mask2 = torch.cat([cond, torch.zeros_like(cond)]), None if mask is None else torch.cat([mask, mask])
+
+        def velocity(x, t):
+            return guided(*model.velocity(torch.cat([x, x]), torch.cat([t, t]), cond2, mask2).chunk(2), cfg)
+    return model.unstack(euler_integrate(velocity, noise, steps))
+
+
+@pytest.fixture(scope="module")
+def model_and_codes() -> tuple[SiTok, torch.Tensor]:
+    model = SiTok.from_pretrained("sitok-default").eval()
+    wavs = [torch.from_numpy(load_audio(DATA / name, model.sample_rate)[0])
+            for name in ("allison-activated.flac", "allison-added.flac")]
+    batch = torch.nn.utils.rnn.pad_sequence(wavs, batch_first=True)[:, None]
+    return model, model.encode(batch, model.sample_rate, torch.tensor([len(w) for w in wavs]))
+
+
+@pytest.mark.parametrize("steps,cfg", [(16, None), (4, 1.0), (3, 3.5)])
+def test_precomputed_sampler_matches_plain_one(model_and_codes, steps, cfg):
+    model, codes = model_and_codes
+    assert model.config.cfg_scale == 2.0 and int((codes == SiTok.PAD_CODE).sum()) > 0  # a padded batch
+    mask = codes[:, 0] != SiTok.PAD_CODE
+    with torch.inference_mode():
+        fast = model.decode_mel(codes, steps=steps, cfg=cfg)
+        plain = plain_decode_mel(model, codes, steps, model.config.cfg_scale if cfg is None else cfg, mask)
+    assert (fast - plain).abs().max() < TOLERANCE
+
+
+def test_norm_gains_need_an_adaptive_stack():
+    from speechtok.modules.transformer import Transformer, TransformerConfig
+
+    with pytest.raises(ValueError, match="cond_dim"):
+        Transformer(TransformerConfig(32, 1, 2, 64)).norm_gains(torch.zeros(1, 32))
