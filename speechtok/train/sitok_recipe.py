@@ -15,12 +15,15 @@ from .recipe import Recipe
 
 class SiTokRecipe(Recipe):
     kind = MODEL_KIND
-    progress_keys = ("loss", "flow", "ctc", "codebook_usage")
+    progress_keys = ("loss", "flow", "ctc", "shortcut", "codebook_usage")
     plot_panels = SITOK_PANELS
 
     def build_model(self) -> SiTok:
         self.last_used = torch.full((self.model_config.codebook_size,), -10**9, dtype=torch.long)
-        return SiTok(self.model_config)
+        model = SiTok(self.model_config)
+        if self.model_config.shortcut:  # shortcut fine-tuning trains the decoder only (paper, A.3)
+            model.freeze_tokenizer()
+        return model
 
     def dataset(self, rows: list[Utterance], model: nn.Module) -> MelDataset:
         return MelDataset(rows, model.mel, model.vocabulary, self.train.max_seconds, self.train.seed)

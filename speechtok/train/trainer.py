@@ -133,10 +133,11 @@ class Trainer:
             path = find_checkpoint(path)  # a run directory: its latest checkpoint
         loaded = load_checkpoint(path, expected_kind=self.spec.kind)
         source_model = from_dict(type(self.spec.model), loaded.config, "model")
-        decoding = {f: getattr(self.spec.model, f) for f in getattr(self.spec.model, "INFERENCE_FIELDS", ())}
+        free = (*getattr(self.spec.model, "INFERENCE_FIELDS", ()), *getattr(self.spec.model, "FINETUNE_FIELDS", ()))
+        decoding = {f: getattr(self.spec.model, f) for f in free}
         if dataclasses.replace(source_model, **decoding) != self.spec.model:
             raise ConfigError(f"{source}: its model config differs from this run's; fine-tuning needs the same architecture")
-        load_state(self.model, loaded)
+        load_state(self.model, loaded, may_lack=getattr(self.model, "finetune_additions", ()))
         for name, module in self.modules.items():
             weights = loaded.directory / f"{name}.safetensors"
             if name != "model" and weights.is_file():
