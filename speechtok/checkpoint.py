@@ -102,10 +102,13 @@ def load_checkpoint(name_or_dir: str | os.PathLike[str], *, expected_kind: str |
     return LoadedCheckpoint(directory, meta, state)
 
 
-def load_state(model: nn.Module, loaded: LoadedCheckpoint) -> None:
-    """Strictly load weights, casting to the model's dtypes; a mismatch is a CheckpointError."""
+def load_state(model: nn.Module, loaded: LoadedCheckpoint, may_lack: tuple[str, ...] = ()) -> None:
+    """Strictly load weights, casting to the model's dtypes; a mismatch is a CheckpointError.
+
+    Parameters under the module names ``may_lack`` (modules a fine-tuning run adds) may be absent
+    from the checkpoint: they keep their initialisation."""
     own = model.state_dict()
-    missing = sorted(set(own) - set(loaded.state))
+    missing = sorted(k for k in set(own) - set(loaded.state) if not k.startswith(tuple(f"{m}." for m in may_lack)))
     unexpected = sorted(set(loaded.state) - set(own))
     if missing or unexpected:
         raise CheckpointError(
@@ -113,4 +116,4 @@ def load_state(model: nn.Module, loaded: LoadedCheckpoint) -> None:
     for key, value in loaded.state.items():
         if value.shape != own[key].shape:
             raise CheckpointError(f"{loaded.directory}: {key} has shape {list(value.shape)}, model expects {list(own[key].shape)}")
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in loaded.state.items()})
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in loaded.state.items()}, strict=not may_lack)

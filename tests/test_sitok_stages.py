@@ -10,10 +10,14 @@ from safetensors.torch import load_file
 from speechtok.audio import load_audio
 from speechtok.cli import main
 from speechtok.models.sitok import SiTok
-from speechtok.train.sitok_recipe import DECODER_MODULES
 
 STEPS = ("train:\n  steps: 2\n  lr: 0.001\n  warmup_steps: 1\n  batch_seconds: 6.0\n  max_seconds: 3.0\n"
          "  log_every: 1\n  checkpoint_every: 1\n  keep_checkpoints: 5\n")
+
+
+#: The modules that map codes to mel: the only ones the decoder stage may train (``vq_out`` is not
+#: among them: the CTC head reads it too).
+DECODER_MODULES = ("time_embed", "decoder_in", "decoder", "decoder_out", "decoder_skip")
 
 
 def _is_decoder(key: str) -> bool:

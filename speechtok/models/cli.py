@@ -27,6 +27,9 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
                                 " 'griffin-lim', the explicit no-training fallback (default: the checkpoint's own)")
             p.add_argument("--seed", type=int, default=0,
                            help="noise seed of the decoder (default: 0, so the same tokens always decode to the same audio)")
+            p.add_argument("--prompt", metavar="AUDIO",
+                           help="SiTok: another recording of the voice; decoding continues its voice and channel"
+                                " (an in-context prefix, not part of the output)")
 
     p = subparsers.add_parser("encode", help="audio file → token file (.npy)",
                               description="Encode an audio file (any rate, mono or mixed down) into SiTok tokens [K, T']"

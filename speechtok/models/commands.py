@@ -28,16 +28,25 @@ def _load(args: argparse.Namespace) -> SiTok | HoliTok:
     from .corpus import load_tokenizer
 
     decoding_flags = (getattr(args, "steps", None) is not None or getattr(args, "cfg", None) is not None
-                      or getattr(args, "vocoder", None))
+                      or getattr(args, "vocoder", None) or getattr(args, "prompt", None))
     if decoding_flags and load_checkpoint_kind(args.checkpoint) == "holitok":
-        raise DataError("--steps, --cfg and --vocoder apply to SiTok; HoliTok decodes latents directly to 48 kHz audio")
+        raise DataError("--steps, --cfg, --vocoder and --prompt apply to SiTok; HoliTok decodes latents directly to 48 kHz audio")
     return load_tokenizer(args.checkpoint, args.device)
 
 
-def _decode_kwargs(model: SiTok | HoliTok, args: argparse.Namespace) -> dict:
+def _decode_kwargs(model: SiTok | HoliTok, args: argparse.Namespace,
+                   prompt: tuple[np.ndarray, int] | None = None) -> dict:
     if isinstance(model, HoliTok):
         return {}
-    return {"steps": args.steps, "cfg": args.cfg, "vocoder": args.vocoder, "generator": _generator(args)}
+    kwargs = {"steps": args.steps, "cfg": args.cfg, "vocoder": args.vocoder, "generator": _generator(args)}
+    if prompt is not None:
+        kwargs.update(prompt=torch.from_numpy(prompt[0]), prompt_sample_rate=prompt[1])
+    return kwargs
+
+
+def _load_prompt(args: argparse.Namespace) -> tuple[np.ndarray, int] | None:
+    """The --prompt recording (read before the model loads, so a bad file fails fast)."""
+    return load_audio(args.prompt) if args.prompt else None
 
 
 def _generator(args: argparse.Namespace) -> torch.Generator:
@@ -59,7 +68,8 @@ def encode(args: argparse.Namespace) -> int:
 
 
 def decode(args: argparse.Namespace) -> int:
-    check_output(args.output, inputs=[args.input], suffixes=tuple(AUDIO_FORMATS), what="audio output")
+    check_output(args.output, inputs=[args.input, *([args.prompt] if args.prompt else [])],
+                 suffixes=tuple(AUDIO_FORMATS), what="audio output")
     path = Path(args.input)
     codes = load_npy(path, "token")
     if codes.ndim != 2 or codes.shape[-1] == 0 or not (np.issubdtype(codes.dtype, np.integer)
@@ -67,6 +77,7 @@ def decode(args: argparse.Namespace) -> int:
         raise DataError(f"{path}: expected a token array [K, T'] or latents [D, T'] as 'speechtok encode' writes,"
                         f" got {codes.dtype} {list(codes.shape)}")
     _check_decoding_args(args)
+    prompt = _load_prompt(args)
     model = _load(args)
     if isinstance(model, HoliTok):
         if codes.shape[0] != model.latent_dim or not np.issubdtype(codes.dtype, np.floating):
@@ -84,18 +95,20 @@ def decode(args: argparse.Namespace) -> int:
         if int(codes.min()) < 0 or int(codes.max()) >= model.codebook_size:
             raise DataError(f"{path}: token values must lie in 0..{model.codebook_size - 1},"
                             f" found {int(codes.min())}..{int(codes.max())}")
-        wav = model.decode(torch.from_numpy(codes.astype(np.int64))[None], **_decode_kwargs(model, args))
+        wav = model.decode(torch.from_numpy(codes.astype(np.int64))[None], **_decode_kwargs(model, args, prompt))
     save_audio(args.output, wav[0, 0], model.sample_rate)
     print(f"{args.output}: {wav.shape[-1] / model.sample_rate:.2f} s at {model.sample_rate} Hz")
     return 0
 
 
 def reconstruct(args: argparse.Namespace) -> int:
-    check_output(args.output, inputs=[args.input], suffixes=tuple(AUDIO_FORMATS), what="audio output")
+    check_output(args.output, inputs=[args.input, *([args.prompt] if args.prompt else [])],
+                 suffixes=tuple(AUDIO_FORMATS), what="audio output")
     wav, rate = load_audio(args.input)
     _check_decoding_args(args)
+    prompt = _load_prompt(args)
     model = _load(args)
-    out = model.reconstruct(torch.from_numpy(wav)[None, None], rate, **_decode_kwargs(model, args))
+    out = model.reconstruct(torch.from_numpy(wav)[None, None], rate, **_decode_kwargs(model, args, prompt))
     save_audio(args.output, out[0, 0], model.sample_rate)
     if isinstance(model, HoliTok):
         print(f"{args.output}: {len(wav) / rate:.2f} s → {model.num_latents(len(wav), rate)} latents"
@@ -174,7 +187,9 @@ def _sitok_summary(loaded: LoadedCheckpoint) -> list[str]:
         f"tokens       {cfg.token_rate:g} Hz × {bits} = {cfg.bitrate:g} bps; quantiser {cfg.quantizer}; "
         f"CTC vocabulary {cfg.ctc_vocab}",
         f"audio        {cfg.mel.sample_rate} Hz, {cfg.mel.n_mels}-bin mel at {cfg.mel.frame_rate:g} Hz",
-        f"decoding     {cfg.sample_steps} Euler steps, CFG {cfg.cfg_scale:g}",
+        f"decoding     {cfg.sample_steps} Euler steps, CFG {cfg.cfg_scale:g}"
+        + ("; shortcut (step-size conditioned)" if cfg.shortcut else "")
+        + (f"; light head: last {cfg.decoder_head_layers} decoder layers iterate" if cfg.decoder_head_layers else ""),
     ]
 
 

@@ -11,6 +11,7 @@ token classifier-free guidance mixes conditional and token-free velocities.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 from collections.abc import Iterable, Iterator
@@ -21,11 +22,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..waveform import prepare_batch
+from ..waveform import check_waveform, prepare_batch
 from ..checkpoint import LoadedCheckpoint
 from ..errors import CheckpointError, ConfigError
 from ..mel import MelConfig, MelSpectrogram
-from ..modules.flow_matching import TimestepEmbedding, euler_integrate_indexed, flow_pair, guided, time_grid
+from ..modules.flow_matching import (StepEmbedding, TimestepEmbedding, euler_integrate_indexed, flow_pair, guided,
+                                      on_prefix_path, time_grid)
 from ..modules.transformer import Transformer, TransformerConfig
 from ..quantization import (BinarySphericalQuantizer, EMAVectorQuantizer, QuantizerOutput, ResidualQuantizerOutput,
                              ResidualVectorQuantizer)
@@ -37,6 +39,26 @@ from .sitok_config import SiTokConfig, get_preset
 from .sitok_stream import SiTokEncoderStream
 
 MODEL_KIND = "sitok"
+
+
+@dataclass
+class PromptPrefix:
+    """A prompt clip as an in-context prefix: its decoder condition and its true stacked mel."""
+
+    cond: torch.Tensor  # [1, P, dim]
+    mel: torch.Tensor  # [1, P, stack·n_mels], normalised
+
+    @property
+    def length(self) -> int:
+        return self.cond.shape[1]
+
+    def prepend(self, cond: torch.Tensor, mask: torch.Tensor | None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The prompt's condition (and valid positions) before every item's."""
+        b = cond.shape[0]
+        cond = torch.cat([self.cond.expand(b, -1, -1).to(cond.dtype), cond], dim=1)
+        if mask is not None:
+            mask = torch.cat([torch.ones(b, self.length, dtype=torch.bool, device=mask.device), mask], dim=1)
+        return cond, mask
 
 
 @dataclass
@@ -72,7 +94,11 @@ class SiTok(PretrainedMixin, nn.Module):
         self.ctc_out = nn.Linear(c.dim, len(self.vocabulary) * c.ctc_upsample)
         self.time_embed = TimestepEmbedding(c.time_embed_dim, c.dim)
         self.decoder_in = nn.Linear(stacked, c.dim)
-        self.decoder = Transformer(TransformerConfig(c.dim, c.decoder_layers, c.heads, c.mlp_dim, cond_dim=c.dim))
+        # With a light-weight head the body runs once per decode on the tokens: it sees no x_t nor t.
+        self.decoder_body = (Transformer(TransformerConfig(c.dim, c.decoder_layers - c.decoder_head_layers, c.heads,
+                                                           c.mlp_dim)) if c.decoder_head_layers else None)
+        self.decoder = Transformer(TransformerConfig(c.dim, c.decoder_head_layers or c.decoder_layers, c.heads,
+                                                     c.mlp_dim, cond_dim=c.dim))
         self.decoder_out = nn.Linear(c.dim, stacked)
         # Linear path from x_t to the velocity, initialised to −I (exact at t = 0, where v = x − x_t).
         # Without it a decoder narrower than the stacked mel (512) cannot pass the noise through and
@@ -80,6 +106,8 @@ class SiTok(PretrainedMixin, nn.Module):
         self.decoder_skip = nn.Linear(stacked, stacked, bias=False)
         nn.init.eye_(self.decoder_skip.weight)
         self.decoder_skip.weight.data.neg_()
+        if c.shortcut:  # built last: the other modules initialise as without it
+            self.step_embed = StepEmbedding(c.time_embed_dim, c.dim)
         self.vocoder: Vocos | None = None  # attached from the checkpoint's info["vocoder"]
         self.vocoder_source: str | None = None
 
@@ -160,25 +188,48 @@ class SiTok(PretrainedMixin, nn.Module):
         indices = codes.transpose(1, 2)
         return self.vq_out(self.quantizer.lookup(indices if self.codebooks > 1 else indices[..., 0]))
 
+    def decoder_condition(self, cond: torch.Tensor, token_mask: torch.Tensor | None) -> torch.Tensor:
+        """What the iterated decoder adds to ``x_t``: the token condition itself, or with a light-weight
+        head the body's output on it (computed once per decode, not once per step)."""
+        return cond if self.decoder_body is None else self.decoder_body(cond, token_mask)
+
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
-                 token_mask: torch.Tensor | None) -> torch.Tensor:
-        return self._velocity(x_t, cond, token_mask, self.decoder.norm_gains(self.time_embed(t)))
+                 token_mask: torch.Tensor | None, step: torch.Tensor | None = None) -> torch.Tensor:
+        """``cond`` comes from :meth:`decoder_condition`; ``step`` ``[B]`` is a shortcut decoder's Euler
+        step size d (None or 0: the flow-matching velocity)."""
+        return self._velocity(x_t, cond, token_mask, self.decoder.norm_gains(self.time_features(t, step)))
+
+    def time_features(self, t: torch.Tensor, step: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder's time condition: the flow time ``t``, plus a shortcut decoder's step size."""
+        time = self.time_embed(t)
+        if self.config.shortcut:
+            time = time + self.step_embed(torch.zeros_like(t) if step is None else step)
+        return time
 
     def _velocity(self, x_t: torch.Tensor, cond: torch.Tensor, token_mask: torch.Tensor | None,
                   gains: list[torch.Tensor], rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
-                  cfg: float | None = None) -> torch.Tensor:
+                  cfg: float | None = None, uncond: torch.Tensor | None = None) -> torch.Tensor:
         """The velocity given the decoder's adaptive-norm ``gains`` for the time(s) ``t``.
 
         With ``cfg`` the token-free velocity is computed in the same batch (``token_mask`` then covers
-        both halves) and guidance applied; the input and skip projections of ``x_t``, identical for
-        both halves, are computed once.
+        both halves; its condition is ``uncond``, zero unless a light head maps zeros to something else)
+        and guidance applied; the input and skip projections of ``x_t``, identical for both halves, are
+        computed once.
         """
         h = self.decoder_in(x_t)
-        h = h + cond if cfg is None else torch.cat([h + cond, h])
+        if cfg is None:
+            h = h + cond
+        else:
+            h = torch.cat([h + cond, h if uncond is None else h + uncond])
         out = self.decoder_out(self.decoder(h, token_mask, gains=gains, rotary=rotary))
         if cfg is not None:
             out = guided(*out.chunk(2), cfg)
         return out + self.decoder_skip(x_t)
+
+    def step_size(self, steps: int) -> float:
+        """The step size a shortcut decoder is told for ``steps`` Euler steps: 1/steps down to the
+        smallest trained shortcut, and 0 (the flow velocity) for finer grids."""
+        return 1.0 / steps if self.config.shortcut and steps < 2 ** self.config.shortcut_levels else 0.0
 
     def ctc_log_probs(self, cond: torch.Tensor, token_mask: torch.Tensor) -> torch.Tensor:
         """``[B, T'·ctc_upsample, vocab]`` log-probabilities of the CTC head."""
@@ -195,24 +246,83 @@ class SiTok(PretrainedMixin, nn.Module):
         """
         c = self.config
         x, token_mask, value_mask = self.stack(mel, frame_lengths)
-        enc = self.encode_mel(x, token_mask)
+        frozen = self.tokenizer_frozen
+        with torch.no_grad() if frozen else contextlib.nullcontext():
+            enc = self.encode_mel(x, token_mask)
 
         b = x.shape[0]
         t = torch.rand(b, device=x.device)
         x_t, target = flow_pair(x, t, torch.randn_like(x))
         drop = c.token_drop if self.training else 0.0
         keep = (torch.rand(b, device=x.device) >= drop).to(x.dtype)
-        pred = self.velocity(x_t, t, enc.cond * keep[:, None, None], token_mask)
+        cond = self.decoder_condition(enc.cond * keep[:, None, None], token_mask)
+        pred = self.velocity(x_t, t, cond, token_mask)
         weight = value_mask.to(x.dtype)
         flow = ((pred - target).abs() * weight).sum() / weight.sum().clamp(min=1)
 
-        ctc = self._ctc_loss(enc.cond, token_mask, labels, label_lengths)
+        with torch.no_grad() if frozen else contextlib.nullcontext():
+            ctc = self._ctc_loss(enc.cond, token_mask, labels, label_lengths)
         total = flow + enc.quant.loss + c.ctc_weight * ctc
-        out = {"loss": total, "flow": flow, "vq": enc.quant.loss, "ctc": ctc,
+        out = {"flow": flow, "vq": enc.quant.loss, "ctc": ctc,
                "perplexity": enc.quant.perplexity, "indices": enc.quant.indices[token_mask]}
         if isinstance(enc.quant, ResidualQuantizerOutput):
             out.update({f"perplexity_{level}": p for level, p in enumerate(enc.quant.level_perplexity)})
-        return out
+        if c.shortcut:
+            out["shortcut"] = self._shortcut_loss(x, cond, token_mask, weight)
+            total = total + out["shortcut"]
+        return {"loss": total, **out}
+
+    def _shortcut_loss(self, x: torch.Tensor, cond: torch.Tensor, token_mask: torch.Tensor,
+                       weight: torch.Tensor) -> torch.Tensor:
+        """Self-consistency (Frans et al. 2024) on the first ``shortcut_fraction`` of the batch: the
+        velocity for a step of 2d must equal the mean of two d-steps (a stop-gradient target).
+
+        2d is drawn from 1, 1/2, ..., 2^-(levels-1) and t from the 2d grid, as a 1/(2d)-step Euler
+        decode visits it; the smallest d is queried as the flow velocity (d = 0). L1, like the flow term.
+        """
+        c = self.config
+        k = max(1, round(x.shape[0] * c.shortcut_fraction))
+        x, cond, mask, weight = x[:k], cond[:k], token_mask[:k], weight[:k]
+        level = torch.randint(0, c.shortcut_levels, (k,), device=x.device)
+        double = 0.5 ** level.to(x.dtype)  # 2d
+        d = double / 2
+        t = torch.floor(torch.rand(k, device=x.device) / double) * double
+        x_t, _ = flow_pair(x, t, torch.randn_like(x))
+        d_query = torch.where(level == c.shortcut_levels - 1, torch.zeros_like(d), d)
+        with torch.no_grad():
+            first = self.velocity(x_t, t, cond, mask, d_query)
+            second = self.velocity(x_t + first * d[:, None, None], t + d, cond, mask, d_query)
+            target = (first + second) / 2
+        pred = self.velocity(x_t, t, cond, mask, double)
+        return ((pred - target).abs() * weight).sum() / weight.sum().clamp(min=1)
+
+    # ------------------------------------------------------------------- decoder-only fine-tuning
+    def tokenizer_modules(self) -> tuple[nn.Module, ...]:
+        """The parts that map audio to codes and codes to text: fixed by decoder-only fine-tuning."""
+        return (self.encoder_in, self.encoder, self.vq_in, self.quantizer, self.vq_out, self.ctc_head, self.ctc_out)
+
+    def freeze_tokenizer(self) -> None:
+        """Freeze encoder, quantiser (its EMA codebook too: the modules stay in eval mode) and CTC head,
+        as the paper's decoder and shortcut fine-tuning do, so every clip keeps its codes."""
+        for module in self.tokenizer_modules():
+            module.requires_grad_(False)
+        self.train(self.training)
+
+    @property
+    def finetune_additions(self) -> tuple[str, ...]:
+        """Modules a fine-tuning run may add over its --init checkpoint (see ``FINETUNE_FIELDS``)."""
+        return ("step_embed",) if self.config.shortcut else ()
+
+    @property
+    def tokenizer_frozen(self) -> bool:
+        return not any(p.requires_grad for m in self.tokenizer_modules() for p in m.parameters())
+
+    def train(self, mode: bool = True) -> "SiTok":
+        super().train(mode)
+        if self.tokenizer_frozen:
+            for module in self.tokenizer_modules():
+                module.eval()
+        return self
 
     def _ctc_loss(self, cond: torch.Tensor, token_mask: torch.Tensor, labels: torch.Tensor,
                   label_lengths: torch.Tensor) -> torch.Tensor:
@@ -275,8 +385,14 @@ class SiTok(PretrainedMixin, nn.Module):
 
     @torch.inference_mode()
     def decode_mel(self, codes: torch.Tensor, *, steps: int | None = None, cfg: float | None = None,
-                   token_lengths: torch.Tensor | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
-        """Codes ``[B, k, T']`` → normalised mel ``[B, n_mels, 4·T']`` by Euler integration."""
+                   token_lengths: torch.Tensor | None = None, generator: torch.Generator | None = None,
+                   prompt: torch.Tensor | None = None, prompt_sample_rate: int | None = None) -> torch.Tensor:
+        """Codes ``[B, k, T']`` → normalised mel ``[B, n_mels, 4·T']`` by Euler integration.
+
+        With a ``prompt`` (see :meth:`prompt_prefix`) every item continues the prompt's voice and
+        channel: its tokens lead as an in-context prefix held on its true mel path; the prefix is not
+        returned.
+        """
         codes, padded_lengths = self._check_codes(codes)
         steps = self.config.sample_steps if steps is None else int(steps)
         cfg = self.config.cfg_scale if cfg is None else float(cfg)
@@ -284,6 +400,7 @@ class SiTok(PretrainedMixin, nn.Module):
             raise ConfigError(f"steps must be >= 1, got {steps}")
         if not (math.isfinite(cfg) and cfg >= 0):
             raise ConfigError(f"cfg must be a finite number >= 0, got {cfg}")
+        prefix = None if prompt is None else self.prompt_prefix(prompt, prompt_sample_rate)
         if generator is None:  # the same tokens decode to the same audio unless a generator says otherwise
             generator = torch.Generator().manual_seed(0)
         b, _, tokens = codes.shape
@@ -292,32 +409,75 @@ class SiTok(PretrainedMixin, nn.Module):
         if token_lengths is not None:
             mask = torch.arange(tokens, device=codes.device)[None] < token_lengths.to(codes.device)[:, None]
         cond = self.cond_from_codes(codes.clamp(min=0))
-        noise = torch.randn(b, tokens, self.decoder_in.in_features, generator=generator, device="cpu").to(self.device)
-        # Everything that does not depend on x_t is computed once: the time grid is shared by the
-        # batch, so each step's adaptive-norm gains are [dim] vectors.
-        step_gains = list(zip(*self.decoder.norm_gains(self.time_embed(time_grid(steps, self.device)))))
-        rotary = self.decoder.rotary(tokens, self.device)
+        if prefix is not None:
+            cond, mask = prefix.prepend(cond, mask)
+        length = cond.shape[1]
+        noise = torch.randn(b, length, self.decoder_in.in_features, generator=generator, device="cpu").to(self.device)
+        # Everything that does not depend on x_t is computed once per decode: the condition (with a light
+        # head, the body's output), each step's adaptive-norm gains (the time grid and a shortcut
+        # decoder's step size are shared by the batch, so they are [dim] vectors) and the rotary tables.
+        grid = time_grid(steps, self.device)
+        step = torch.full_like(grid, self.step_size(steps)) if self.config.shortcut else None
+        step_gains = list(zip(*self.decoder.norm_gains(self.time_features(grid, step))))
+        rotary = self.decoder.rotary(length, self.device)
         guidance = None if cfg == 1.0 else cfg  # else conditional and token-dropped halves in one batch
-        if guidance is not None and mask is not None:
-            mask = torch.cat([mask, mask])
+        uncond = None
+        if guidance is None:
+            cond = self.decoder_condition(cond, mask)
+        else:
+            mask = None if mask is None else torch.cat([mask, mask])
+            if self.decoder_body is not None:  # the token-free half's condition: the body's output on zeros
+                cond, uncond = self.decoder_condition(torch.cat([cond, torch.zeros_like(cond)]), mask).chunk(2)
 
         def velocity(x: torch.Tensor, i: int) -> torch.Tensor:
-            return self._velocity(x, cond, mask, list(step_gains[i]), rotary, guidance)
-        return self.unstack(euler_integrate_indexed(velocity, noise, steps))
+            return self._velocity(x, cond, mask, list(step_gains[i]), rotary, guidance, uncond)
+        if prefix is None:
+            return self.unstack(euler_integrate_indexed(velocity, noise, steps))
+        held = on_prefix_path(velocity, prefix.mel.expand(b, -1, -1), noise, grid)
+        return self.unstack(euler_integrate_indexed(held, noise, steps)[:, prefix.length:])
+
+    def prompt_prefix(self, prompt: torch.Tensor, sample_rate: int | None = None) -> "PromptPrefix":
+        """A prompt as whole tokens (a partial last token is cut, so no padding sits between prompt and
+        speech): a mono waveform ``[T]``, ``[1, T]`` or ``[1, 1, T]`` at ``sample_rate``, or, without a
+        rate, a normalised mel ``[1, n_mels, F]`` such as :meth:`decode_mel` returns."""
+        n_mels, stack = self.config.mel.n_mels, self.config.stack
+        if not isinstance(prompt, torch.Tensor) or not prompt.is_floating_point():
+            raise ConfigError(f"prompt: expected a float tensor, got {getattr(prompt, 'dtype', type(prompt).__name__)}")
+        if sample_rate is None:
+            if prompt.dim() != 3 or tuple(prompt.shape[:2]) != (1, n_mels):
+                raise ConfigError(f"prompt: a mel prompt is [1, {n_mels}, F] (give prompt_sample_rate for a "
+                                  f"waveform), got {list(prompt.shape)}")
+            mel = prompt.to(self.device, torch.float32)
+        else:
+            if prompt.dim() > 3 or prompt.numel() != prompt.shape[-1]:
+                raise ConfigError(f"prompt: expected one mono waveform [T], [1, T] or [1, 1, T], got {list(prompt.shape)}")
+            wav, _ = self._prepare(check_waveform(prompt.reshape(-1), sample_rate, name="prompt"), sample_rate, None)
+            mel = self.mel(wav)
+        if not bool(torch.isfinite(mel).all()):
+            raise ConfigError("prompt: contains NaN or Inf")
+        tokens = mel.shape[-1] // stack
+        if tokens == 0:
+            raise ConfigError(f"prompt: shorter than one token ({stack} mel frames, {self.samples_per_token / self.sample_rate * 1000:g} ms)")
+        frames = torch.full((1,), tokens * stack, device=mel.device)
+        x, token_mask, _ = self.stack(mel[..., : tokens * stack], frames)
+        return PromptPrefix(self.encode_mel(x, token_mask).cond, x)
 
     @torch.inference_mode()
     def decode(self, codes: torch.Tensor, *, steps: int | None = None, cfg: float | None = None,
-               vocoder: str | None = None, generator: torch.Generator | None = None) -> torch.Tensor:
+               vocoder: str | None = None, generator: torch.Generator | None = None,
+               prompt: torch.Tensor | None = None, prompt_sample_rate: int | None = None) -> torch.Tensor:
         """Codes ``[B, k, T']`` → waveform ``[B, 1, T' · 1920]`` at :attr:`sample_rate`; ``k`` may be
         below :attr:`codebooks` (a residual-VQ model decodes from its first ``k`` codebooks).
 
         Deterministic by default (noise seeded with 0; pass a ``generator`` for other draws). Trailing
         :attr:`PAD_CODE` positions (a padded batch from ``encode``) are masked and come out silent.
         Uses the checkpoint's vocoder. ``vocoder="griffin-lim"`` selects the Griffin-Lim fallback
-        explicitly (intelligible but phasey); it is never used silently.
+        explicitly (intelligible but phasey); it is never used silently. A ``prompt`` clip (another
+        recording of the voice, see :meth:`decode_mel`) is continued but not part of the output.
         """
         codes, token_lengths = self._check_codes(codes)
-        mel = self.decode_mel(codes, steps=steps, cfg=cfg, token_lengths=token_lengths, generator=generator)
+        mel = self.decode_mel(codes, steps=steps, cfg=cfg, token_lengths=token_lengths, generator=generator,
+                              prompt=prompt, prompt_sample_rate=prompt_sample_rate)
         wav = self.vocode(mel, vocoder)
         if token_lengths is None:
             return wav
@@ -351,10 +511,12 @@ class SiTok(PretrainedMixin, nn.Module):
     @torch.inference_mode()
     def reconstruct(self, wav: torch.Tensor, sample_rate: int, *, steps: int | None = None,
                     cfg: float | None = None, vocoder: str | None = None,
-                    generator: torch.Generator | None = None) -> torch.Tensor:
+                    generator: torch.Generator | None = None, prompt: torch.Tensor | None = None,
+                    prompt_sample_rate: int | None = None) -> torch.Tensor:
         """Encode then decode; output is at :attr:`sample_rate`, trimmed to the input's duration."""
         codes = self.encode(wav, sample_rate)
-        out = self.decode(codes, steps=steps, cfg=cfg, vocoder=vocoder, generator=generator)
+        out = self.decode(codes, steps=steps, cfg=cfg, vocoder=vocoder, generator=generator, prompt=prompt,
+                          prompt_sample_rate=prompt_sample_rate)
         duration = math.ceil(wav.shape[-1] * self.sample_rate / sample_rate)
         return out[..., :duration]
 

@@ -47,12 +47,24 @@ class SiTokConfig:
     time_embed_dim: int = 256
     sample_steps: int = 16
     cfg_scale: float = 1.0  # 1.0 = no guidance
+    # Shortcut decoder (Frans et al. 2024): the decoder also sees the Euler step size d and learns, by
+    # self-consistency, that one step of 2d lands where two steps of d do, so 2-4 steps approach the
+    # 16-step result. Off, the decoder has no step-size input (checkpoints without it load unchanged).
+    shortcut: bool = False
+    shortcut_fraction: float = 0.25  # share of each batch that also trains the self-consistency target
+    shortcut_levels: int = 7  # step sizes 2d = 1, 1/2, ..., 2^-(levels-1) are trained; d = 2^-levels is the flow
+    # Light-weight diffusion head (paper App. C.1): the first decoder_layers − decoder_head_layers layers
+    # run once per decode on the token condition; only the last decoder_head_layers iterate with x_t.
+    decoder_head_layers: int = 0  # 0 = every decoder layer iterates
 
     #: Decoding defaults: they change no weight, so fine-tuning may start from a checkpoint that differs in them.
     INFERENCE_FIELDS: ClassVar[tuple[str, ...]] = ("sample_steps", "cfg_scale")
     #: Loss weights and training noise: a fine-tune may change them too (e.g. a stronger CTC weight).
     OBJECTIVE_FIELDS: ClassVar[tuple[str, ...]] = ("ctc_weight", "token_drop", "codebook_dropout", "vq_commitment",
                                                    "vq_decay", "vq_dead_threshold")
+    #: Fields a fine-tuning run may switch on over its --init checkpoint: they add freshly initialised
+    #: modules (the step-size embedding) that the source checkpoint lacks.
+    FINETUNE_FIELDS: ClassVar[tuple[str, ...]] = ("shortcut", "shortcut_fraction", "shortcut_levels")
 
     def __post_init__(self) -> None:
         if self.quantizer == "bsq" and self.codebook_size & (self.codebook_size - 1):
@@ -64,6 +76,11 @@ class SiTokConfig:
             raise ConfigError(f"{self.name}: codebook_dropout must lie in [0, 1], got {self.codebook_dropout}")
         if self.dim % self.heads:
             raise ConfigError(f"{self.name}: dim {self.dim} is not divisible by heads {self.heads}")
+        if not 0 <= self.decoder_head_layers < self.decoder_layers:
+            raise ConfigError(f"{self.name}: decoder_head_layers must lie in 0..{self.decoder_layers - 1}"
+                              f" (decoder_layers - 1), got {self.decoder_head_layers}")
+        if not 0 < self.shortcut_fraction <= 1 or self.shortcut_levels < 1:
+            raise ConfigError(f"{self.name}: shortcut_fraction must lie in (0, 1] and shortcut_levels be >= 1")
 
     @property
     def token_rate(self) -> float:

@@ -30,6 +30,16 @@ class TimestepEmbedding(nn.Module):
         return self.mlp(torch.cat([angles.cos(), angles.sin()], dim=-1))
 
 
+class StepEmbedding(TimestepEmbedding):
+    """Embedding of a shortcut model's Euler step size d, added to the time embedding. Its output
+    layer starts at zero, so a decoder fine-tuned with it starts as exactly the decoder without it."""
+
+    def __init__(self, features: int, dim: int) -> None:
+        super().__init__(features, dim)
+        nn.init.zeros_(self.mlp[-1].weight)
+        nn.init.zeros_(self.mlp[-1].bias)
+
+
 def flow_pair(data: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """``(x_t, target velocity)`` for data ``[B, ...]`` at times ``t`` ``[B]``."""
     tt = t.view(-1, *([1] * (data.dim() - 1))).to(data.dtype)
@@ -40,6 +50,21 @@ def guided(v_cond: torch.Tensor, v_uncond: torch.Tensor, scale: float) -> torch.
     """Classifier-free guidance: scale 1 is the conditional velocity, larger pushes further from the
     unconditional one."""
     return v_uncond + scale * (v_cond - v_uncond)
+
+
+def on_prefix_path(velocity: Callable[[torch.Tensor, int], torch.Tensor], prefix: torch.Tensor, noise: torch.Tensor,
+                   grid: torch.Tensor) -> Callable[[torch.Tensor, int], torch.Tensor]:
+    """An indexed ``velocity(x, i)`` (see :func:`euler_integrate_indexed`) evaluated with the first
+    ``P`` positions (dim 1) of x replaced by the exact path ``t·prefix + (1 − t)·noise[:, :P]`` of known
+    data ``prefix`` ``[B, P, ...]`` at ``t = grid[i]``: in-context prompting of a decoder that was never
+    trained with prefixes (as TaDiCodec prompts)."""
+    length = prefix.shape[1]
+    start = noise[:, :length]
+
+    def with_prefix(x: torch.Tensor, i: int) -> torch.Tensor:
+        on_path, _ = flow_pair(prefix, grid[i].expand(x.shape[0]), start)
+        return velocity(torch.cat([on_path, x[:, length:]], dim=1), i)
+    return with_prefix
 
 
 def euler_integrate(velocity: Velocity, noise: torch.Tensor, steps: int) -> torch.Tensor:

@@ -19,11 +19,6 @@ from .plots import SITOK_PANELS
 from .recipe import Recipe
 
 
-#: The modules that map codes to mel: the only ones the ``decoder`` stage trains. ``vq_out`` is not
-#: among them because the CTC head reads it too.
-DECODER_MODULES = ("time_embed", "decoder_in", "decoder", "decoder_out", "decoder_skip")
-
-
 @dataclass(frozen=True)
 class SiTokObjective:
     stage: Literal["full", "decoder"] = "full"
@@ -37,22 +32,19 @@ class SiTokRecipe(Recipe):
     kind = MODEL_KIND
     objective_class = SiTokObjective
     stages = ("full", "decoder")
-    progress_keys = ("loss", "flow", "ctc", "codebook_usage")
+    progress_keys = ("loss", "flow", "ctc", "shortcut", "codebook_usage")
     plot_panels = SITOK_PANELS
 
     def __init__(self, model_config: Any, train: Any, objective: SiTokObjective | None = None) -> None:
         super().__init__(model_config, train, objective or SiTokObjective())
-        self.frozen: list[nn.Module] = []
 
     def build_model(self) -> SiTok:
         # Step at which each entry of each codebook was last chosen: [codebooks, codebook_size].
         self.last_used = torch.full((self.model_config.codebooks, self.model_config.codebook_size), -10**9,
                                     dtype=torch.long)
         model = SiTok(self.model_config)
-        if self.objective.stage == "decoder":
-            self.frozen = [m for name, m in model.named_children() if name not in DECODER_MODULES]
-            for module in self.frozen:
-                module.requires_grad_(False)  # the trainer's optimiser takes trainable parameters only
+        if self.objective.stage == "decoder" or self.model_config.shortcut:  # the paper's A.3 stages
+            model.freeze_tokenizer()  # encoder, quantiser (kept in eval mode: no EMA update) and CTC head
         return model
 
     def dataset(self, rows: list[Utterance], model: nn.Module) -> MelDataset:
@@ -67,8 +59,6 @@ class SiTokRecipe(Recipe):
     def losses(self, modules: dict[str, nn.Module], batch: Batch, phase: str, scratch: dict[str, Any],
                step: int) -> dict[str, torch.Tensor]:
         model = modules["model"]
-        for module in self.frozen:  # the trainer set training mode; in it the VQ would EMA-update its codebook
-            module.eval()
         dev = next(model.parameters()).device
         return model(batch.mel.to(dev), batch.frame_lengths.to(dev), batch.labels.to(dev), batch.label_lengths.to(dev))
 

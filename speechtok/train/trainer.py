@@ -133,14 +133,15 @@ class Trainer:
             path = find_checkpoint(path)  # a run directory: its latest checkpoint
         loaded = load_checkpoint(path, expected_kind=self.spec.kind)
         source_model = from_dict(type(self.spec.model), loaded.config, "model")
-        free = (*getattr(self.spec.model, "INFERENCE_FIELDS", ()), *getattr(self.spec.model, "OBJECTIVE_FIELDS", ()))
+        free = tuple(f for group in ("INFERENCE_FIELDS", "OBJECTIVE_FIELDS", "FINETUNE_FIELDS")
+                     for f in getattr(self.spec.model, group, ()))
         source_model = dataclasses.replace(source_model, **{f: getattr(self.spec.model, f) for f in free})
         if source_model != self.spec.model:
             differ = [f.name for f in dataclasses.fields(source_model)
                       if getattr(source_model, f.name) != getattr(self.spec.model, f.name)]
             raise ConfigError(f"{source}: its model config differs from this run's in {', '.join(differ)};"
                               " fine-tuning needs the same architecture")
-        load_state(self.model, loaded)
+        load_state(self.model, loaded, may_lack=getattr(self.model, "finetune_additions", ()))
         for name, module in self.modules.items():
             weights = loaded.directory / f"{name}.safetensors"
             if name != "model" and weights.is_file():
