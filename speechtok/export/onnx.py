@@ -15,8 +15,10 @@ describes them. Three things needed care to keep the graphs equal to PyTorch:
 * ONNX has no complex tensors: the vocoder's inverse STFT is one transposed convolution whose kernel
   is the windowed inverse real DFT (overlap-add included), divided by the window envelope.
 
-HoliTok's LSTMs export as ONNX LSTM nodes only when no parameter requires grad (else torch.export
-unrolls them over time and fixes the length), so the models are exported frozen.
+HoliTok's LSTMs export as ONNX LSTM nodes only when no parameter requires grad and aten.lstm's
+dispatch cache is fresh (else torch.export unrolls them over time and fixes the length); the models
+are exported frozen, the cache cleared around each export, and every file's input axes are checked,
+since torch.onnx silently falls back to fixed sizes.
 """
 from __future__ import annotations
 
@@ -226,12 +228,21 @@ def export_graph(graph: Graph, path: Path) -> None:
     """Write ``graph`` to ``path`` (atomically) as one self-contained ONNX file."""
     from onnxscript.function_libs.torch_lib.ops.core import aten_floor_divide
 
-    with atomic_path(path) as tmp, torch.no_grad(), _quiet_exporter():
+    with atomic_path(path) as tmp, _quiet_exporter():
+        _forget_lstm_decomposition()
         torch.onnx.export(graph.module.eval(), tuple(x for x, _ in graph.inputs.values()), str(tmp), dynamo=True,
                           input_names=list(graph.inputs), output_names=list(graph.outputs), opset_version=OPSET,
                           dynamic_shapes=_dynamic_shapes(graph), external_data=False, verbose=False,
                           custom_translation_table={operator.floordiv: aten_floor_divide})
+        _forget_lstm_decomposition()
         _check_dynamic_axes(graph, tmp)
+
+
+def _forget_lstm_decomposition() -> None:
+    """After one export, aten.lstm's dispatch cache holds its Python decomposition for AutogradCPU, so
+    the next export in the process unrolls the LSTM over a fixed length (measured, torch 2.13):
+    cleared before and after each export, every LSTM stays one ONNX LSTM node."""
+    getattr(torch.ops.aten.lstm.input, "_dispatch_cache", {}).clear()
 
 
 def _check_dynamic_axes(graph: Graph, path: Path) -> None:
@@ -244,6 +255,10 @@ def _check_dynamic_axes(graph: Graph, path: Path) -> None:
         if dims != graph.inputs[value.name][1]:
             raise RuntimeError(f"{graph.name}: input {value.name} exported with shape {list(dims)}, "
                                f"expected {list(graph.inputs[value.name][1])} (an axis lost its dynamic size)")
+
+
+def _version(module: str) -> str:
+    return getattr(optional_import(module, "onnx", "speechtok export onnx"), "__version__", "unknown")
 
 
 def _weights_sha256(name_or_dir: str | Path) -> str:
@@ -286,7 +301,7 @@ def manifest_for(model: SiTok | HoliTok, source: str, graphs: list[Graph], direc
         for g in graphs}
     manifest: dict[str, Any] = {
         "format": FORMAT, "kind": model.model_kind, "opset": OPSET,
-        "exporter": f"torch.onnx dynamo (torch {torch.__version__})",
+        "exporter": f"torch.onnx dynamo (torch {torch.__version__}, onnxscript {_version('onnxscript')})",
         "checkpoint": {"name": source, "weights_sha256": _weights_sha256(source), "config": model.config.name},
         "sample_rate": model.sample_rate,
         "dynamic_axes": "named sizes in the shapes (batch, samples, tokens, frames) vary per call; numbers are fixed",
