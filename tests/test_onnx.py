@@ -33,8 +33,8 @@ from speechtok.vocoder.vocos import Vocos  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 SPEECH = sorted((REPO / "tests" / "data").glob("*.flac"))
 #: Largest absolute differences allowed (measured values in the test docstrings).
-MEL_TOLERANCE = 1e-3  # normalised log-mel after 4 guided Euler steps
-AUDIO_TOLERANCE = 1e-4  # waveform in [-1, 1]
+MEL_TOLERANCE = 1e-4  # normalised log-mel after guided Euler steps
+AUDIO_TOLERANCE = 1e-5  # waveform in [-1, 1]; also HoliTok latents
 
 
 def docs_snippet() -> dict:
@@ -97,7 +97,8 @@ def test_sitok_codes_are_identical_on_real_speech(sitok_export):
 
 
 def test_sitok_decode_loop_and_vocoder_match_pytorch(sitok_export):
-    """Same noise, 4 Euler steps with CFG 2: measured max |Δmel| 5e-6, |Δaudio| 4e-7 (tolerances 1e-3, 1e-4)."""
+    """Same noise, 4 Euler steps with CFG 2 (scripts/onnx_parity.py on this model: max |Δmel| 6e-7,
+    |Δaudio| 7e-8, vocoder alone 5e-8)."""
     model, _, manifest, sessions, doc = sitok_export
     wav = speech_at(SPEECH[0], 24000)
     codes = model.encode(torch.from_numpy(wav)[None, None], 24000)
@@ -155,7 +156,8 @@ def test_missing_extra_is_one_line(monkeypatch, tmp_path, capsys):
 
 @pytest.mark.slow
 def test_holitok_latents_and_audio_match_pytorch(tmp_path):
-    """Random-weight two-stage HoliTok: measured max |Δlatent| 1e-7, |Δaudio| 2e-6 (tolerances 1e-4)."""
+    """Random-weight two-stage HoliTok (development runs: max |Δlatent| 7e-8, |Δaudio| 5e-8 at an output
+    amplitude of 0.04)."""
     torch.manual_seed(0)
     model = HoliTok.from_preset("holitok-tiny", encoder_channels=(4, 8, 8), downsample_rates=(48, 40),
                                 decoder_channels=(8, 8, 4), upsample_rates=(40, 48), resblock_dilations=((1,),))
@@ -171,15 +173,15 @@ def test_holitok_latents_and_audio_match_pytorch(tmp_path):
     for wav in (clips[0][None, None], batch):
         latents = doc["holitok_encode"](sessions, wav)
         expected = model.encode(torch.from_numpy(wav), 48000)
-        np.testing.assert_allclose(latents, expected.numpy(), rtol=0, atol=1e-4)
+        np.testing.assert_allclose(latents, expected.numpy(), rtol=0, atol=AUDIO_TOLERANCE)
         audio = doc["holitok_decode"](sessions, latents)
-        np.testing.assert_allclose(audio, model.decode(torch.from_numpy(latents)).numpy(), rtol=0, atol=1e-4)
+        np.testing.assert_allclose(audio, model.decode(torch.from_numpy(latents)).numpy(), rtol=0, atol=AUDIO_TOLERANCE)
 
 
 @pytest.mark.slow
 def test_bundled_sitok_default_codes_identical_and_decode_close(tmp_path):
     """The real weights (sitok-default + vocos-24k) on every clip of tests/data: codes identical; the
-    default decode (16 steps, CFG 2) within the tolerances."""
+    default decode (16 steps, CFG 2) within the tolerances (measured: |Δmel| 1.2e-6, |Δaudio| 1.7e-6)."""
     assert main(["export", "onnx", "sitok-default", "-o", str(tmp_path / "out")]) == 0
     doc = docs_snippet()
     manifest, sessions = doc["load_export"](tmp_path / "out")
