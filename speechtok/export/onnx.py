@@ -287,7 +287,7 @@ def load_for_export(name_or_dir: str | Path) -> SiTok | HoliTok:
     if isinstance(model, SiTok) and model.config.quantizer != "vq":
         raise DataError(f"{name_or_dir}: ONNX export supports SiTok's VQ quantiser, not {model.config.quantizer!r}")
     for part in [model] + ([model.vocoder] if isinstance(model, SiTok) and model.vocoder is not None else []):
-        size = sum(p.numel() * p.element_size() for p in part.parameters())
+        size = sum(t.numel() * t.element_size() for t in [*part.parameters(), *part.buffers()])
         if size > MAX_GRAPH_BYTES:
             raise DataError(f"{name_or_dir}: {size / 2**30:.1f} GiB of weights in one graph; ONNX files hold at most 2 GiB")
     return model.float().eval().requires_grad_(False)
@@ -339,6 +339,7 @@ def export_onnx(name_or_dir: str, directory: str | Path, *, force: bool = False)
     model = load_for_export(name_or_dir)
     graphs = sitok_graphs(model) if isinstance(model, SiTok) else holitok_graphs(model)
     directory.mkdir(parents=True, exist_ok=True)
+    (directory / MANIFEST).unlink(missing_ok=True)  # --force: an export that fails half-way leaves no manifest
     for graph in graphs:
         export_graph(graph, directory / graph.file)
     manifest = manifest_for(model, str(name_or_dir), graphs, directory)
