@@ -23,13 +23,14 @@ Register = Callable[[argparse._SubParsersAction], None]
 def _registrations() -> list[Register]:
     from .data.cli import add_data_commands
     from .eval.cli import add_eval_command
+    from .export.cli import add_export_commands
     from .models.cli import add_model_commands
     from .models.speech_lm_cli import add_speech_lm_commands
     from .train.cli import add_train_command
     from .vocoder.cli import add_vocoder_commands
 
     return [add_model_commands, add_vocoder_commands, add_speech_lm_commands, add_data_commands, add_train_command,
-            add_eval_command]
+            add_eval_command, add_export_commands]
 
 
 def build_parser() -> argparse.ArgumentParser:

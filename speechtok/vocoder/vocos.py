@@ -61,15 +61,19 @@ class Vocos(PretrainedMixin, nn.Module):
     def hop_length(self) -> int:
         return self.config.mel.hop_length
 
-    def spectrum(self, mel: torch.Tensor) -> torch.Tensor:
-        """The predicted complex STFT ``[B, n_fft/2 + 1, F]``."""
+    def magnitude_phase(self, mel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """The predicted STFT as real magnitude and phase ``[B, n_fft/2 + 1, F]`` each (what the ONNX
+        export, which has no complex tensors, builds on)."""
         x = self.embed_norm(self.embed(mel).transpose(1, 2)).transpose(1, 2)
         for block in self.blocks:
             x = block(x)
         out = self.head(self.final_norm(x.transpose(1, 2))).transpose(1, 2).float()
         log_magnitude, phase = out.chunk(2, dim=1)
-        magnitude = torch.exp(log_magnitude.clamp(max=self.config.log_magnitude_max))
-        return torch.polar(magnitude, phase)
+        return torch.exp(log_magnitude.clamp(max=self.config.log_magnitude_max)), phase
+
+    def spectrum(self, mel: torch.Tensor) -> torch.Tensor:
+        """The predicted complex STFT ``[B, n_fft/2 + 1, F]``."""
+        return torch.polar(*self.magnitude_phase(mel))
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         if mel.dim() != 3 or mel.shape[1] != self.config.mel.n_mels:

@@ -1,0 +1,1 @@
+"""Exports of trained tokenizers to formats that run without PyTorch (``speechtok export ...``)."""
