@@ -196,8 +196,9 @@ class SiTok(PretrainedMixin, nn.Module):
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
                  token_mask: torch.Tensor | None, step: torch.Tensor | None = None) -> torch.Tensor:
         """``cond`` comes from :meth:`decoder_condition`; ``step`` ``[B]`` is a shortcut decoder's Euler
-        step size d (None or 0: the flow-matching velocity)."""
-        return self._velocity(x_t, cond, token_mask, self.decoder.norm_gains(self.time_features(t, step)))
+        step size d (None or 0: the flow-matching velocity). The time reaches each block as its
+        condition (not as precomputed gains): under FSDP a block's weights exist only inside its forward."""
+        return self._velocity(x_t, cond, token_mask, time=self.time_features(t, step))
 
     def time_features(self, t: torch.Tensor, step: torch.Tensor | None = None) -> torch.Tensor:
         """The decoder's time condition: the flow time ``t``, plus a shortcut decoder's step size."""
@@ -207,9 +208,11 @@ class SiTok(PretrainedMixin, nn.Module):
         return time
 
     def _velocity(self, x_t: torch.Tensor, cond: torch.Tensor, token_mask: torch.Tensor | None,
-                  gains: list[torch.Tensor], rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
-                  cfg: float | None = None, uncond: torch.Tensor | None = None) -> torch.Tensor:
-        """The velocity given the decoder's adaptive-norm ``gains`` for the time(s) ``t``.
+                  gains: list[torch.Tensor] | None = None, rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+                  cfg: float | None = None, uncond: torch.Tensor | None = None,
+                  time: torch.Tensor | None = None) -> torch.Tensor:
+        """The velocity given the decoder's adaptive-norm ``gains`` for the time(s) ``t`` (precomputed by
+        a sampler), or the ``time`` features the decoder turns into them.
 
         With ``cfg`` the token-free velocity is computed in the same batch (``token_mask`` then covers
         both halves; its condition is ``uncond``, zero unless a light head maps zeros to something else)
@@ -221,7 +224,7 @@ class SiTok(PretrainedMixin, nn.Module):
             h = h + cond
         else:
             h = torch.cat([h + cond, h if uncond is None else h + uncond])
-        out = self.decoder_out(self.decoder(h, token_mask, gains=gains, rotary=rotary))
+        out = self.decoder_out(self.decoder(h, token_mask, cond=time, gains=gains, rotary=rotary))
         if cfg is not None:
             out = guided(*out.chunk(2), cfg)
         return out + self.decoder_skip(x_t)
