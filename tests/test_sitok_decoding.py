@@ -16,7 +16,6 @@ from speechtok.models.sitok import SiTok
 from speechtok.modules.flow_matching import flow_pair, guided, on_prefix_path
 from speechtok.modules.transformer import AdaptiveRMSNorm
 
-from conftest import TEST_DATA
 
 
 def _reference_decode(model: SiTok, codes: torch.Tensor, steps: int, cfg: float) -> torch.Tensor:
