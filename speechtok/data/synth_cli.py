@@ -39,8 +39,6 @@ def run_report(args: argparse.Namespace) -> int:
 
 
 def run_pack(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
     from .manifest import read_corpus
     from .pack import PackSettings, pack, prepare_pack_dir
 
@@ -49,7 +47,7 @@ def run_pack(args: argparse.Namespace) -> int:
     rows = read_corpus(args.source)
     out = check_output_dir(args.output, what="pack folder")
     with exclusive_lock(out, "speechtok data pack"):
-        prepare_pack_dir(Path(out), settings, rows)
+        prepare_pack_dir(out, settings, rows)
         from tqdm import tqdm
 
         s = pack(rows, out, settings, progress=tqdm)

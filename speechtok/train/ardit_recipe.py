@@ -90,9 +90,6 @@ class ARDiTRecipe(Recipe):
         ("lr", None, "learning rate"),
     )
 
-    def __init__(self, model_config: ARDiTConfig, train: Any, objective: ARDiTObjective | None = None) -> None:
-        super().__init__(model_config, train, objective or ARDiTObjective())
-
     @classmethod
     def complete_model_config(cls, model_config: ARDiTConfig) -> ARDiTConfig:
         """Record the tokenizer's weights hash; a resumed run refuses a tokenizer that changed."""

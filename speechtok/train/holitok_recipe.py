@@ -100,7 +100,7 @@ class HoliTokRecipe(Recipe):
     )
 
     def __init__(self, model_config: Any, train: Any, objective: HoliTokObjective | None = None) -> None:
-        super().__init__(model_config, train, objective or HoliTokObjective())
+        super().__init__(model_config, train, objective)
         self.teacher: Teacher | None = load_teacher(self.objective.teacher) if self.objective.teacher else None
         self.vocabulary = get_vocabulary(self.objective.ctc_vocab) if self.objective.semantic else None
         self.speakers: list[str] = []

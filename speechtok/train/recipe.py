@@ -39,6 +39,8 @@ class Recipe:
     def __init__(self, model_config: Any, train: TrainConfig, objective: Any = None) -> None:
         self.model_config = model_config
         self.train = train
+        if objective is None and self.objective_class is not None:
+            objective = self.objective_class()  # the defaults (an old run spec records none)
         self.objective = objective
 
     @classmethod

@@ -35,9 +35,6 @@ class SiTokRecipe(Recipe):
     progress_keys = ("loss", "flow", "ctc", "shortcut", "codebook_usage")
     plot_panels = SITOK_PANELS
 
-    def __init__(self, model_config: Any, train: Any, objective: SiTokObjective | None = None) -> None:
-        super().__init__(model_config, train, objective or SiTokObjective())
-
     def build_model(self) -> SiTok:
         # Step at which each entry of each codebook was last chosen: [codebooks, codebook_size].
         self.last_used = torch.full((self.model_config.codebooks, self.model_config.codebook_size), -10**9,
