@@ -92,11 +92,14 @@ def _sitok(source: str, *, preset: bool = False) -> Codec:
     return Codec(model.encode, model.decode, _params(model))
 
 
-def _holitok(preset: str) -> Codec:
+def _holitok(preset: str, *, bfloat16: bool = False) -> Codec:
+    import torch
+
     from speechtok.models.holitok import HoliTok
 
     model = HoliTok.from_preset(preset).eval()
-    return Codec(model.encode, model.decode, _params(model))
+    dtype = torch.bfloat16 if bfloat16 else None
+    return Codec(model.encode, lambda latents: model.decode(latents, dtype=dtype), _params(model))
 
 
 def _resampled(wav: Any, rate: int, target: int) -> Any:
@@ -142,6 +145,8 @@ SYSTEMS: dict[str, System] = {s.name: s for s in [
     System("sitok-default", None, lambda: _sitok("sitok-default"), "bundled checkpoint, default decode + vocos-24k"),
     System("holitok-small", None, lambda: _holitok("holitok-small"), "preset, random weights"),
     System("holitok-base", None, lambda: _holitok("holitok-base"), "preset (paper size), random weights"),
+    System("holitok-base-bf16", None, lambda: _holitok("holitok-base", bfloat16=True),
+           "holitok-base decoding in bfloat16 (`decode(latents, dtype=torch.bfloat16)`)"),
     System("mimi", "transformers", _mimi, "transformers MimiModel, 8 codebooks, random weights"),
     System("encodec-24k", "transformers", _encodec, "transformers EncodecModel 24 kHz, 6 kbps, random weights"),
     System("dac-24k", "transformers", _dac, "transformers DacModel 24 kHz, 32 codebooks, random weights"),
@@ -220,6 +225,9 @@ def worker(spec: dict[str, Any]) -> Iterator[dict[str, Any]]:
     """Measure one system at one thread count over ascending durations; yields one row per duration."""
     import torch
 
+    from speechtok.allocator import retain_freed_memory
+
+    retain_freed_memory()  # as the speechtok command does; every system in this process gains from it
     torch.set_num_threads(spec["threads"])
     torch.manual_seed(0)
     codec = SYSTEMS[spec["system"]].build()

@@ -55,6 +55,9 @@ def handler(func: str | Callable[[argparse.Namespace], int | None]) -> Callable[
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    if argv is None:  # the speechtok process itself, not a caller's (speechtok/allocator.py says why)
+        from .allocator import retain_freed_memory
+        retain_freed_memory()
     try:
         return int(handler(args.func)(args) or 0)
     except SpeechtokError as exc:

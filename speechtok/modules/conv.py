@@ -37,18 +37,51 @@ def conv_window(x: torch.Tensor, state: StreamState | None, owner: Any, *, left:
     means no output is ready yet.
     """
     if state is None:
-        return F.pad(x, (left, right), mode="replicate" if replicate else "constant")
+        return _padded(x, left, right, replicate)
     past = state.memory.get(owner)
     if past is None:
         if x.shape[-1] == 0:
             return x  # a replicate pad needs the first sample: start the memory with the first real input
-        past = x[..., :1].expand(-1, -1, left) if replicate else x.new_zeros(x.shape[0], x.shape[1], left)
-    buffer = torch.cat([past, x], dim=-1)
+        past = x[..., :1].expand(*x.shape[:-1], left) if replicate else x.new_zeros(*x.shape[:-1], left)
+    buffer = _joined(past, x)
     if state.final and right:
         buffer = F.pad(buffer, (0, right))
     ready = (buffer.shape[-1] - span) // stride + 1 if buffer.shape[-1] >= span else 0
     state.memory[owner] = buffer[..., ready * stride:]
     return buffer[..., : (ready - 1) * stride + span] if ready else buffer[..., :0]
+
+
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _joined(past: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``past`` then ``x`` along time, in ``x``'s memory layout (cat would not keep channels-last)."""
+    if not _is_channels_last(x):
+        return torch.cat([past, x], dim=-1)
+    buffer = torch.empty(*x.shape[:-1], past.shape[-1] + x.shape[-1], dtype=x.dtype, device=x.device,
+                         memory_format=torch.channels_last)
+    buffer[..., : past.shape[-1]] = past
+    buffer[..., past.shape[-1]:] = x
+    return buffer
+
+
+def _padded(x: torch.Tensor, left: int, right: int, replicate: bool) -> torch.Tensor:
+    """``x`` with ``left``/``right`` samples of zeros (or edge copies) around its last dimension.
+
+    Written into a buffer of ``x``'s own memory layout: on a channels-last ``[B, C, 1, T]`` signal
+    (HoliTok's inference decoder) F.pad, its replicate mode and cat each cost more than the
+    convolution they feed.
+    """
+    if not _is_channels_last(x):
+        return F.pad(x, (left, right), mode="replicate" if replicate else "constant")
+    padded = torch.empty(*x.shape[:-1], x.shape[-1] + left + right, dtype=x.dtype, device=x.device,
+                         memory_format=torch.channels_last)
+    end = padded.shape[-1] - right
+    padded[..., left:end] = x
+    padded[..., :left] = x[..., :1] if replicate else 0.0
+    padded[..., end:] = x[..., -1:] if replicate else 0.0
+    return padded
 
 
 def transposed_window(x: torch.Tensor, state: StreamState | None, owner: Any, context: int) -> tuple[torch.Tensor, int]:
@@ -61,8 +94,8 @@ def transposed_window(x: torch.Tensor, state: StreamState | None, owner: Any, co
         return x, 0
     past = state.memory.get(owner)
     if past is None:
-        past = x.new_zeros(x.shape[0], x.shape[1], context)
-    buffer = torch.cat([past, x], dim=-1)
+        past = x.new_zeros(*x.shape[:-1], context)
+    buffer = _joined(past, x)
     state.memory[owner] = buffer[..., buffer.shape[-1] - context:]
     return buffer, context
 
