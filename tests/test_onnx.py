@@ -155,12 +155,15 @@ def test_missing_extra_is_one_line(monkeypatch, tmp_path, capsys):
 
 
 @pytest.mark.slow
-def test_holitok_latents_and_audio_match_pytorch(tmp_path):
+@pytest.mark.parametrize("head", [{}, {"decoder_head": "istft", "istft_dim": 16, "istft_layers": 1}],
+                         ids=["bigvgan", "istft"])
+def test_holitok_latents_and_audio_match_pytorch(tmp_path, head):
     """Random-weight two-stage HoliTok (development runs: max |Δlatent| 7e-8, |Δaudio| 5e-8 at an output
-    amplitude of 0.04)."""
+    amplitude of 0.04), with either decoder head."""
     torch.manual_seed(0)
     model = HoliTok.from_preset("holitok-tiny", encoder_channels=(4, 8, 8), downsample_rates=(48, 40),
-                                decoder_channels=(8, 8, 4), upsample_rates=(40, 48), resblock_dilations=((1,),))
+                                decoder_channels=(8, 8, 4), upsample_rates=(40, 48), resblock_dilations=((1,),),
+                                **head)
     model.save_pretrained(tmp_path / "holitok")
     assert main(["export", "onnx", str(tmp_path / "holitok"), "-o", str(tmp_path / "out")]) == 0
     doc = docs_snippet()

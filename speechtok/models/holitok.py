@@ -21,6 +21,8 @@ from ..waveform import check_waveform, prepare_batch
 from ..errors import AudioError, ConfigError
 from ..modules.activations import AntiAliasedSnakeBeta
 from ..modules.conv import CausalConv1d, CausalConvTranspose1d, StreamState
+from ..modules.convnext import ConvNeXtBlock
+from ..modules.istft import CausalISTFT
 from .holitok_config import HoliTokConfig, get_preset
 from .holitok_inference import InferenceDecoder
 from .pretrained import PretrainedMixin
@@ -189,6 +191,36 @@ class Decoder(nn.Module):
         return self.conv_post(self.act_post(x, state), state).clamp(-1.0, 1.0)
 
 
+class ISTFTDecoder(nn.Module):
+    """The cheaper decoder head (``decoder_head="istft"``; not the paper's): ConvNeXt at 100 Hz, causal iSTFT.
+
+    BigVGAN upsamples to 48 kHz and runs its convolutions there (holitok-base decodes at ~0.2× real
+    time on 2 CPU threads before the inference folding, and a training step is as slow); this head
+    stays at 4 frames per latent and lets one inverse FFT make the samples, as Vocos does. Same
+    contract as :class:`Decoder`: causal with the same look-ahead, streams with identical output.
+    """
+
+    def __init__(self, c: HoliTokConfig) -> None:
+        super().__init__()
+        dim = c.istft_dim
+        self.conv_pre = CausalConv1d(c.latent_dim, dim, 2 * c.decoder_lookahead + 1, lookahead=c.decoder_lookahead,
+                                    init_gain=_INIT_GAIN)
+        self.up = CausalConvTranspose1d(dim, dim, c.istft_frames, init_gain=_INIT_GAIN)
+        self.blocks = nn.ModuleList(ConvNeXtBlock(dim, 3 * dim, 7, 1.0 / c.istft_layers, causal=True)
+                                    for _ in range(c.istft_layers))
+        self.norm = nn.LayerNorm(dim, eps=1e-6)
+        frame_hop = c.hop_length // c.istft_frames
+        self.istft = CausalISTFT(c.istft_overlap * frame_hop, frame_hop)
+        self.head = nn.Linear(dim, 2 * self.istft.bins)
+
+    def forward(self, x: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
+        x = self.up(self.conv_pre(x, state), state)
+        for block in self.blocks:
+            x = block(x, state)
+        log_magnitude, phase = self.head(self.norm(x.transpose(1, 2))).transpose(1, 2).chunk(2, dim=1)
+        return self.istft(log_magnitude, phase, state).clamp(-1.0, 1.0)
+
+
 # ------------------------------------------------------------------------------------------- model
 class HoliTok(PretrainedMixin, nn.Module):
     def __init__(self, config: HoliTokConfig) -> None:
@@ -196,7 +228,7 @@ class HoliTok(PretrainedMixin, nn.Module):
         self.config = config
         self.encoder = Encoder(config)
         self.bottleneck = VariationalBottleneck(config)
-        self.decoder = Decoder(config)
+        self.decoder = Decoder(config) if config.decoder_head == "bigvgan" else ISTFTDecoder(config)
         # Global per-dimension latent statistics for downstream models (identity until fitted).
         self.register_buffer("latent_mean", torch.zeros(config.latent_dim))
         self.register_buffer("latent_std", torch.ones(config.latent_dim))
@@ -302,7 +334,11 @@ class HoliTok(PretrainedMixin, nn.Module):
 
     def render(self, latents: torch.Tensor, state: StreamState | None = None, *,
                dtype: torch.dtype | None = None) -> torch.Tensor:
-        """:meth:`synthesize` for inference: the same function through the folded decoder."""
+        """:meth:`synthesize` for inference: the same function through the folded BigVGAN decoder."""
+        if isinstance(self.decoder, ISTFTDecoder):
+            if dtype not in (None, self.latent_mean.dtype):
+                raise ConfigError("dtype: only the BigVGAN decoder head has a reduced-precision decode")
+            return self.decoder(self.bottleneck.expand(latents, state), state)
         return self.inference_decoder(dtype)(self.bottleneck.expand(latents, state), state)
 
     def inference_decoder(self, dtype: torch.dtype | None = None) -> InferenceDecoder:

@@ -37,6 +37,14 @@ class HoliTokConfig:
     resblock_dilations: tuple[tuple[int, ...], ...] = ((1, 3),)
     decoder_lookahead: int = 2  # latent frames of look-ahead in the decoder's first conv
     anti_alias_kernel: int = 12  # taps of the fixed ×2 up/down low-pass filters around SnakeBeta
+    # "bigvgan" (the paper's decoder, the fields above) or "istft": a documented deviation that is
+    # far cheaper on a CPU: causal ConvNeXt blocks at istft_frames × 25 Hz predict STFT frames,
+    # inverted by a causal iSTFT (n_fft = istft_overlap × its hop); decoder_channels etc. are unused.
+    decoder_head: str = "bigvgan"
+    istft_dim: int = 256
+    istft_layers: int = 6
+    istft_frames: int = 4  # STFT frames per latent: 100 Hz, hop 480 at 48 kHz
+    istft_overlap: int = 4
 
     def __post_init__(self) -> None:
         if len(self.encoder_channels) != len(self.downsample_rates) + 1:
@@ -47,6 +55,10 @@ class HoliTokConfig:
             raise ConfigError(f"{self.name}: downsample_rates and upsample_rates must have the same product (the hop)")
         if len(self.resblock_kernels) != len(self.resblock_dilations):
             raise ConfigError(f"{self.name}: resblock_kernels and resblock_dilations must have the same length")
+        if self.decoder_head not in ("bigvgan", "istft"):
+            raise ConfigError(f"{self.name}: decoder_head must be 'bigvgan' or 'istft', got {self.decoder_head!r}")
+        if self.hop_length % self.istft_frames:
+            raise ConfigError(f"{self.name}: istft_frames {self.istft_frames} must divide the hop {self.hop_length}")
         if self.sample_rate % self.hop_length:
             raise ConfigError(f"{self.name}: sample_rate {self.sample_rate} is not a multiple of the hop {self.hop_length}")
 
@@ -65,6 +77,10 @@ PRESETS: dict[str, HoliTokConfig] = {
         name="holitok-small", encoder_channels=(8, 16, 32, 64, 96, 128, 192), encoder_res_units=1,
         bottleneck_dim=256, lstm_layers=2, decoder_channels=(256, 128, 64, 32, 16, 8, 8),
         resblock_kernels=(3,), resblock_dilations=((1, 3),)),
+    # holitok-small's encoder and bottleneck with the iSTFT decoder head (decoder ~5 M parameters).
+    "holitok-small-istft": HoliTokConfig(
+        name="holitok-small-istft", encoder_channels=(8, 16, 32, 64, 96, 128, 192), encoder_res_units=1,
+        bottleneck_dim=256, lstm_layers=2, decoder_head="istft", istft_dim=256, istft_layers=6),
     "holitok-base": HoliTokConfig(
         name="holitok-base", encoder_channels=(12, 24, 48, 96, 192, 384, 768), encoder_res_units=6,
         bottleneck_dim=512, lstm_layers=4, decoder_channels=(1536, 768, 384, 192, 96, 48, 24),

@@ -12,26 +12,10 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..models.pretrained import PretrainedMixin
+from ..modules.convnext import ConvNeXtBlock
 from .vocos_config import VocosConfig, get_preset
 
 MODEL_KIND = "vocos"
-
-
-class ConvNeXtBlock(nn.Module):
-    """Depth-wise conv → LayerNorm → pointwise MLP (GELU), scaled residual."""
-
-    def __init__(self, dim: int, intermediate_dim: int, kernel_size: int, layer_scale: float) -> None:
-        super().__init__()
-        self.depthwise = nn.Conv1d(dim, dim, kernel_size, padding=kernel_size // 2, groups=dim)
-        self.norm = nn.LayerNorm(dim, eps=1e-6)
-        self.up = nn.Linear(dim, intermediate_dim)
-        self.down = nn.Linear(intermediate_dim, dim)
-        self.scale = nn.Parameter(torch.full((dim,), layer_scale))
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        h = self.depthwise(x).transpose(1, 2)
-        h = self.down(nn.functional.gelu(self.up(self.norm(h))))
-        return x + (self.scale * h).transpose(1, 2)
 
 
 class Vocos(PretrainedMixin, nn.Module):
