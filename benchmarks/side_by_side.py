@@ -145,6 +145,8 @@ SYSTEMS: dict[str, System] = {s.name: s for s in [
     System("sitok-default", None, lambda: _sitok("sitok-default"), "bundled checkpoint, default decode + vocos-24k"),
     System("holitok-small", None, lambda: _holitok("holitok-small"), "preset, random weights"),
     System("holitok-base", None, lambda: _holitok("holitok-base"), "preset (paper size), random weights"),
+    System("holitok-small-istft", None, lambda: _holitok("holitok-small-istft"),
+           "holitok-small with the iSTFT decoder head (a documented deviation), random weights"),
     System("holitok-base-bf16", None, lambda: _holitok("holitok-base", bfloat16=True),
            "holitok-base decoding in bfloat16 (`decode(latents, dtype=torch.bfloat16)`)"),
     System("mimi", "transformers", _mimi, "transformers MimiModel, 8 codebooks, random weights"),
