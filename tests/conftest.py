@@ -49,3 +49,12 @@ def tiny_model():
 def real_manifest() -> Path:
     """A small training manifest of real speech shipped in tests/data: 7 short transcribed clips."""
     return TEST_DATA / "train.tsv"
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Small convolutions run fastest on one thread; more only contend with other work."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

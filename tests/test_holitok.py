@@ -12,13 +12,7 @@ from speechtok.models.holitok_config import PRESETS, HoliTokConfig, get_preset
 HOP = 1920
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These small convolutions run fastest on one thread; more only contend with other work."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture(scope="module")

@@ -17,13 +17,7 @@ from speechtok.models.holitok import HoliTok
 from speechtok.models.holitok_inference import InferenceDecoder
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """Small convolutions run fastest on one thread; more only contend with other work."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 def _random_snake(model: HoliTok, seed: int) -> HoliTok:

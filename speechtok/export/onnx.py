@@ -44,6 +44,7 @@ from ..fileio import atomic_path, check_output_dir, sha256_file, write_json_atom
 from ..models.holitok import HoliTok
 from ..models.sitok import SiTok
 from ..modules.flow_matching import guided
+from ..modules.istft import inverse_dft_kernel, overlap_add
 from ..vocoder.vocos import Vocos
 
 FORMAT = "speechtok-onnx-v1"
@@ -109,20 +110,13 @@ class VocosGraph(nn.Module):
         super().__init__()
         self.vocos = vocos
         n_fft = vocos.config.mel.n_fft
-        bins = torch.arange(n_fft // 2 + 1, dtype=torch.float64)
-        weight = torch.full_like(bins, 2.0)
-        weight[0] = weight[-1] = 1.0  # DC and Nyquist appear once in a real inverse DFT (their imaginary part is ignored)
-        angle = 2 * math.pi * bins[:, None] * torch.arange(n_fft, dtype=torch.float64)[None] / n_fft
+        self.register_buffer("inverse_dft", inverse_dft_kernel(n_fft), persistent=False)  # [2·bins, 1, n_fft]
         window = torch.hann_window(n_fft, dtype=torch.float64)
-        inverse = torch.cat([weight[:, None] * angle.cos(), -weight[:, None] * angle.sin()]) * window / n_fft
-        self.register_buffer("inverse_dft", inverse[:, None, :].float(), persistent=False)  # [2·bins, 1, n_fft]
         self.register_buffer("window_square", (window ** 2).float().view(1, 1, n_fft), persistent=False)
 
     def forward(self, mel: torch.Tensor) -> torch.Tensor:
         hop, n_fft = self.vocos.hop_length, self.vocos.config.mel.n_fft
-        magnitude, phase = self.vocos.magnitude_phase(mel)
-        spectrum = torch.cat([magnitude * phase.cos(), magnitude * phase.sin()], dim=1)
-        wav = F.conv_transpose1d(spectrum, self.inverse_dft, stride=hop)
+        wav = overlap_add(*self.vocos.magnitude_phase(mel), self.inverse_dft, hop)
         envelope = F.conv_transpose1d(torch.ones_like(mel[:1, :1]), self.window_square, stride=hop)
         pad = (n_fft - hop) // 2
         return (wav / envelope.clamp(min=1e-8))[..., pad: pad + mel.shape[-1] * hop]

@@ -334,7 +334,7 @@ class HoliTok(PretrainedMixin, nn.Module):
 
     def render(self, latents: torch.Tensor, state: StreamState | None = None, *,
                dtype: torch.dtype | None = None) -> torch.Tensor:
-        """:meth:`synthesize` for inference: the same function through the folded BigVGAN decoder."""
+        """:meth:`synthesize` for inference: the BigVGAN decoder through its folded copy, the iSTFT head as is."""
         if isinstance(self.decoder, ISTFTDecoder):
             if dtype not in (None, self.latent_mean.dtype):
                 raise ConfigError("dtype: only the BigVGAN decoder head has a reduced-precision decode")

@@ -77,7 +77,7 @@ PRESETS: dict[str, HoliTokConfig] = {
         name="holitok-small", encoder_channels=(8, 16, 32, 64, 96, 128, 192), encoder_res_units=1,
         bottleneck_dim=256, lstm_layers=2, decoder_channels=(256, 128, 64, 32, 16, 8, 8),
         resblock_kernels=(3,), resblock_dilations=((1, 3),)),
-    # holitok-small's encoder and bottleneck with the iSTFT decoder head (decoder ~5 M parameters).
+    # holitok-small's encoder and bottleneck with the iSTFT decoder head (decoder 3.6 M parameters).
     "holitok-small-istft": HoliTokConfig(
         name="holitok-small-istft", encoder_channels=(8, 16, 32, 64, 96, 128, 192), encoder_res_units=1,
         bottleneck_dim=256, lstm_layers=2, decoder_head="istft", istft_dim=256, istft_layers=6),

@@ -7,7 +7,7 @@ channel-first depthwise convolutions (the anti-alias filters around every SnakeB
 path, and narrow late-stage convolutions run at a fraction of the machine's matmul speed.
 
 :class:`InferenceDecoder` reads a trained decoder once (weight norm folded into plain weights,
-SnakeBeta's α and 1/β precomputed) and keeps every signal channels-last as ``[B, C, 1, T]``, the
+SnakeBeta's α and β^-½ precomputed) and keeps every signal channels-last as ``[B, C, 1, T]``, the
 layout in which oneDNN runs both the dense and the depthwise convolutions fast. It honours the
 same :class:`StreamState` as the reference decoder, so streaming decode uses it too, and its output
 equals the reference's up to float rounding (``tests/test_holitok_inference.py``).

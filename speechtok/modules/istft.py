@@ -22,6 +22,27 @@ from ..errors import ConfigError
 from .conv import StreamState
 
 
+def inverse_dft_kernel(n_fft: int) -> torch.Tensor:
+    """The real inverse DFT times a periodic Hann window, as a transposed-convolution kernel ``[2·bins, 1, n_fft]``.
+
+    Applied with :func:`overlap_add` to ``real ‖ imaginary`` spectra it inverts, windows and
+    overlap-adds every frame in one operation, with no complex tensors (so ONNX exports it).
+    """
+    window = torch.hann_window(n_fft, dtype=torch.float64)
+    bins = torch.arange(n_fft // 2 + 1, dtype=torch.float64)
+    weight = torch.full_like(bins, 2.0)
+    weight[0] = weight[-1] = 1.0  # DC and Nyquist appear once in a real inverse DFT (their imaginary part is ignored)
+    angle = 2 * math.pi * bins[:, None] * torch.arange(n_fft, dtype=torch.float64)[None] / n_fft
+    inverse = torch.cat([weight[:, None] * angle.cos(), -weight[:, None] * angle.sin()]) * window / n_fft
+    return inverse[:, None, :].float()
+
+
+def overlap_add(magnitude: torch.Tensor, phase: torch.Tensor, kernel: torch.Tensor, hop: int) -> torch.Tensor:
+    """Spectra ``[B, bins, F]`` (magnitude, phase) → windowed overlap-add ``[B, 1, (F − 1)·hop + n_fft]``."""
+    spectrum = torch.cat([magnitude * phase.cos(), magnitude * phase.sin()], dim=1)
+    return nn.functional.conv_transpose1d(spectrum, kernel, stride=hop)
+
+
 class CausalISTFT(nn.Module):
     """Log-magnitude and phase ``[B, n_fft/2 + 1, F]`` each → waveform ``[B, 1, F·hop]``.
 
@@ -34,14 +55,8 @@ class CausalISTFT(nn.Module):
         if n_fft % hop or n_fft // hop < 3 or n_fft % 2:
             raise ConfigError(f"causal iSTFT: n_fft {n_fft} must be an even multiple of hop {hop}, at least 3×")
         self.n_fft, self.hop, self.log_magnitude_max = n_fft, hop, log_magnitude_max
+        self.register_buffer("inverse_dft", inverse_dft_kernel(n_fft), persistent=False)
         window = torch.hann_window(n_fft, dtype=torch.float64)
-        bins = torch.arange(n_fft // 2 + 1, dtype=torch.float64)
-        weight = torch.full_like(bins, 2.0)
-        weight[0] = weight[-1] = 1.0  # DC and Nyquist appear once in a real inverse DFT
-        angle = 2 * math.pi * bins[:, None] * torch.arange(n_fft, dtype=torch.float64)[None] / n_fft
-        inverse = torch.cat([weight[:, None] * angle.cos(), -weight[:, None] * angle.sin()]) * window / n_fft
-        self.register_buffer("inverse_dft", inverse[:, None, :].float(), persistent=False)  # [2·bins, 1, n_fft]
-        self.register_buffer("window", window.float(), persistent=False)
         self.envelope = float((window ** 2).view(-1, hop).sum(0).mean())  # constant: 1.5 at n_fft = 4·hop
 
     @property
@@ -53,9 +68,7 @@ class CausalISTFT(nn.Module):
         tail_len = self.n_fft - self.hop
         if frames:
             magnitude = torch.exp(log_magnitude.float().clamp(max=self.log_magnitude_max))
-            phase = phase.float()
-            spectrum = torch.cat([magnitude * phase.cos(), magnitude * phase.sin()], dim=1)
-            wav = nn.functional.conv_transpose1d(spectrum, self.inverse_dft, stride=self.hop)[:, 0]
+            wav = overlap_add(magnitude, phase.float(), self.inverse_dft, self.hop)[:, 0]
         else:  # a stream call before any frame is ready
             wav = log_magnitude.new_zeros(b, tail_len, dtype=torch.float32)
         if state is not None:  # add what earlier frames left beyond their own blocks
