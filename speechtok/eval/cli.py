@@ -19,7 +19,9 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
             f" ({', '.join(CODECS)}), a SiTok checkpoint directory or a bundled model name."
         ),
     )
-    p.add_argument("--systems", required=True, help="comma-separated systems, e.g. identity,codec2-700c,opus-6k")
+    p.add_argument("--systems", required=True,
+                   help="comma-separated systems, e.g. identity,codec2-700c,opus-6k; a SiTok checkpoint may carry "
+                        "its own decoding settings, e.g. sitok-default@steps=4@cfg=1")
     p.add_argument("--data", required=True, help="manifest.tsv (path, seconds, speaker, transcript)")
     p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR", help="report folder (created)")
     p.add_argument(

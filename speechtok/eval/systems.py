@@ -4,11 +4,15 @@ A system name resolves, in order, to: ``identity`` (the reference itself, so eve
 judges' floor), a classical codec from :mod:`~speechtok.eval.codecs`, ``vocoder:<griffin-lim or a
 vocoder checkpoint>`` (copy synthesis of the reference's mel: the vocoder's ceiling), or a
 checkpoint (a directory or bundled name) of SiTok or HoliTok.
+
+A SiTok checkpoint may carry its own decoding settings as ``@key=value`` suffixes, e.g.
+``sitok-default@steps=4@cfg=1``, so that one report compares one model decoded several ways; they
+override ``--steps``/``--cfg``/``--vocoder`` for that entry and are part of its name.
 """
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Protocol, Sequence
@@ -103,13 +107,14 @@ class SiTokSystem:
     steps: int | None = None
     cfg: float | None = None
     seed: int = 0
+    suffix: str = ""  # the entry's own ``@key=value`` settings, kept in its name
 
     @property
     def name(self) -> str:
         vocoder = self.vocoder or self.model.vocoder_source
         if vocoder is None:
             raise EvalError(f"{self.source} has no neural vocoder of its own: choose one (e.g. --vocoder griffin-lim)")
-        return f"{checkpoint_label(self.source)}+{Path(vocoder).name}"
+        return f"{checkpoint_label(self.source)}+{Path(vocoder).name}{self.suffix}"
 
     @cached_property
     def model(self) -> Any:
@@ -266,9 +271,36 @@ def builtin_names() -> list[str]:
     return ["identity", *CODECS]
 
 
+_SETTINGS = {"steps": int, "cfg": float, "vocoder": str}
+
+
+def split_settings(spec: str) -> tuple[str, dict[str, Any]]:
+    """``"NAME@steps=4@cfg=1"`` → ``("NAME", {"steps": 4, "cfg": 1.0})``; a name without ``@`` has none."""
+    source, *parts = spec.split("@")
+    settings: dict[str, Any] = {}
+    for part in parts:
+        key, sep, value = part.partition("=")
+        if not sep or key not in _SETTINGS or not value:
+            raise EvalError(f"system {spec!r}: '@{part}' is not one of "
+                            f"{', '.join(f'@{k}=...' for k in _SETTINGS)}")
+        try:
+            settings[key] = _SETTINGS[key](value)
+        except ValueError:
+            raise EvalError(f"system {spec!r}: @{key} needs a number, got {value!r}") from None
+    if not source:
+        raise EvalError(f"system {spec!r}: no checkpoint before '@'")
+    return source, settings
+
+
 def get_system(spec: str, *, vocoder: str | None = None, steps: int | None = None,
                cfg: float | None = None) -> System:
     """Resolve one ``--systems`` entry (see the module docstring for the order)."""
+    if "@" in spec:
+        source, settings = split_settings(spec)
+        system = get_system(source, vocoder=vocoder, steps=steps, cfg=cfg)
+        if not isinstance(system, SiTokSystem):
+            raise EvalError(f"system {spec!r}: @-settings apply to SiTok checkpoints only")
+        return replace(system, **settings, suffix=spec[len(source):])
     if spec == "identity":
         return IdentitySystem()
     if spec in CODECS:

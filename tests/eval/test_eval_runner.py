@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 
 from speech_clips import TEST_DATA
+from speechtok.audio import load_audio
 from speechtok.cli import main as cli_main
 from speechtok.data.manifest import Utterance, write_manifest
 from speechtok.eval import evaluate
@@ -202,6 +203,27 @@ def test_sitok_checkpoint_is_a_system_with_token_statistics(manifest, tmp_path):
     assert 0 < row["codebook_usage"] <= tokens / 65536
     assert 0 <= row["codebook_entropy"] <= np.log2(tokens)
     assert 0.0 <= row["stoi"] < 0.9  # random weights cannot reconstruct speech
+
+
+def test_one_report_compares_a_checkpoint_decoded_with_its_own_settings(manifest, tmp_path, capsys):
+    from speechtok.models.sitok import SiTok
+
+    checkpoint = str(SiTok.from_preset("sitok-tiny").save_pretrained(tmp_path / "tiny"))
+    result = evaluate([f"{checkpoint}@steps=1", f"{checkpoint}@steps=2@cfg=1"], manifest, tmp_path / "report",
+                      metrics="stoi", limit=1, vocoder="griffin-lim", html=False, progress=False)
+    assert not result.failures, result.failures
+    assert [row["system"] for row in result.rows] == ["tiny+griffin-lim@steps=1", "tiny+griffin-lim@steps=2@cfg=1"]
+    described = result.meta["systems"]
+    assert (described["tiny+griffin-lim@steps=1"]["steps"], described["tiny+griffin-lim@steps=1"]["cfg"]) == (1, None)
+    assert (described["tiny+griffin-lim@steps=2@cfg=1"]["steps"], described["tiny+griffin-lim@steps=2@cfg=1"]["cfg"]) == (2, 1.0)
+    audio = [np.asarray(load_audio(tmp_path / "report" / r["audio"])[0]) for r in result.records]
+    assert not np.array_equal(*audio)  # the settings reached the decoder
+    for bad, message in ((f"{checkpoint}@step=4", "'@step=4' is not one of @steps=..., @cfg=..., @vocoder=..."),
+                         (f"{checkpoint}@steps=four", "@steps needs a number, got 'four'"),
+                         ("codec2-700c@steps=4", "@-settings apply to SiTok checkpoints only")):
+        assert cli_main(["eval", "--systems", bad, "--data", str(manifest), "-o", str(tmp_path / "bad")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "bad").exists()
 
 
 def test_cli_runs_and_rejects_bad_input_in_one_line(manifest, tmp_path, capsys):
