@@ -130,33 +130,11 @@ def test_flow_kl_starts_gaussian_and_stays_causal():
     assert closed > 0
 
 
-class ToyTeacher:
-    """A frozen random projection of the waveform's frames: stands in for WavLM / x-vector."""
-
-    sample_rate = 16000
-    frame_dim = 12
-    utterance_dim = 6
-
-    def __init__(self) -> None:
-        self.proj = torch.randn(320, 12, generator=torch.Generator().manual_seed(0))
-
-    def frame_features(self, wav):
-        frames = wav[:, 0, : wav.shape[-1] // 320 * 320].reshape(wav.shape[0], -1, 320)
-        return frames @ self.proj
-
-    def utterance_embedding(self, wav):
-        return self.frame_features(wav).mean(1)[:, :6]
-
-
-def toy_teacher():
-    return ToyTeacher()
-
-
 def test_a_teacher_plugs_into_stage_three(real_manifest, tmp_path):
-    from speechtok.models.holitok_semantic import load_teacher
+    from speechtok.data.teacher import load_teacher
 
     config = tmp_path / "t.yaml"
-    config.write_text(TINY.replace("objective:\n", "objective:\n  teacher: test_holitok_training:toy_teacher\n"))
+    config.write_text(TINY.replace("objective:\n", "objective:\n  teacher: toy_teacher:toy_teacher\n"))
     assert main(["train", "--preset", "holitok-tiny", "--stage", "3", "--data", str(real_manifest),
                  "--config", str(config), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
     record = _records(tmp_path / "run")[0]

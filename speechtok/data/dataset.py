@@ -11,17 +11,19 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..audio import load_audio
+from ..audio import load_audio, resample
 from ..errors import DataError
 from ..mel import MelSpectrogram
 from ..text import Vocabulary
 from .manifest import Utterance
+from .teacher import Teacher
 
 
 @dataclass
 class Example:
     mel: torch.Tensor  # [n_mels, F]
     labels: list[int]  # empty when there is no usable transcript
+    teacher: torch.Tensor | None = None  # [F, D]: a teacher's features resampled to the mel frames
 
 
 @dataclass
@@ -30,6 +32,7 @@ class Batch:
     frame_lengths: torch.Tensor  # [B]
     labels: torch.Tensor  # [B, L] padded with 0 (blank)
     label_lengths: torch.Tensor  # [B]; 0 = no CTC target
+    teacher: torch.Tensor | None = None  # [B, F, D] padded with 0, when the dataset has a teacher
 
     @property
     def seconds(self) -> float:
@@ -40,11 +43,13 @@ class MelDataset:
     """Loads each utterance once, keeps its mel in memory and crops long ones per epoch.
 
     A cropped utterance loses its transcript (the crop no longer matches the text), so it trains
-    the reconstruction objective only.
+    the reconstruction objective only. With a ``teacher`` each utterance's frame features are
+    computed once on the whole utterance, resampled to the mel frames and kept (fp16) beside the mel,
+    so a crop keeps a dense target even without its transcript.
     """
 
     def __init__(self, utterances: list[Utterance], mel: MelSpectrogram, vocabulary: Vocabulary,
-                 max_seconds: float, seed: int = 0) -> None:
+                 max_seconds: float, seed: int = 0, teacher: Teacher | None = None) -> None:
         if not utterances:
             raise DataError("no utterances to train on")
         self.utterances = utterances
@@ -52,7 +57,8 @@ class MelDataset:
         self.vocabulary = vocabulary
         self.max_frames = int(max_seconds * mel.cfg.frame_rate)
         self.seed = seed
-        self._cache: dict[int, tuple[torch.Tensor, list[int]]] = {}
+        self.teacher = teacher
+        self._cache: dict[int, tuple[torch.Tensor, list[int], torch.Tensor | None]] = {}
 
     def __len__(self) -> int:
         return len(self.utterances)
@@ -61,24 +67,34 @@ class MelDataset:
         cap = self.max_frames / self.mel.cfg.frame_rate
         return [min(u.seconds, cap) for u in self.utterances]
 
-    def _load(self, index: int) -> tuple[torch.Tensor, list[int]]:
+    def _load(self, index: int) -> tuple[torch.Tensor, list[int], torch.Tensor | None]:
         if index not in self._cache:
             utt = self.utterances[index]
-            wav, _ = load_audio(utt.path, self.mel.cfg.sample_rate)
+            wav, rate = load_audio(utt.path, self.mel.cfg.sample_rate)
             with torch.no_grad():  # on the front-end's device (the training GPU), kept on the CPU
                 mel = self.mel(torch.from_numpy(wav)[None, None].to(self.mel.device))[0].cpu()
             labels = self.vocabulary.encode(utt.transcript) if utt.transcript else []
-            self._cache[index] = (mel, labels)
+            features = None if self.teacher is None else self._teacher_features(wav, rate, mel.shape[-1])
+            self._cache[index] = (mel, labels, features)
         return self._cache[index]
 
+    def _teacher_features(self, wav: np.ndarray, rate: int, frames: int) -> torch.Tensor:
+        """The teacher's features ``[frames, D]`` on the mel's frame grid (linear interpolation)."""
+        with torch.no_grad():
+            audio = torch.from_numpy(resample(wav, rate, self.teacher.sample_rate))[None, None]
+            features = self.teacher.frame_features(audio)[0].float()  # [frames', D]
+            features = torch.nn.functional.interpolate(features.T[None], size=frames, mode="linear")[0].T
+        return features.to(torch.float16).contiguous()
+
     def get(self, index: int, epoch: int) -> Example:
-        mel, labels = self._load(index)
+        mel, labels, features = self._load(index)
         frames = mel.shape[-1]
         if frames <= self.max_frames:
-            return Example(mel, labels)
+            return Example(mel, labels, features)
         rng = np.random.default_rng([self.seed, epoch, index])
         start = int(rng.integers(0, frames - self.max_frames + 1))
-        return Example(mel[:, start:start + self.max_frames], [])
+        crop = slice(start, start + self.max_frames)
+        return Example(mel[:, crop], [], None if features is None else features[crop])
 
 
 @dataclass
@@ -194,7 +210,12 @@ def collate(examples: list[Example], silence: float) -> Batch:
     labels = torch.zeros(len(examples), max(1, int(label_lengths.max())), dtype=torch.long)
     for i, e in enumerate(examples):
         labels[i, : len(e.labels)] = torch.tensor(e.labels, dtype=torch.long)
-    return Batch(mel, frames, labels, label_lengths)
+    teacher = None
+    if examples[0].teacher is not None:
+        teacher = torch.zeros(len(examples), int(frames.max()), examples[0].teacher.shape[-1])
+        for i, e in enumerate(examples):
+            teacher[i, : e.teacher.shape[0]] = e.teacher.float()
+    return Batch(mel, frames, labels, label_lengths, teacher)
 
 
 __all__ = ["Batch", "DurationBatcher", "Example", "MelDataset", "Segment", "SegmentDataset", "collate"]

@@ -1,4 +1,5 @@
-"""Moonshine base-en as a second, independent listener: pseudo-labels and the synthetic-speech gate.
+"""Moonshine base-en as a second, independent listener: pseudo-labels, the synthetic-speech gate,
+and (its encoder's output) a frame-level teacher for semantic distillation.
 
 Whisper is the evaluation judge, so it must never shape the training data; Moonshine is not a
 Whisper derivative. Its ``moonshine-cpp`` wrapper once failed to return under load, so this runs
@@ -24,6 +25,7 @@ _BOS, _EOS = 1, 2
 _LAYERS, _HEADS, _HEAD_DIM = 8, 8, 52
 _TOKENS_PER_SECOND = 6
 _MAX_SECONDS, _PAD_SECONDS = 63.5, 0.25
+_MIN_SAMPLES = 1024  # the encoder's convolution stem needs a few hundred samples
 INSTALL_HINT = "pip install 'speechtok[data]'"
 _LETTER_RUN = re.compile(r"\b[a-z](?: [a-z]\b)+")
 
@@ -89,6 +91,47 @@ class Moonshine:
             if time.monotonic() > deadline:
                 raise DataError(f"Moonshine did not finish within {self.timeout_s:.0f} s")
         return self._tokenizer.decode(tokens).strip()
+
+
+    def encoder_features(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
+        """The encoder's last hidden states ``[frames, 416]`` (about 41.7 per second) of mono audio:
+        what the decoder reads, so they carry the words. No padding, so frames stay aligned."""
+        audio = resample(np.asarray(wav, dtype=np.float32), sample_rate, SAMPLE_RATE)
+        if audio.size / SAMPLE_RATE > _MAX_SECONDS:
+            raise DataError(f"Moonshine takes at most {_MAX_SECONDS:.0f} s of audio, got {audio.size / SAMPLE_RATE:.1f} s")
+        audio = np.pad(audio, (0, max(0, _MIN_SAMPLES - audio.size)))
+        return self._encoder.run(None, {"input_values": audio[None]})[0][0]
+
+
+class MoonshineTeacher:
+    """Moonshine's encoder as a :class:`~speechtok.data.teacher.Teacher` (frame features only).
+
+    Moonshine is not the evaluation's judge (Whisper) nor derived from it, so distilling it does not
+    train against the metric; it was trained on far more speech than this project has."""
+
+    sample_rate = SAMPLE_RATE
+    frame_dim = _HEADS * _HEAD_DIM  # 416
+    utterance_dim = 0
+
+    def __init__(self) -> None:
+        self._model = Moonshine(threads=1)
+
+    def frame_features(self, wav: Any) -> Any:
+        """``[B, 1, T]`` at 16 kHz → ``[B, frames, 416]``, each item on its own (the encoder is not
+        causal: padding one item to another's length would change its features)."""
+        import torch
+
+        items = [torch.from_numpy(self._model.encoder_features(w.reshape(-1).float().cpu().numpy(), SAMPLE_RATE))
+                 for w in wav]
+        return torch.nn.utils.rnn.pad_sequence(items, batch_first=True)
+
+    def utterance_embedding(self, wav: Any) -> None:
+        return None
+
+
+def teacher() -> MoonshineTeacher:
+    """``teacher: speechtok.data.moonshine:teacher`` in a training config."""
+    return MoonshineTeacher()
 
 
 @functools.lru_cache(maxsize=1)

@@ -6,57 +6,19 @@ pluggable:
 
 * a CTC head (the shared causal transformer) that reads text or phonemes from the latents;
 * a speaker-ID classifier on the latents pooled over time (labels from the manifest);
-* :class:`Teacher`: anything with ``frame_features`` and/or ``utterance_embedding``. Linear heads
+* a :class:`~speechtok.data.teacher.Teacher`: anything with ``frame_features`` and/or
+  ``utterance_embedding`` (e.g. ``speechtok.data.moonshine:teacher``). Linear heads
   on the latents are trained to match them by cosine similarity (frame features are interpolated
   to the 25 Hz latent rate). A user with WavLM / x-vector weights plugs them in as
   ``objective.teacher: package.module:factory``.
-
-The evaluation's judges (Whisper, Resemblyzer, DNSMOS) are refused as teachers: training against
-the metric would game it.
 """
 from __future__ import annotations
-
-import importlib
-from typing import Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from ..errors import ConfigError
+from ..modules.distillation import cosine_distance
 from ..modules.transformer import Transformer, TransformerConfig
-
-FORBIDDEN_TEACHER_MODULES = ("speechtok.eval", "faster_whisper", "resemblyzer", "speechmos")
-
-
-@runtime_checkable
-class Teacher(Protocol):
-    """A frozen model whose features the latents should predict (either method may return None)."""
-
-    sample_rate: int
-    frame_dim: int  # 0 = no frame-level features
-    utterance_dim: int  # 0 = no utterance embedding
-
-    def frame_features(self, wav: torch.Tensor) -> torch.Tensor | None:  # [B, 1, T] → [B, frames, frame_dim]
-        ...
-
-    def utterance_embedding(self, wav: torch.Tensor) -> torch.Tensor | None:  # [B, 1, T] → [B, utterance_dim]
-        ...
-
-
-def load_teacher(spec: str) -> Teacher:
-    """``package.module:factory`` → a :class:`Teacher` (refusing the evaluation's judges)."""
-    module_name, _, attr = spec.partition(":")
-    if not attr:
-        raise ConfigError(f"teacher {spec!r}: expected 'package.module:factory'")
-    if module_name.startswith(FORBIDDEN_TEACHER_MODULES):
-        raise ConfigError(f"teacher {spec!r}: the evaluation's judge models must not be trained against")
-    try:
-        teacher = getattr(importlib.import_module(module_name), attr)()
-    except (ImportError, AttributeError) as exc:
-        raise ConfigError(f"teacher {spec!r}: cannot import ({exc})") from None
-    if not isinstance(teacher, Teacher):
-        raise ConfigError(f"teacher {spec!r}: needs sample_rate, frame_dim, utterance_dim, frame_features, utterance_embedding")
-    return teacher
 
 
 class SemanticHeads(nn.Module):
@@ -93,8 +55,7 @@ class SemanticHeads(nn.Module):
             out["speaker_acc"] = (logits.argmax(-1) == speakers).float().mean().detach()
         if self.frame_head is not None and teacher_frames is not None:
             target = nn.functional.interpolate(teacher_frames.transpose(1, 2), size=x.shape[1], mode="linear").transpose(1, 2)
-            cos = nn.functional.cosine_similarity(self.frame_head(x), target, dim=-1)
-            out["teacher_frame"] = ((1 - cos) * mask).sum() / mask.sum().clamp(min=1)
+            out["teacher_frame"] = cosine_distance(self.frame_head(x), target, mask)
         if self.utterance_head is not None and teacher_utterance is not None:
             out["teacher_utterance"] = (1 - nn.functional.cosine_similarity(self.utterance_head(pooled), teacher_utterance, dim=-1)).mean()
         return out

@@ -26,6 +26,7 @@ from ..waveform import check_waveform, prepare_batch
 from ..checkpoint import LoadedCheckpoint
 from ..errors import CheckpointError, ConfigError
 from ..mel import MelConfig, MelSpectrogram
+from ..modules.distillation import cosine_distance
 from ..modules.flow_matching import (StepEmbedding, TimestepEmbedding, euler_integrate_indexed, flow_pair, guided,
                                       on_prefix_path, time_grid)
 from ..modules.transformer import Transformer, TransformerConfig
@@ -92,6 +93,7 @@ class SiTok(PretrainedMixin, nn.Module):
         self.vocabulary = get_vocabulary(c.ctc_vocab)
         self.ctc_head = Transformer(TransformerConfig(c.dim, c.ctc_layers, c.heads, c.mlp_dim, causal=True))
         self.ctc_out = nn.Linear(c.dim, len(self.vocabulary) * c.ctc_upsample)
+        self.teacher_head = nn.Linear(c.dim, c.teacher_dim) if c.teacher_dim else None
         self.time_embed = TimestepEmbedding(c.time_embed_dim, c.dim)
         self.decoder_in = nn.Linear(stacked, c.dim)
         # With a light-weight head the body runs once per decode on the tokens: it sees no x_t nor t.
@@ -241,11 +243,12 @@ class SiTok(PretrainedMixin, nn.Module):
         return logits.view(b, t * self.config.ctc_upsample, len(self.vocabulary)).log_softmax(-1)
 
     def forward(self, mel: torch.Tensor, frame_lengths: torch.Tensor, labels: torch.Tensor,
-               label_lengths: torch.Tensor) -> dict[str, torch.Tensor]:
+                label_lengths: torch.Tensor, teacher: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """Training losses for a batch of normalised mel ``[B, n_mels, F]``.
 
         ``labels`` ``[B, L]`` are CTC label ids, ``label_lengths`` ``[B]`` their lengths; items with
-        length 0 (no transcript) are left out of the CTC term.
+        length 0 (no transcript) are left out of the CTC term. ``teacher`` ``[B, F, D]`` are a
+        teacher's features on the mel frames (a model with a teacher head).
         """
         c = self.config
         x, token_mask, value_mask = self.stack(mel, frame_lengths)
@@ -268,6 +271,10 @@ class SiTok(PretrainedMixin, nn.Module):
         total = flow + enc.quant.loss + c.ctc_weight * ctc
         out = {"flow": flow, "vq": enc.quant.loss, "ctc": ctc,
                "perplexity": enc.quant.perplexity, "indices": enc.quant.indices[token_mask]}
+        if self.teacher_head is not None:
+            with torch.no_grad() if frozen else contextlib.nullcontext():
+                out["teacher"] = self._teacher_loss(enc.cond, token_mask, teacher)
+            total = total + c.teacher_weight * out["teacher"]
         if isinstance(enc.quant, ResidualQuantizerOutput):
             out.update({f"perplexity_{level}": p for level, p in enumerate(enc.quant.level_perplexity)})
         if c.shortcut:
@@ -299,10 +306,21 @@ class SiTok(PretrainedMixin, nn.Module):
         pred = self.velocity(x_t, t, cond, mask, double)
         return ((pred - target).abs() * weight).sum() / weight.sum().clamp(min=1)
 
+    def _teacher_loss(self, cond: torch.Tensor, token_mask: torch.Tensor, teacher: torch.Tensor | None) -> torch.Tensor:
+        """Cosine distance of the teacher head's prediction from each token's mean teacher feature."""
+        pred = self.teacher_head(cond)
+        if teacher is None:  # zero-weighted pass, as for CTC: DDP and exact resume need every gradient
+            return pred.sum() * 0.0
+        tokens, stack = cond.shape[1], self.config.stack
+        teacher = F.pad(teacher.to(pred.dtype), (0, 0, 0, tokens * stack - teacher.shape[1]))
+        target = teacher.view(teacher.shape[0], tokens, stack, -1).mean(2)
+        return cosine_distance(pred, target, token_mask)
+
     # ------------------------------------------------------------------- decoder-only fine-tuning
     def tokenizer_modules(self) -> tuple[nn.Module, ...]:
         """The parts that map audio to codes and codes to text: fixed by decoder-only fine-tuning."""
-        return (self.encoder_in, self.encoder, self.vq_in, self.quantizer, self.vq_out, self.ctc_head, self.ctc_out)
+        heads = (self.ctc_head, self.ctc_out) + ((self.teacher_head,) if self.teacher_head is not None else ())
+        return (self.encoder_in, self.encoder, self.vq_in, self.quantizer, self.vq_out) + heads
 
     def freeze_tokenizer(self) -> None:
         """Freeze encoder, quantiser (its EMA codebook too: the modules stay in eval mode) and CTC head,
@@ -314,7 +332,7 @@ class SiTok(PretrainedMixin, nn.Module):
     @property
     def finetune_additions(self) -> tuple[str, ...]:
         """Modules a fine-tuning run may add over its --init checkpoint (see ``FINETUNE_FIELDS``)."""
-        return ("step_embed",) if self.config.shortcut else ()
+        return (("step_embed",) if self.config.shortcut else ()) + (("teacher_head",) if self.config.teacher_dim else ())
 
     @property
     def tokenizer_frozen(self) -> bool:

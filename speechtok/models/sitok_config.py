@@ -56,15 +56,22 @@ class SiTokConfig:
     # Light-weight diffusion head (paper App. C.1): the first decoder_layers − decoder_head_layers layers
     # run once per decode on the token condition; only the last decoder_head_layers iterate with x_t.
     decoder_head_layers: int = 0  # 0 = every decoder layer iterates
+    # Semantic distillation (a deviation from the paper, which has only CTC): a linear head on the
+    # token condition is trained to point where a frozen teacher's frame features point (cosine),
+    # e.g. teacher "speechtok.data.moonshine:teacher"; teacher_dim is filled in from the teacher.
+    teacher: str | None = None
+    teacher_dim: int = 0
+    teacher_weight: float = 1.0
 
     #: Decoding defaults: they change no weight, so fine-tuning may start from a checkpoint that differs in them.
     INFERENCE_FIELDS: ClassVar[tuple[str, ...]] = ("sample_steps", "cfg_scale")
     #: Loss weights and training noise: a fine-tune may change them too (e.g. a stronger CTC weight).
     OBJECTIVE_FIELDS: ClassVar[tuple[str, ...]] = ("ctc_weight", "token_drop", "codebook_dropout", "vq_commitment",
-                                                   "vq_decay", "vq_dead_threshold")
+                                                   "vq_decay", "vq_dead_threshold", "teacher_weight")
     #: Fields a fine-tuning run may switch on over its --init checkpoint: they add freshly initialised
-    #: modules (the step-size embedding) that the source checkpoint lacks.
-    FINETUNE_FIELDS: ClassVar[tuple[str, ...]] = ("shortcut", "shortcut_fraction", "shortcut_levels")
+    #: modules (the step-size embedding, the teacher head) that the source checkpoint lacks.
+    FINETUNE_FIELDS: ClassVar[tuple[str, ...]] = ("shortcut", "shortcut_fraction", "shortcut_levels", "teacher",
+                                                  "teacher_dim")
 
     def __post_init__(self) -> None:
         if self.quantizer == "bsq" and self.codebook_size & (self.codebook_size - 1):
@@ -79,6 +86,8 @@ class SiTokConfig:
         if not 0 <= self.decoder_head_layers < self.decoder_layers:
             raise ConfigError(f"{self.name}: decoder_head_layers must lie in 0..{self.decoder_layers - 1}"
                               f" (decoder_layers - 1), got {self.decoder_head_layers}")
+        if self.teacher_dim < 0 or (self.teacher_dim and not self.teacher):
+            raise ConfigError(f"{self.name}: teacher_dim {self.teacher_dim} needs a teacher (package.module:factory)")
         if not 0 < self.shortcut_fraction <= 1 or self.shortcut_levels < 1:
             raise ConfigError(f"{self.name}: shortcut_fraction must lie in (0, 1] and shortcut_levels be >= 1")
 

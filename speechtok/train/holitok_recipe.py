@@ -24,9 +24,10 @@ from torch import nn
 
 from ..data.dataset import Segment, SegmentDataset
 from ..data.manifest import Utterance
+from ..data.teacher import Teacher, load_teacher
 from ..errors import ConfigError
 from ..models.holitok import MODEL_KIND, HoliTok
-from ..models.holitok_semantic import SemanticHeads, Teacher, load_teacher
+from ..models.holitok_semantic import SemanticHeads
 from ..modules.discriminators import DiscriminatorConfig, Discriminators
 from ..modules.flows import LatentFlow, flow_kl
 from ..modules.gan_losses import MultiResolutionMelLoss, discriminator_loss, generator_gan_losses
@@ -54,7 +55,7 @@ class HoliTokObjective:
     ctc_dim: int = 128
     ctc_layers: int = 2
     speaker_weight: float = 1.0
-    teacher: str | None = None  # package.module:factory returning a speechtok.models.holitok_semantic.Teacher
+    teacher: str | None = None  # package.module:factory returning a speechtok.data.teacher.Teacher
     teacher_frame_weight: float = 1.0
     teacher_utterance_weight: float = 1.0
 

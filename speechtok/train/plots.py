@@ -22,6 +22,7 @@ SITOK_PANELS: tuple[Panel, ...] = (
     ("codebook_usage", None, "codebook usage (fraction of codes used recently)"),
     ("perplexity", None, "code perplexity per batch"),
     ("valid_ctc_cer", None, "validation greedy-CTC CER"),
+    ("teacher", "valid_teacher", "teacher distillation (1 − cos)"),
     ("lr", None, "learning rate"),
 )
 

@@ -1,4 +1,5 @@
-"""SiTok's training recipe: L1 flow matching + VQ commitment + ``ctc_weight`` × CTC on log-mel.
+"""SiTok's training recipe: L1 flow matching + VQ commitment + ``ctc_weight`` × CTC on log-mel
+(+ ``teacher_weight`` × distillation of a teacher's frame features, when the config names one).
 
 Two stages (``objective.stage`` or ``--stage``): ``full`` trains everything; ``decoder`` fine-tunes
 the flow-matching decoder of a trained tokenizer (``--init``) while the encoder, the quantiser, the
@@ -6,6 +7,7 @@ token projection ``vq_out`` and the CTC head stay exactly as loaded, so its code
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Callable, Literal
 
@@ -14,6 +16,8 @@ from torch import nn
 
 from ..data.dataset import Batch, DurationBatcher, MelDataset, collate
 from ..data.manifest import Utterance
+from ..data.teacher import Teacher, load_teacher
+from ..errors import ConfigError
 from ..models.sitok import MODEL_KIND, SiTok
 from .plots import SITOK_PANELS
 from .recipe import Recipe
@@ -32,8 +36,24 @@ class SiTokRecipe(Recipe):
     kind = MODEL_KIND
     objective_class = SiTokObjective
     stages = ("full", "decoder")
-    progress_keys = ("loss", "flow", "ctc", "shortcut", "codebook_usage")
+    progress_keys = ("loss", "flow", "ctc", "teacher", "shortcut", "codebook_usage")
     plot_panels = SITOK_PANELS
+
+    def __init__(self, model_config: Any, train: Any, objective: SiTokObjective | None = None) -> None:
+        super().__init__(model_config, train, objective)
+        self.teacher: Teacher | None = load_teacher(model_config.teacher) if model_config.teacher else None
+
+    @classmethod
+    def complete_model_config(cls, model_config: Any) -> Any:
+        """A teacher's feature size sizes the teacher head: filled in here, or checked."""
+        if not model_config.teacher:
+            return model_config
+        frame_dim = load_teacher(model_config.teacher).frame_dim
+        if not frame_dim:
+            raise ConfigError(f"teacher {model_config.teacher!r}: has no frame features to distil")
+        if model_config.teacher_dim not in (0, frame_dim):
+            raise ConfigError(f"teacher_dim {model_config.teacher_dim} differs from the teacher's {frame_dim} features")
+        return dataclasses.replace(model_config, teacher_dim=frame_dim)
 
     def build_model(self) -> SiTok:
         # Step at which each entry of each codebook was last chosen: [codebooks, codebook_size].
@@ -45,7 +65,7 @@ class SiTokRecipe(Recipe):
         return model
 
     def dataset(self, rows: list[Utterance], model: nn.Module) -> MelDataset:
-        return MelDataset(rows, model.mel, model.vocabulary, self.train.max_seconds, self.train.seed)
+        return MelDataset(rows, model.mel, model.vocabulary, self.train.max_seconds, self.train.seed, self.teacher)
 
     def collate(self, examples: list[Any], model: nn.Module) -> Batch:
         return collate(examples, model.mel.silence_value)
@@ -57,7 +77,9 @@ class SiTokRecipe(Recipe):
                step: int) -> dict[str, torch.Tensor]:
         model = modules["model"]
         dev = next(model.parameters()).device
-        return model(batch.mel.to(dev), batch.frame_lengths.to(dev), batch.labels.to(dev), batch.label_lengths.to(dev))
+        teacher = None if batch.teacher is None else batch.teacher.to(dev)
+        return model(batch.mel.to(dev), batch.frame_lengths.to(dev), batch.labels.to(dev), batch.label_lengths.to(dev),
+                     teacher)
 
     # ------------------------------------------------------------------------ codebook usage
     def after_step(self, step: int, out: dict[str, torch.Tensor], reduce: Callable[[torch.Tensor], torch.Tensor]) -> None:
@@ -87,6 +109,8 @@ class SiTokRecipe(Recipe):
                  device: torch.device, sharded: bool) -> dict[str, float]:
         """Flow and CTC loss with fixed noise, plus the greedy-CTC character error rate."""
         totals = {"valid_flow": 0.0, "valid_ctc": 0.0}
+        if self.teacher is not None:
+            totals["valid_teacher"] = 0.0
         edits = chars = 0
         batches = DurationBatcher(data.durations(), self.train.batch_seconds, seed=0).epoch(0)
         with torch.random.fork_rng(devices=[]):
@@ -96,6 +120,8 @@ class SiTokRecipe(Recipe):
                 out = self.losses(modules, batch, "model", {}, 0)
                 totals["valid_flow"] += float(out["flow"]) / len(batches)
                 totals["valid_ctc"] += float(out["ctc"]) / len(batches)
+                if "valid_teacher" in totals:
+                    totals["valid_teacher"] += float(out["teacher"]) / len(batches)
                 if not sharded:  # the greedy CER probe calls submodules directly: not under FSDP
                     e, n = ctc_errors(model, batch, device)
                     edits, chars = edits + e, chars + n
