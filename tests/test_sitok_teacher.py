@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -92,3 +93,5 @@ def test_moonshine_features_follow_the_mel_frames_through_crops(real_manifest):
     crop = data.get(0, epoch=3)
     start = next(i for i in range(mel.shape[-1]) if torch.equal(mel[:, i:i + crop.mel.shape[-1]], crop.mel))
     assert torch.equal(crop.teacher, features[start:start + crop.mel.shape[-1]])
+    long = teacher()._model.encoder_features(np.zeros(16000 * 70, np.float32) + 0.01, 16000)  # over the 64 s limit
+    assert abs(long.shape[0] - 16000 * 70 / 384) < 8 and long.shape[1] == 416

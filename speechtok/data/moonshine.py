@@ -26,6 +26,7 @@ _LAYERS, _HEADS, _HEAD_DIM = 8, 8, 52
 _TOKENS_PER_SECOND = 6
 _MAX_SECONDS, _PAD_SECONDS = 63.5, 0.25
 _MIN_SAMPLES = 1024  # the encoder's convolution stem needs a few hundred samples
+_FEATURE_WINDOW = 384 * 1250  # 30 s: long audio is encoded in windows of whole frames
 INSTALL_HINT = "pip install 'speechtok[data]'"
 _LETTER_RUN = re.compile(r"\b[a-z](?: [a-z]\b)+")
 
@@ -94,13 +95,14 @@ class Moonshine:
 
 
     def encoder_features(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
-        """The encoder's last hidden states ``[frames, 416]`` (about 41.7 per second) of mono audio:
-        what the decoder reads, so they carry the words. No padding, so frames stay aligned."""
+        """The encoder's last hidden states ``[frames, 416]`` (one per 384 samples at 16 kHz, 41.7 Hz)
+        of mono audio: what the decoder reads, so they carry the words. Not padded, so frames stay
+        aligned; audio of any length, in windows of ``_FEATURE_WINDOW`` samples (whole frames)."""
         audio = resample(np.asarray(wav, dtype=np.float32), sample_rate, SAMPLE_RATE)
-        if audio.size / SAMPLE_RATE > _MAX_SECONDS:
-            raise DataError(f"Moonshine takes at most {_MAX_SECONDS:.0f} s of audio, got {audio.size / SAMPLE_RATE:.1f} s")
-        audio = np.pad(audio, (0, max(0, _MIN_SAMPLES - audio.size)))
-        return self._encoder.run(None, {"input_values": audio[None]})[0][0]
+        windows = [audio[i:i + _FEATURE_WINDOW] for i in range(0, max(audio.size, 1), _FEATURE_WINDOW)]
+        return np.concatenate([
+            self._encoder.run(None, {"input_values": np.pad(w, (0, max(0, _MIN_SAMPLES - w.size)))[None]})[0][0]
+            for w in windows])
 
 
 class MoonshineTeacher:
