@@ -3,7 +3,8 @@
     python scripts/eval_table.py baseline   # classical codecs → docs/evaluation.md
     python scripts/eval_table.py quality    # sitok-default vs Codec2/Opus → README.md, docs/vocoder.md
                                             #   and the bundled checkpoint's `speechtok info`
-    options: [--data data/splits/dev.tsv] [-o runs/eval/<table>] [--metrics ...] [--limit N]
+    python scripts/eval_table.py few-step   # sitok-default at 16/8/4/2 steps, ± CFG → docs/sitok.md
+    options: [--data data/splits/dev.tsv] [-o runs/eval/<table>] [--metrics ...] [--limit N] [--workers N]
 
 Each runs ``speechtok eval`` (through :func:`speechtok.eval.evaluate`) and rewrites the block
 between the table's ``<!-- NAME:begin -->`` / ``<!-- NAME:end -->`` markers in its documents with
@@ -28,7 +29,9 @@ ROOT = Path(__file__).resolve().parents[1]
 @dataclass(frozen=True)
 class Table:
     marker: str
-    systems: tuple[str, ...]  # "identity", codec names, "vocoder:<name>", or "sitok:<checkpoint>[:<vocoder>]"
+    # "identity", codec names, "vocoder:<name>", "sitok:<checkpoint>[:<vocoder>]", or a SiTok checkpoint
+    # with its own decoding settings ("sitok-default@steps=4@cfg=1", see speechtok.eval.systems)
+    systems: tuple[str, ...]
     documents: tuple[str, ...]
     metrics: str | None = None  # None: speechtok eval's default set
     info_checkpoint: str | None = None  # bundled checkpoint whose `speechtok info` shows the table
@@ -44,6 +47,10 @@ TABLES = {
                       "codec2-700c", "codec2-1200", "opus-6k"),
                      ("README.md", "docs/vocoder.md"), metrics="wer,stoi,pesq,sim,dnsmos",
                      info_checkpoint="sitok-default"),
+    "few-step": Table("few-step-table",
+                      ("codec2-700c", "sitok-default", "sitok-default@steps=8", "sitok-default@steps=4",
+                       "sitok-default@steps=2", "sitok-default@steps=4@cfg=1", "sitok-default@steps=2@cfg=1"),
+                      ("docs/sitok.md",), metrics="wer,stoi,sim"),
 }
 
 
@@ -53,7 +60,7 @@ def resolve_systems(names: tuple[str, ...]) -> tuple[list, list[str]]:
         if name.startswith("sitok:"):
             _, checkpoint, *vocoder = name.split(":")
             systems.append(SiTokSystem(checkpoint, vocoder=vocoder[0] if vocoder else None))
-        elif name == "identity" or name.startswith("vocoder:") or not CODECS[name].missing():
+        elif name == "identity" or name.startswith("vocoder:") or "@" in name or not CODECS[name].missing():
             systems.append(name)
         else:
             skipped.append(name)
@@ -68,11 +75,13 @@ def main() -> int:
                         " that systems in both are computed once)")
     parser.add_argument("--metrics", help="as for speechtok eval (default: the table's)")
     parser.add_argument("--limit", type=int, help="only the first N files (a quick look; documents untouched)")
+    parser.add_argument("--workers", type=int, help="scoring processes (default: speechtok eval's)")
     args = parser.parse_args()
     table = TABLES[args.table]
     systems, skipped = resolve_systems(table.systems)
     output = args.output or str(ROOT / "runs" / "eval" / "dev")
-    result = evaluate(systems, args.data, output, metrics=args.metrics or table.metrics, limit=args.limit)
+    options = {} if args.workers is None else {"workers": args.workers}
+    result = evaluate(systems, args.data, output, metrics=args.metrics or table.metrics, limit=args.limit, **options)
     meta = result.meta
     data = Path(args.data).resolve()
     shown_data = data.relative_to(ROOT) if data.is_relative_to(ROOT) else data
