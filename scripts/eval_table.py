@@ -48,7 +48,7 @@ TABLES = {
                      ("README.md", "docs/vocoder.md"), metrics="wer,stoi,pesq,sim,dnsmos",
                      info_checkpoint="sitok-default"),
     "few-step": Table("few-step-table",
-                      ("codec2-700c", "sitok-default", "sitok-default@steps=8", "sitok-default@steps=4",
+                      ("codec2-700c", "sitok:sitok-default", "sitok-default@steps=8", "sitok-default@steps=4",
                        "sitok-default@steps=2", "sitok-default@steps=4@cfg=1", "sitok-default@steps=2@cfg=1"),
                       ("docs/sitok.md",), metrics="wer,stoi,sim"),
 }
