@@ -20,7 +20,7 @@ from pathlib import Path
 
 from speechtok.eval import evaluate
 from speechtok.eval.codecs import CODECS
-from speechtok.eval.summary import legend, markdown_table, replace_marked_block
+from speechtok.eval.summary import legend, markdown_table, paired_differences, replace_marked_block
 from speechtok.eval.systems import SiTokSystem
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,6 +34,7 @@ class Table:
     systems: tuple[str, ...]
     documents: tuple[str, ...]
     metrics: str | None = None  # None: speechtok eval's default set
+    paired_base: str | None = None  # also tabulate every other SiTok row minus this one, file by file
     info_checkpoint: str | None = None  # bundled checkpoint whose `speechtok info` shows the table
 
 
@@ -50,7 +51,7 @@ TABLES = {
     "few-step": Table("few-step-table",
                       ("codec2-700c", "sitok:sitok-default", "sitok-default@steps=8", "sitok-default@steps=4",
                        "sitok-default@steps=2", "sitok-default@steps=4@cfg=1", "sitok-default@steps=2@cfg=1"),
-                      ("docs/sitok.md",), metrics="wer,stoi,sim"),
+                      ("docs/sitok.md",), metrics="wer,stoi,sim", paired_base="sitok-default+vocos-24k"),
 }
 
 
@@ -101,6 +102,13 @@ def main() -> int:
         *[f"- {g}: {j['name']}, `{j['version']}`, sha256 `{j['sha256']}`" for g, j in meta["judges"].items()],
         f"- libraries: `{' '.join(f'{k}=={v}' for k, v in meta['libraries'].items())}`",
     ]
+    if table.paired_base:
+        others = [row["system"] for row in result.rows if row["system"] != table.paired_base and "token_rate" in row
+                  and row.get("token_rate") is not None]
+        paired = paired_differences(result.records, table.paired_base, others)
+        lines += ["", "Paired differences on the same files (WER: pooled, paired bootstrap; STOI, SIM: mean per-file"
+                  " difference; ± 95 % CI half-width):", "",
+                  markdown_table(paired, ["system", "wer", "wer_ci95", "stoi", "stoi_ci95", "sim", "sim_ci95", "files"])]
     if skipped:
         lines.append(f"\nNot run (codec programs missing): {', '.join(skipped)}.")
     if result.failures:

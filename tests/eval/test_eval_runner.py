@@ -262,3 +262,19 @@ def test_copy_synthesis_measures_a_vocoder_alone(manifest, tmp_path):
     rows = {r["system"]: r for r in result.rows}
     assert rows["vocoder:griffin-lim"]["stoi"] > 0.85  # Griffin-Lim from the true mel stays intelligible
     assert rows["vocoder:vocos-tiny-random"]["stoi"] < rows["vocoder:griffin-lim"]["stoi"]  # untrained: noise
+
+
+def test_paired_differences_compare_systems_file_by_file():
+    from speechtok.eval.summary import paired_differences
+
+    def record(system, file, edits, words, stoi):
+        return {"system": system, "file": file, "asr": {"counts": {"wer": [edits, words]}}, "metrics": {"stoi": stoi}}
+    records = [record("base", f"f{i}", 2, 10, 0.5 + 0.01 * i) for i in range(6)]
+    records += [record("better", f"f{i}", 1, 10, 0.52 + 0.01 * i) for i in range(6)]
+    records += [record("same", f"f{i}", 2, 10, 0.5 + 0.01 * i) for i in range(6)]
+    records.append({"system": "better", "file": "f9", "error": "crashed"})  # failures do not count
+    better, same = paired_differences(records, "base", ["better", "same"], metrics=("wer", "stoi"))
+    assert better["system"] == "better − base" and better["files"] == 6
+    assert better["wer"] == pytest.approx(-10.0) and better["wer_ci95"] == pytest.approx(0.0)
+    assert better["stoi"] == pytest.approx(0.02) and better["stoi_ci95"] == pytest.approx(0.0, abs=1e-12)
+    assert (same["wer"], same["stoi"]) == (0.0, 0.0)
