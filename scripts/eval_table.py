@@ -103,8 +103,8 @@ def main() -> int:
         f"- libraries: `{' '.join(f'{k}=={v}' for k, v in meta['libraries'].items())}`",
     ]
     if table.paired_base:
-        others = [row["system"] for row in result.rows if row["system"] != table.paired_base and "token_rate" in row
-                  and row.get("token_rate") is not None]
+        others = [row["system"] for row in result.rows
+                  if row["system"] != table.paired_base and row.get("token_rate") is not None]
         paired = paired_differences(result.records, table.paired_base, others)
         lines += ["", "Paired differences on the same files (WER: pooled, paired bootstrap; STOI, SIM: mean per-file"
                   " difference; ± 95 % CI half-width):", "",

@@ -1,6 +1,7 @@
 """SiTok's semantic distillation: a teacher head on the tokens, trained towards a frozen teacher."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import numpy as np
@@ -51,7 +52,7 @@ def test_a_teacher_head_is_added_by_fine_tuning_and_its_gradient_reaches_the_enc
     init = tmp_path / "a" / "checkpoints" / "step_0000001"
     torch.manual_seed(0)
     model = SiTok.from_pretrained(str(init))
-    model = SiTok(SiTokConfig(**{**model.config.__dict__, "teacher": "toy_teacher:toy_teacher", "teacher_dim": 12}))
+    model = SiTok(dataclasses.replace(model.config, teacher="toy_teacher:toy_teacher", teacher_dim=12))
     utt = read_corpus(real_manifest)[0]
     from speechtok.audio import load_audio
 

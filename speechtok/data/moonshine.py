@@ -93,7 +93,6 @@ class Moonshine:
                 raise DataError(f"Moonshine did not finish within {self.timeout_s:.0f} s")
         return self._tokenizer.decode(tokens).strip()
 
-
     def encoder_features(self, wav: np.ndarray, sample_rate: int) -> np.ndarray:
         """The encoder's last hidden states ``[frames, 416]`` (one per 384 samples at 16 kHz, 41.7 Hz)
         of mono audio: what the decoder reads, so they carry the words. Not padded, so frames stay

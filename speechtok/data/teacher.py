@@ -8,6 +8,7 @@ Resemblyzer, DNSMOS) are refused: training against the metric would game it.
 """
 from __future__ import annotations
 
+import functools
 import importlib
 from typing import Protocol, runtime_checkable
 
@@ -33,8 +34,11 @@ class Teacher(Protocol):
         ...
 
 
+@functools.lru_cache(maxsize=None)
 def load_teacher(spec: str) -> Teacher:
-    """``package.module:factory`` → a :class:`Teacher` (refusing the evaluation's judges)."""
+    """``package.module:factory`` → a :class:`Teacher` (refusing the evaluation's judges). One instance
+    per spec and process: a teacher is frozen, and the recipe asks for it both to size its head and
+    to train."""
     module_name, _, attr = spec.partition(":")
     if not attr:
         raise ConfigError(f"teacher {spec!r}: expected 'package.module:factory'")
