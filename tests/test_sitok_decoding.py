@@ -69,7 +69,7 @@ def test_step_size_embedding_conditions_the_velocity():
     assert [model.step_size(n) for n in (1, 2, 4, 64, 128)] == [1.0, 0.5, 0.25, 1 / 64, 0.0]  # 7 levels
     seen = []  # a 4-step decode conditions every step on d = 1/4 (the grid's time features, once per decode)
     original = model.time_features
-    model.time_features = lambda t, step=None: seen.append((t, step)) or original(t, step)
+    model.time_features = lambda t, step=None, guidance=None: seen.append((t, step)) or original(t, step, guidance)
     model.decode_mel(torch.zeros(1, 1, 3, dtype=torch.long), steps=4, cfg=1.0)
     (times, steps), = seen
     assert torch.equal(times, torch.tensor([0.0, 0.25, 0.5, 0.75])) and torch.equal(steps, torch.full((4,), 0.25))

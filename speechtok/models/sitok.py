@@ -110,6 +110,8 @@ class SiTok(PretrainedMixin, nn.Module):
         self.decoder_skip.weight.data.neg_()
         if c.shortcut:  # built last: the other modules initialise as without it
             self.step_embed = StepEmbedding(c.time_embed_dim, c.dim)
+        if c.guidance_distill:
+            self.guidance_embed = StepEmbedding(c.time_embed_dim, c.dim)
         self.vocoder: Vocos | None = None  # attached from the checkpoint's info["vocoder"]
         self.vocoder_source: str | None = None
 
@@ -196,18 +198,34 @@ class SiTok(PretrainedMixin, nn.Module):
         return cond if self.decoder_body is None else self.decoder_body(cond, token_mask)
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor,
-                 token_mask: torch.Tensor | None, step: torch.Tensor | None = None) -> torch.Tensor:
+                 token_mask: torch.Tensor | None, step: torch.Tensor | None = None,
+                 guidance: torch.Tensor | None = None) -> torch.Tensor:
         """``cond`` comes from :meth:`decoder_condition`; ``step`` ``[B]`` is a shortcut decoder's Euler
-        step size d (None or 0: the flow-matching velocity). The time reaches each block as its
-        condition (not as precomputed gains): under FSDP a block's weights exist only inside its forward."""
-        return self._velocity(x_t, cond, token_mask, time=self.time_features(t, step))
+        step size d (None or 0: the flow-matching velocity); ``guidance`` ``[B]`` a guidance-distilled
+        decoder's scale w (None or 1: unguided). The time reaches each block as its condition (not as
+        precomputed gains): under FSDP a block's weights exist only inside its forward."""
+        return self._velocity(x_t, cond, token_mask, time=self.time_features(t, step, guidance))
 
-    def time_features(self, t: torch.Tensor, step: torch.Tensor | None = None) -> torch.Tensor:
-        """The decoder's time condition: the flow time ``t``, plus a shortcut decoder's step size."""
+    def time_features(self, t: torch.Tensor, step: torch.Tensor | None = None,
+                      guidance: torch.Tensor | None = None) -> torch.Tensor:
+        """The decoder's time condition: the flow time ``t``, plus a shortcut decoder's step size and a
+        guidance-distilled decoder's scale."""
         time = self.time_embed(t)
         if self.config.shortcut:
             time = time + self.step_embed(torch.zeros_like(t) if step is None else step)
+        if self.config.guidance_distill and guidance is not None:
+            time = time + self.guidance_features(guidance)
         return time
+
+    def guidance_features(self, scale: torch.Tensor) -> torch.Tensor:
+        """The scale's embedding relative to w = 1, which is therefore exactly the unguided decoder
+        however far training moves the embedding; w is mapped to [0, 1] over the trained range."""
+        u = (scale - 1.0) / (self.config.guidance_max - 1.0)
+        return self.guidance_embed(u) - self.guidance_embed(torch.zeros_like(u))
+
+    def one_pass_guidance(self, cfg: float) -> bool:
+        """Whether guidance at ``cfg`` runs as one distilled pass (else conditional and token-free halves)."""
+        return self.config.guidance_distill and 1.0 < cfg <= self.config.guidance_max
 
     def _velocity(self, x_t: torch.Tensor, cond: torch.Tensor, token_mask: torch.Tensor | None,
                   gains: list[torch.Tensor] | None = None, rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
@@ -280,6 +298,9 @@ class SiTok(PretrainedMixin, nn.Module):
         if c.shortcut:
             out["shortcut"] = self._shortcut_loss(x, cond, token_mask, weight)
             total = total + out["shortcut"]
+        if c.guidance_distill:
+            out["guidance"] = self._guidance_loss(x, enc.cond, token_mask, weight)
+            total = total + out["guidance"]
         return {"loss": total, **out}
 
     def _shortcut_loss(self, x: torch.Tensor, cond: torch.Tensor, token_mask: torch.Tensor,
@@ -304,6 +325,26 @@ class SiTok(PretrainedMixin, nn.Module):
             second = self.velocity(x_t + first * d[:, None, None], t + d, cond, mask, d_query)
             target = (first + second) / 2
         pred = self.velocity(x_t, t, cond, mask, double)
+        return ((pred - target).abs() * weight).sum() / weight.sum().clamp(min=1)
+
+    def _guidance_loss(self, x: torch.Tensor, tokens: torch.Tensor, token_mask: torch.Tensor,
+                       weight: torch.Tensor) -> torch.Tensor:
+        """Guidance distillation on the first ``guidance_fraction`` of the batch: the velocity told a
+        scale w ~ U[1, guidance_max] is pulled (L1, like the flow term) towards the stop-gradient
+        two-pass CFG velocity ``v_u + w·(v_c − v_u)`` of the same decoder told w = 1, which the flow
+        term keeps training. ``tokens`` is the encoder's condition before any token drop."""
+        c = self.config
+        k = max(1, round(x.shape[0] * c.guidance_fraction))
+        x, tokens, mask, weight = x[:k], tokens[:k], token_mask[:k], weight[:k]
+        t = torch.rand(k, device=x.device)
+        x_t, _ = flow_pair(x, t, torch.randn_like(x))
+        scale = 1.0 + torch.rand(k, device=x.device) * (c.guidance_max - 1.0)
+        both_mask = torch.cat([mask, mask])
+        with torch.no_grad():
+            both = self.decoder_condition(torch.cat([tokens, torch.zeros_like(tokens)]), both_mask)
+            v_cond, v_uncond = self.velocity(torch.cat([x_t, x_t]), torch.cat([t, t]), both, both_mask).chunk(2)
+            target = guided(v_cond, v_uncond, scale[:, None, None])
+        pred = self.velocity(x_t, t, self.decoder_condition(tokens, mask), mask, guidance=scale)
         return ((pred - target).abs() * weight).sum() / weight.sum().clamp(min=1)
 
     def _teacher_loss(self, cond: torch.Tensor, token_mask: torch.Tensor, teacher: torch.Tensor | None) -> torch.Tensor:
@@ -332,7 +373,9 @@ class SiTok(PretrainedMixin, nn.Module):
     @property
     def finetune_additions(self) -> tuple[str, ...]:
         """Modules a fine-tuning run may add over its --init checkpoint (see ``FINETUNE_FIELDS``)."""
-        return (("step_embed",) if self.config.shortcut else ()) + (("teacher_head",) if self.config.teacher_dim else ())
+        c = self.config
+        return ((("step_embed",) if c.shortcut else ()) + (("guidance_embed",) if c.guidance_distill else ())
+                + (("teacher_head",) if c.teacher_dim else ()))
 
     @property
     def tokenizer_frozen(self) -> bool:
@@ -435,13 +478,17 @@ class SiTok(PretrainedMixin, nn.Module):
         length = cond.shape[1]
         noise = torch.randn(b, length, self.decoder_in.in_features, generator=generator, device="cpu").to(self.device)
         # Everything that does not depend on x_t is computed once per decode: the condition (with a light
-        # head, the body's output), each step's adaptive-norm gains (the time grid and a shortcut
-        # decoder's step size are shared by the batch, so they are [dim] vectors) and the rotary tables.
+        # head, the body's output), each step's adaptive-norm gains (the time grid, a shortcut decoder's
+        # step size and a distilled guidance scale are shared by the batch, so they are [dim] vectors)
+        # and the rotary tables.
         grid = time_grid(steps, self.device)
         step = torch.full_like(grid, self.step_size(steps)) if self.config.shortcut else None
-        step_gains = list(zip(*self.decoder.norm_gains(self.time_features(grid, step))))
+        one_pass = self.one_pass_guidance(cfg)
+        scale = torch.full_like(grid, cfg) if one_pass else None
+        step_gains = list(zip(*self.decoder.norm_gains(self.time_features(grid, step, scale))))
         rotary = self.decoder.rotary(length, self.device)
-        guidance = None if cfg == 1.0 else cfg  # else conditional and token-dropped halves in one batch
+        # Two-pass guidance: conditional and token-dropped halves in one batch.
+        guidance = None if cfg == 1.0 or one_pass else cfg
         uncond = None
         if guidance is None:
             cond = self.decoder_condition(cond, mask)

@@ -56,6 +56,12 @@ class SiTokConfig:
     # Light-weight diffusion head (paper App. C.1): the first decoder_layers − decoder_head_layers layers
     # run once per decode on the token condition; only the last decoder_head_layers iterate with x_t.
     decoder_head_layers: int = 0  # 0 = every decoder layer iterates
+    # Guidance distillation (Meng et al. 2023): the decoder also sees the guidance scale w and learns to
+    # give, in one pass, the two-pass CFG velocity it gives at w = 1 (a stop-gradient target), so
+    # guided decoding costs what unguided decoding does. Off, the decoder has no scale input.
+    guidance_distill: bool = False
+    guidance_fraction: float = 0.25  # share of each batch that also trains the one-pass guided target
+    guidance_max: float = 4.0  # w ~ U[1, guidance_max]; decoding at a larger scale runs the two passes
     # Semantic distillation (a deviation from the paper, which has only CTC): a linear head on the
     # token condition is trained to point where a frozen teacher's frame features point (cosine),
     # e.g. teacher "speechtok.data.moonshine:teacher"; teacher_dim is filled in from the teacher.
@@ -69,9 +75,10 @@ class SiTokConfig:
     OBJECTIVE_FIELDS: ClassVar[tuple[str, ...]] = ("ctc_weight", "token_drop", "codebook_dropout", "vq_commitment",
                                                    "vq_decay", "vq_dead_threshold", "teacher_weight")
     #: Fields a fine-tuning run may switch on over its --init checkpoint: they add freshly initialised
-    #: modules (the step-size embedding, the teacher head) that the source checkpoint lacks.
+    #: modules (the step-size and guidance embeddings, the teacher head) that the source checkpoint lacks.
     FINETUNE_FIELDS: ClassVar[tuple[str, ...]] = ("shortcut", "shortcut_fraction", "shortcut_levels", "teacher",
-                                                  "teacher_dim")
+                                                  "teacher_dim", "guidance_distill", "guidance_fraction",
+                                                  "guidance_max")
 
     def __post_init__(self) -> None:
         if self.quantizer == "bsq" and self.codebook_size & (self.codebook_size - 1):
@@ -90,6 +97,8 @@ class SiTokConfig:
             raise ConfigError(f"{self.name}: teacher_dim {self.teacher_dim} needs a teacher (package.module:factory)")
         if not 0 < self.shortcut_fraction <= 1 or self.shortcut_levels < 1:
             raise ConfigError(f"{self.name}: shortcut_fraction must lie in (0, 1] and shortcut_levels be >= 1")
+        if not 0 < self.guidance_fraction <= 1 or not self.guidance_max > 1:
+            raise ConfigError(f"{self.name}: guidance_fraction must lie in (0, 1] and guidance_max be > 1")
 
     @property
     def token_rate(self) -> float:

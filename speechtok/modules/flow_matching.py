@@ -31,8 +31,9 @@ class TimestepEmbedding(nn.Module):
 
 
 class StepEmbedding(TimestepEmbedding):
-    """Embedding of a shortcut model's Euler step size d, added to the time embedding. Its output
-    layer starts at zero, so a decoder fine-tuned with it starts as exactly the decoder without it."""
+    """Embedding of a scalar the decoder is told besides t (a shortcut model's Euler step size d, a
+    distilled guidance scale), added to the time embedding. Its output layer starts at zero, so a
+    decoder fine-tuned with it starts as exactly the decoder without it."""
 
     def __init__(self, features: int, dim: int) -> None:
         super().__init__(features, dim)
@@ -46,9 +47,9 @@ def flow_pair(data: torch.Tensor, t: torch.Tensor, noise: torch.Tensor) -> tuple
     return tt * data + (1 - tt) * noise, data - noise
 
 
-def guided(v_cond: torch.Tensor, v_uncond: torch.Tensor, scale: float) -> torch.Tensor:
+def guided(v_cond: torch.Tensor, v_uncond: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
     """Classifier-free guidance: scale 1 is the conditional velocity, larger pushes further from the
-    unconditional one."""
+    unconditional one (a tensor scale broadcasts, e.g. ``[B, 1, 1]`` for one scale per item)."""
     return v_uncond + scale * (v_cond - v_uncond)
 
 

@@ -23,6 +23,8 @@ SITOK_PANELS: tuple[Panel, ...] = (
     ("perplexity", None, "code perplexity per batch"),
     ("valid_ctc_cer", None, "validation greedy-CTC CER"),
     ("teacher", "valid_teacher", "teacher distillation (1 − cos)"),
+    ("shortcut", None, "shortcut self-consistency L1"),
+    ("guidance", None, "one-pass guidance L1 (guidance distillation)"),
     ("lr", None, "learning rate"),
 )
 
@@ -67,6 +69,11 @@ def plot_metrics(jsonl: str | Path, png: str | Path, panels: tuple[Panel, ...] =
     records = read_metrics(Path(jsonl))
     plt = _pyplot() if records else None
     if plt is None:
+        return None
+    # Optional objectives (teacher, shortcut, guidance) get a panel only in runs that log them.
+    logged = {key for r in records for key in r}
+    panels = tuple(p for p in panels if p[0] in logged or p[1] in logged)
+    if not panels:
         return None
     rows = -(-len(panels) // 3)
     fig, axes = plt.subplots(rows, 3, figsize=(15, 3.75 * rows), squeeze=False)

@@ -36,7 +36,7 @@ class SiTokRecipe(Recipe):
     kind = MODEL_KIND
     objective_class = SiTokObjective
     stages = ("full", "decoder")
-    progress_keys = ("loss", "flow", "ctc", "teacher", "shortcut", "codebook_usage")
+    progress_keys = ("loss", "flow", "ctc", "teacher", "shortcut", "guidance", "codebook_usage")
     plot_panels = SITOK_PANELS
 
     def __init__(self, model_config: Any, train: Any, objective: SiTokObjective | None = None) -> None:
@@ -60,7 +60,8 @@ class SiTokRecipe(Recipe):
         self.last_used = torch.full((self.model_config.codebooks, self.model_config.codebook_size), -10**9,
                                     dtype=torch.long)
         model = SiTok(self.model_config)
-        if self.objective.stage == "decoder" or self.model_config.shortcut:  # the paper's A.3 stages
+        c = self.model_config
+        if self.objective.stage == "decoder" or c.shortcut or c.guidance_distill:  # decoder-only stages (A.3)
             model.freeze_tokenizer()  # encoder, quantiser (kept in eval mode: no EMA update) and CTC head
         return model
 

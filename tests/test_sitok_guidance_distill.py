@@ -1,0 +1,126 @@
+"""Guidance distillation of SiTok's decoder (issue 15, part 2; issue 16's decode speed): a decoder told
+the guidance scale gives the two-pass CFG velocity in one pass."""
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from speechtok.cli import main
+from speechtok.errors import ConfigError
+from speechtok.models.sitok import SiTok
+from speechtok.modules.transformer import AdaptiveRMSNorm
+
+
+def _distilled(**overrides) -> SiTok:
+    torch.manual_seed(0)
+    model = SiTok.from_preset("sitok-tiny", guidance_distill=True, **overrides).eval()
+    for module in model.decoder.modules():  # as trained: the time (and scale) embedding sets the norm gains
+        if isinstance(module, AdaptiveRMSNorm):
+            torch.nn.init.normal_(module.to_gain.weight, std=0.1)
+    return model
+
+
+def _train_embedding(model: SiTok) -> None:
+    """Stand-in for a trained scale embedding (its output layer starts at zero)."""
+    torch.nn.init.normal_(model.guidance_embed.mlp[-1].weight, std=0.5)
+    torch.nn.init.normal_(model.guidance_embed.mlp[-1].bias, std=0.5)
+
+
+@torch.inference_mode()
+def test_scale_one_is_exactly_the_unguided_decoder_and_other_scales_condition_it():
+    model = _distilled()
+    x, cond, t = torch.randn(2, 5, 512), torch.randn(2, 5, 64), torch.rand(2)
+    two = torch.full((2,), 2.0)
+    assert torch.equal(model.velocity(x, t, cond, None, guidance=two), model.velocity(x, t, cond, None))  # fresh: no-op
+    _train_embedding(model)
+    assert torch.equal(model.velocity(x, t, cond, None, guidance=torch.ones(2)), model.velocity(x, t, cond, None))
+    assert not torch.allclose(model.velocity(x, t, cond, None, guidance=two), model.velocity(x, t, cond, None), atol=1e-3)
+
+
+@torch.inference_mode()
+def test_decoding_runs_one_pass_within_the_trained_range_and_two_passes_beyond():
+    model = _distilled(guidance_max=3.0)
+    _train_embedding(model)
+    plain = SiTok(dataclasses.replace(model.config, guidance_distill=False)).eval()
+    plain.load_state_dict({k: v for k, v in model.state_dict().items() if not k.startswith("guidance_embed.")})
+    codes = torch.randint(0, 1000, (2, 1, 6))
+    assert [model.one_pass_guidance(w) for w in (0.0, 1.0, 2.0, 3.0, 3.5)] == [False, False, True, True, False]
+    assert torch.equal(model.decode_mel(codes, steps=3, cfg=1.0), plain.decode_mel(codes, steps=3, cfg=1.0))
+    assert torch.equal(model.decode_mel(codes, steps=3, cfg=3.5), plain.decode_mel(codes, steps=3, cfg=3.5))
+    one_pass = model.decode_mel(codes, steps=3, cfg=2.0)
+    assert not torch.allclose(one_pass, plain.decode_mel(codes, steps=3, cfg=2.0), atol=1e-3)
+    # the one pass is the scale-conditioned velocity, integrated by the same Euler grid
+    calls = []
+    original = model._velocity
+    model._velocity = lambda x, *args, **kw: calls.append(x.shape[0]) or original(x, *args, **kw)
+    model.decode_mel(codes, steps=3, cfg=2.0)
+    model.decode_mel(codes, steps=3, cfg=3.5)
+    assert calls == [2] * 3 + [2] * 3  # the two-pass path also passes the batch once: it doubles it inside
+    cond = model.cond_from_codes(codes)
+    x = torch.randn(2, 6, 512, generator=torch.Generator().manual_seed(0))
+    for i in range(3):
+        t = torch.full((2,), i / 3)
+        x = x + original(x, cond, None, time=model.time_features(t, None, torch.full((2,), 2.0))) / 3
+    torch.testing.assert_close(one_pass, model.unstack(x), rtol=0, atol=1e-5)
+
+
+def test_distillation_loss_pulls_one_pass_towards_two_pass_guidance():
+    """At the start the one pass is the conditional velocity, so the loss is |w − 1|·|v_c − v_u| > 0;
+    training the decoder on it brings the one pass towards the two-pass target."""
+    model = _distilled(token_drop=0.0, guidance_fraction=1.0)
+    model.freeze_tokenizer()
+    model.train()
+    mel, lengths = torch.randn(2, 128, 16), torch.tensor([16, 12])
+    labels, label_lengths = torch.zeros(2, 1, dtype=torch.long), torch.zeros(2, dtype=torch.long)
+
+    def loss() -> torch.Tensor:
+        torch.manual_seed(1)  # the same t, noise and scales each time
+        return model(mel, lengths, labels, label_lengths)["guidance"]
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=1e-2)
+    first = loss()
+    assert first > 0.05
+    first.backward()
+    assert model.guidance_embed.mlp[-1].weight.grad is not None
+    assert all(p.grad is None for m in model.tokenizer_modules() for p in m.parameters())
+    for _ in range(15):
+        optimizer.zero_grad()
+        loss().backward()
+        optimizer.step()
+    assert loss() < 0.5 * first.detach()
+
+
+def test_guidance_distillation_finetunes_only_the_decoder(tmp_path, real_manifest):
+    """'train --init' from a checkpoint without the scale embedding: the guidance loss is logged, the
+    decoder and the embedding learn, encoder, codebook and CTC head stay bit-identical."""
+    torch.manual_seed(0)
+    SiTok.from_preset("sitok-tiny").save_pretrained(tmp_path / "base")
+    config = tmp_path / "guidance.yaml"
+    config.write_text("model:\n  guidance_distill: true\n  guidance_fraction: 0.5\n"
+                      "train:\n  steps: 3\n  lr: 0.001\n  warmup_steps: 1\n  batch_seconds: 6.0\n  max_seconds: 3.0\n"
+                      "  log_every: 1\n  checkpoint_every: 3\n")
+    assert main(["train", "--preset", "sitok-tiny", "--data", str(real_manifest), "--config", str(config),
+                 "--init", str(tmp_path / "base"), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
+    before = load_file(str(tmp_path / "base" / "model.safetensors"))
+    after = load_file(str(tmp_path / "run" / "checkpoints" / "step_0000003" / "model.safetensors"))
+    frozen = ("encoder_in.", "encoder.", "vq_in.", "quantizer.", "vq_out.", "ctc_head.", "ctc_out.")
+    for key, value in before.items():
+        if key.startswith(frozen):
+            assert torch.equal(value, after[key]), key
+    assert not torch.equal(before["decoder_in.weight"], after["decoder_in.weight"])
+    assert not torch.all(after["guidance_embed.mlp.2.weight"] == 0)
+    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 3 and all(np.isfinite(json.loads(line)["guidance"]) for line in lines)
+    assert SiTok.from_pretrained(tmp_path / "run" / "checkpoints" / "step_0000003").one_pass_guidance(2.0)
+
+
+@pytest.mark.parametrize("overrides", [{"guidance_fraction": 0.0}, {"guidance_max": 1.0}])
+def test_bad_guidance_settings_are_config_errors(overrides):
+    with pytest.raises(ConfigError, match="guidance"):
+        SiTok.from_preset("sitok-tiny", guidance_distill=True, **overrides)
