@@ -52,10 +52,15 @@ class Moonshine:
         options.log_severity_level = 3
         self._encoder = ort.InferenceSession(str(models / "encoder_model.ort"), options,
                                              providers=["CPUExecutionProvider"])
-        self._decoder = ort.InferenceSession(str(models / "decoder_model_merged.ort"), options,
-                                             providers=["CPUExecutionProvider"])
+        self._decoder_session = functools.partial(ort.InferenceSession, str(models / "decoder_model_merged.ort"),
+                                                  options, providers=["CPUExecutionProvider"])
         self._tokenizer = tokenizers.Tokenizer.from_file(str(vocab))
         self.timeout_s = timeout_s
+
+    @functools.cached_property
+    def _decoder(self) -> Any:
+        """Opened on the first transcription: a teacher, which reads only the encoder, never pays for it."""
+        return self._decoder_session()
 
     def transcribe(self, wav: np.ndarray, sample_rate: int) -> str:
         """Cased, punctuated text; audio longer than 63.5 s is refused (the model takes 64 s with the padding)."""
