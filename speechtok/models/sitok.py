@@ -110,8 +110,11 @@ class SiTok(PretrainedMixin, nn.Module):
         self.decoder_skip.weight.data.neg_()
         if c.shortcut:  # built last: the other modules initialise as without it
             self.step_embed = StepEmbedding(c.time_embed_dim, c.dim)
-        if c.guidance_distill:
+        if c.guidance_distill:  # an adapter over the frozen decoder (see freeze_for_guidance_distillation)
             self.guidance_embed = StepEmbedding(c.time_embed_dim, c.dim)
+            self.guidance_cond = nn.Linear(c.dim, c.dim)
+            nn.init.zeros_(self.guidance_cond.weight)
+            nn.init.zeros_(self.guidance_cond.bias)
         self.vocoder: Vocos | None = None  # attached from the checkpoint's info["vocoder"]
         self.vocoder_source: str | None = None
 
@@ -204,6 +207,8 @@ class SiTok(PretrainedMixin, nn.Module):
         step size d (None or 0: the flow-matching velocity); ``guidance`` ``[B]`` a guidance-distilled
         decoder's scale w (None or 1: unguided). The time reaches each block as its condition (not as
         precomputed gains): under FSDP a block's weights exist only inside its forward."""
+        if self.config.guidance_distill and guidance is not None:
+            cond = self.guided_condition(cond, guidance)
         return self._velocity(x_t, cond, token_mask, time=self.time_features(t, step, guidance))
 
     def time_features(self, t: torch.Tensor, step: torch.Tensor | None = None,
@@ -222,6 +227,14 @@ class SiTok(PretrainedMixin, nn.Module):
         however far training moves the embedding; w is mapped to [0, 1] over the trained range."""
         u = (scale - 1.0) / (self.config.guidance_max - 1.0)
         return self.guidance_embed(u) - self.guidance_embed(torch.zeros_like(u))
+
+    def guided_condition(self, cond: torch.Tensor, scale: float | torch.Tensor) -> torch.Tensor:
+        """A distilled decoder's token condition at guidance ``scale`` (a float, or ``[B]``): plus (w − 1)
+        times a learnt correction of it, so w = 1 is exactly the unguided condition. With the scale's
+        embedding (which reaches the norm gains, the same for every token) it lets the one pass move
+        each token's output as guidance does."""
+        shift = scale - 1.0 if isinstance(scale, float) else (scale - 1.0).view(-1, 1, 1)
+        return cond + shift * self.guidance_cond(cond)
 
     def one_pass_guidance(self, cfg: float) -> bool:
         """Whether guidance at ``cfg`` runs as one distilled pass (else conditional and token-free halves)."""
@@ -331,8 +344,9 @@ class SiTok(PretrainedMixin, nn.Module):
                        weight: torch.Tensor) -> torch.Tensor:
         """Guidance distillation on the first ``guidance_fraction`` of the batch: the velocity told a
         scale w ~ U[1, guidance_max] is pulled (L1, like the flow term) towards the stop-gradient
-        two-pass CFG velocity ``v_u + w·(v_c − v_u)`` of the same decoder told w = 1, which the flow
-        term keeps training. ``tokens`` is the encoder's condition before any token drop."""
+        two-pass CFG velocity ``v_u + w·(v_c − v_u)`` of the same decoder told w = 1. Only the adapter
+        trains (:meth:`freeze_for_guidance_distillation`), so that target is the loaded decoder's own
+        guided velocity throughout. ``tokens`` is the encoder's condition before any token drop."""
         c = self.config
         k = max(1, round(x.shape[0] * c.guidance_fraction))
         x, tokens, mask, weight = x[:k], tokens[:k], token_mask[:k], weight[:k]
@@ -370,11 +384,21 @@ class SiTok(PretrainedMixin, nn.Module):
             module.requires_grad_(False)
         self.train(self.training)
 
+    def freeze_for_guidance_distillation(self) -> None:
+        """Train only the guidance adapter (scale embedding and condition correction). Fine-tuning the
+        decoder as well moved its unguided and two-pass outputs, which the one pass should reproduce
+        (measured: after 400 such steps from sitok-default on the training split, its unguided 16-step
+        decode lay 0.20 mel-L1 from sitok-default's guided one, against 0.09 before)."""
+        self.freeze_tokenizer()
+        for name, parameter in self.named_parameters():
+            parameter.requires_grad_(name.startswith(("guidance_embed.", "guidance_cond.")))
+
     @property
     def finetune_additions(self) -> tuple[str, ...]:
         """Modules a fine-tuning run may add over its --init checkpoint (see ``FINETUNE_FIELDS``)."""
         c = self.config
-        return ((("step_embed",) if c.shortcut else ()) + (("guidance_embed",) if c.guidance_distill else ())
+        return ((("step_embed",) if c.shortcut else ())
+                + (("guidance_embed", "guidance_cond") if c.guidance_distill else ())
                 + (("teacher_head",) if c.teacher_dim else ()))
 
     @property
@@ -492,6 +516,8 @@ class SiTok(PretrainedMixin, nn.Module):
         uncond = None
         if guidance is None:
             cond = self.decoder_condition(cond, mask)
+            if one_pass:
+                cond = self.guided_condition(cond, cfg)
         else:
             mask = None if mask is None else torch.cat([mask, mask])
             if self.decoder_body is not None:  # the token-free half's condition: the body's output on zeros

@@ -61,7 +61,9 @@ class SiTokRecipe(Recipe):
                                     dtype=torch.long)
         model = SiTok(self.model_config)
         c = self.model_config
-        if self.objective.stage == "decoder" or c.shortcut or c.guidance_distill:  # decoder-only stages (A.3)
+        if c.guidance_distill:  # an adapter over everything else
+            model.freeze_for_guidance_distillation()
+        elif self.objective.stage == "decoder" or c.shortcut:  # the paper's A.3 stages
             model.freeze_tokenizer()  # encoder, quantiser (kept in eval mode: no EMA update) and CTC head
         return model
 
