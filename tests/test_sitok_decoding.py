@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 import soundfile as sf
 import torch
-from safetensors.torch import load_file
 
 from speechtok.cli import main
 from speechtok.errors import ConfigError
 from speechtok.models.sitok import SiTok
 from speechtok.modules.flow_matching import flow_pair, guided, on_prefix_path
-from speechtok.modules.transformer import AdaptiveRMSNorm
+from sitok_finetune import as_trained, finetune_3_steps
 
 
 
@@ -54,10 +53,7 @@ def test_bundled_default_decodes_exactly_as_before():
 
 def test_step_size_embedding_conditions_the_velocity():
     torch.manual_seed(0)
-    model = SiTok.from_preset("sitok-tiny", shortcut=True).eval()
-    for module in model.decoder.modules():  # as trained: the time (and step) embedding sets the norm gains
-        if isinstance(module, AdaptiveRMSNorm):
-            torch.nn.init.normal_(module.to_gain.weight, std=0.1)
+    model = as_trained(SiTok.from_preset("sitok-tiny", shortcut=True).eval())
     x, cond, t = torch.randn(2, 5, 512), torch.randn(2, 5, 64), torch.rand(2)
     half = torch.full((2,), 0.5)
     with torch.no_grad():
@@ -79,15 +75,8 @@ def test_shortcut_finetuning_trains_only_the_decoder(tmp_path, real_manifest):
     """'train --init' from a checkpoint without the step embedding: the self-consistency loss is logged,
     the decoder and step embedding learn, encoder, codebook (EMA buffers too) and CTC head stay bit-identical."""
     torch.manual_seed(0)
-    SiTok.from_preset("sitok-tiny").save_pretrained(tmp_path / "base")
-    config = tmp_path / "shortcut.yaml"
-    config.write_text("model:\n  shortcut: true\n  shortcut_fraction: 0.5\n"
-                      "train:\n  steps: 3\n  lr: 0.001\n  warmup_steps: 1\n  batch_seconds: 6.0\n  max_seconds: 3.0\n"
-                      "  log_every: 1\n  checkpoint_every: 3\n")
-    assert main(["train", "--preset", "sitok-tiny", "--data", str(real_manifest), "--config", str(config),
-                 "--init", str(tmp_path / "base"), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
-    before = load_file(str(tmp_path / "base" / "model.safetensors"))
-    after = load_file(str(tmp_path / "run" / "checkpoints" / "step_0000003" / "model.safetensors"))
+    before, after, run = finetune_3_steps(tmp_path, real_manifest, SiTok.from_preset("sitok-tiny"),
+                                          "model:\n  shortcut: true\n  shortcut_fraction: 0.5\n")
     frozen = ("encoder_in.", "encoder.", "vq_in.", "quantizer.", "vq_out.", "ctc_head.", "ctc_out.")
     assert any(k.startswith("quantizer.ema") for k in before)
     for key, value in before.items():
@@ -97,7 +86,7 @@ def test_shortcut_finetuning_trains_only_the_decoder(tmp_path, real_manifest):
             assert not torch.equal(value, after[key]), key
     assert not torch.equal(before["decoder_in.weight"], after["decoder_in.weight"])
     assert any(k.startswith("step_embed.") for k in after) and not torch.all(after["step_embed.mlp.2.weight"] == 0)
-    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    lines = (run / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3 and all(np.isfinite(json.loads(line)["shortcut"]) for line in lines)
 
 

@@ -8,21 +8,14 @@ import json
 import numpy as np
 import pytest
 import torch
-from safetensors.torch import load_file
-
-from speechtok.cli import main
 from speechtok.errors import ConfigError
 from speechtok.models.sitok import SiTok
-from speechtok.modules.transformer import AdaptiveRMSNorm
+from sitok_finetune import as_trained, finetune_3_steps
 
 
 def _distilled(**overrides) -> SiTok:
     torch.manual_seed(0)
-    model = SiTok.from_preset("sitok-tiny", guidance_distill=True, **overrides).eval()
-    for module in model.decoder.modules():  # as trained: the time (and scale) embedding sets the norm gains
-        if isinstance(module, AdaptiveRMSNorm):
-            torch.nn.init.normal_(module.to_gain.weight, std=0.1)
-    return model
+    return as_trained(SiTok.from_preset("sitok-tiny", guidance_distill=True, **overrides).eval())
 
 
 def _train_embedding(model: SiTok) -> None:
@@ -103,26 +96,15 @@ def test_guidance_distillation_trains_only_its_adapter(tmp_path, real_manifest):
     learns, and every weight and buffer of the loaded model (decoder, encoder, EMA codebook, CTC head)
     stays bit-identical, so the unguided decoder and the codes are the loaded ones."""
     torch.manual_seed(0)
-    base = SiTok.from_preset("sitok-tiny")
-    for module in base.decoder.modules():  # as trained: the time embedding reaches the norm gains
-        if isinstance(module, AdaptiveRMSNorm):
-            torch.nn.init.normal_(module.to_gain.weight, std=0.1)
-    base.save_pretrained(tmp_path / "base")
-    config = tmp_path / "guidance.yaml"
-    config.write_text("model:\n  guidance_distill: true\n  guidance_fraction: 0.5\n"
-                      "train:\n  steps: 3\n  lr: 0.001\n  warmup_steps: 1\n  batch_seconds: 6.0\n  max_seconds: 3.0\n"
-                      "  log_every: 1\n  checkpoint_every: 3\n")
-    assert main(["train", "--preset", "sitok-tiny", "--data", str(real_manifest), "--config", str(config),
-                 "--init", str(tmp_path / "base"), "--out", str(tmp_path / "run"), "--no-progress"]) == 0
-    before = load_file(str(tmp_path / "base" / "model.safetensors"))
-    after = load_file(str(tmp_path / "run" / "checkpoints" / "step_0000003" / "model.safetensors"))
+    before, after, run = finetune_3_steps(tmp_path, real_manifest, as_trained(SiTok.from_preset("sitok-tiny")),
+                                          "model:\n  guidance_distill: true\n  guidance_fraction: 0.5\n")
     assert any(k.startswith("quantizer.ema") for k in before)
     for key, value in before.items():
         assert torch.equal(value, after[key]), key
     assert not torch.all(after["guidance_embed.mlp.2.weight"] == 0) and not torch.all(after["guidance_cond.weight"] == 0)
-    lines = (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()
+    lines = (run / "metrics.jsonl").read_text().splitlines()
     assert len(lines) == 3 and all(np.isfinite(json.loads(line)["guidance"]) for line in lines)
-    assert SiTok.from_pretrained(tmp_path / "run" / "checkpoints" / "step_0000003").one_pass_guidance(2.0)
+    assert SiTok.from_pretrained(run / "checkpoints" / "step_0000003").one_pass_guidance(2.0)
 
 
 @pytest.mark.parametrize("overrides", [{"guidance_fraction": 0.0}, {"guidance_max": 1.0}])
