@@ -102,18 +102,21 @@ def load_checkpoint(name_or_dir: str | os.PathLike[str], *, expected_kind: str |
     return LoadedCheckpoint(directory, meta, state)
 
 
-def load_state(model: nn.Module, loaded: LoadedCheckpoint, may_lack: tuple[str, ...] = ()) -> None:
+def load_state(model: nn.Module, loaded: LoadedCheckpoint, may_lack: tuple[str, ...] = (),
+               may_drop: tuple[str, ...] = ()) -> None:
     """Strictly load weights, casting to the model's dtypes; a mismatch is a CheckpointError.
 
     Parameters under the module names ``may_lack`` (modules a fine-tuning run adds) may be absent
-    from the checkpoint: they keep their initialisation."""
+    from the checkpoint: they keep their initialisation. Parameters under ``may_drop`` (training-only
+    modules a fine-tuning run switched off) may be in the checkpoint: they are left out."""
     own = model.state_dict()
-    missing = sorted(k for k in set(own) - set(loaded.state) if not k.startswith(tuple(f"{m}." for m in may_lack)))
-    unexpected = sorted(set(loaded.state) - set(own))
+    state = {k: v for k, v in loaded.state.items() if not k.startswith(tuple(f"{m}." for m in may_drop))}
+    missing = sorted(k for k in set(own) - set(state) if not k.startswith(tuple(f"{m}." for m in may_lack)))
+    unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         raise CheckpointError(
             f"{loaded.directory}: weights do not fit the model (missing {missing[:3]}, unexpected {unexpected[:3]})")
-    for key, value in loaded.state.items():
+    for key, value in state.items():
         if value.shape != own[key].shape:
             raise CheckpointError(f"{loaded.directory}: {key} has shape {list(value.shape)}, model expects {list(own[key].shape)}")
-    model.load_state_dict({k: v.to(own[k].dtype) for k, v in loaded.state.items()}, strict=not may_lack)
+    model.load_state_dict({k: v.to(own[k].dtype) for k, v in state.items()}, strict=not may_lack)

@@ -108,6 +108,38 @@ def test_info_json_of_the_bundled_default_names_its_training_data_and_quality(ca
     assert "| codec2-700c |" in described["quality"]
 
 
+def test_info_json_follows_a_fine_tune_back_to_the_data_its_init_was_trained_on(tmp_path, real_manifest, capsys):
+    """A bundle exported from a short fine-tune (e.g. the guidance adapter on a small set) still names
+    the speech its tokenizer was trained on: the run records its --init checkpoint's summary."""
+    import json
+    import shutil
+
+    from speechtok.models.sitok import SiTok
+    from speechtok.train.summary import training_summary
+    from sitok_finetune import TRAIN_3_STEPS
+
+    config = tmp_path / "c.yaml"
+    config.write_text(TRAIN_3_STEPS)
+    small = tmp_path / "small.tsv"
+    small.write_text("".join(real_manifest.read_text().splitlines(keepends=True)[:3]))
+    for clip in real_manifest.parent.glob("allison-a*.flac"):
+        shutil.copy(clip, tmp_path)
+    common = ["train", "--preset", "sitok-tiny", "--config", str(config), "--no-progress"]
+    assert main([*common, "--data", str(real_manifest), "--out", str(tmp_path / "a")]) == 0
+    assert main([*common, "--data", str(small), "--init", str(tmp_path / "a"), "--out", str(tmp_path / "b")]) == 0
+    step = tmp_path / "b" / "checkpoints" / "step_0000003"
+    summary = training_summary(step, "sitok")
+    assert summary["train_data"]["utterances"] == 2
+    assert summary["initialised_from"]["training"]["train_data"]["utterances"] == 7
+    SiTok.from_pretrained(str(step)).save_pretrained(tmp_path / "bundle", info={"training": summary})
+    capsys.readouterr()
+    assert main(["info", str(tmp_path / "bundle"), "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)["training_data"]
+    trained_on = summary["initialised_from"]["training"]["train_data"]
+    assert (data["hours"], data["voices"]) == (trained_on["hours"], trained_on["speakers"])
+    assert [run["manifest"] for run in data["runs"]] == ["small.tsv", "train.tsv"]
+
+
 def test_tokenize_is_batched_resumable_and_reports_failures(tmp_path, checkpoint, capsys):
     from speechtok.audio import load_audio
 

@@ -70,6 +70,22 @@ def test_a_teacher_head_is_added_by_fine_tuning_and_its_gradient_reaches_the_enc
     assert 0 <= _records(tmp_path / "b")[0]["teacher"] <= 2
 
 
+def test_fine_tuning_without_the_teacher_leaves_its_head_behind(tmp_path, real_manifest, one_thread):
+    """A teacher-trained tokenizer fine-tuned with ``teacher: ""`` (e.g. guidance distillation, which
+    needs no teacher features) loads every other tensor and exports no teacher head."""
+    common = ["--preset", "sitok-tiny", "--data", str(real_manifest), "--no-progress"]
+    assert main(["train", *common, "--config", str(_config(tmp_path, 1)), "--out", str(tmp_path / "a")]) == 0
+    init = tmp_path / "a" / "checkpoints" / "step_0000001"
+    path = tmp_path / "no_teacher.yaml"
+    path.write_text('model:\n  teacher: ""\n  teacher_dim: 0\n' + TRAIN.format(steps=1).replace("lr: 0.003", "lr: 0.0"))
+    assert main(["train", *common, "--config", str(path), "--init", str(init), "--out", str(tmp_path / "b")]) == 0
+    before = load_file(str(init / "model.safetensors"))
+    after = load_file(str(tmp_path / "b" / "checkpoints" / "step_0000001" / "model.safetensors"))
+    assert {k for k in before if k.startswith("teacher_head.")} and set(after) == {
+        k for k in before if not k.startswith("teacher_head.")}
+    assert all(torch.equal(after[k], before[k]) for k in after if not k.startswith("quantizer."))
+
+
 def test_teacher_settings_are_checked():
     with pytest.raises(ConfigError, match="teacher_dim 12 needs a teacher"):
         SiTokConfig(teacher_dim=12)

@@ -163,15 +163,28 @@ def describe_checkpoint(loaded: LoadedCheckpoint) -> dict:
         "parameters": sum(v.numel() for v in loaded.state.values()),
         **loaded.info,
     }
-    trained_on = loaded.info.get("training", {}).get("train_data")
-    if trained_on:  # the headline a user compares tokenizers by: how much speech, how many voices
-        description["training_data"] = {"hours": trained_on["hours"], "voices": trained_on["speakers"],
-                                        **{k: v for k, v in trained_on.items() if k not in ("hours", "speakers")}}
+    runs = [run["train_data"] for run in _training_runs(loaded.info.get("training"))
+            if run.get("train_data", {}).get("hours") is not None]
+    if runs:  # the headline a user compares tokenizers by: how much speech, how many voices (the widest run)
+        widest = max(runs, key=lambda data: data["hours"])
+        description["training_data"] = {
+            "hours": widest["hours"], "voices": widest["speakers"],
+            **{k: v for k, v in widest.items() if k not in ("hours", "speakers")},
+            "runs": [{"manifest": d["manifest"], "hours": d["hours"], "voices": d["speakers"]} for d in runs]}
     if loaded.kind == "sitok":
         cfg = from_dict(SiTokConfig, loaded.config, where=f"{loaded.directory}/config")
         description.update(sample_rate=cfg.mel.sample_rate, token_rate=cfg.token_rate, codebooks=cfg.codebooks,
                            bits_per_token=cfg.bits_per_token, bitrate=cfg.bitrate)
     return description
+
+
+def _training_runs(training: dict | None) -> list[dict]:
+    """A checkpoint's training runs, the last first, following each run's ``--init`` checkpoint."""
+    runs = []
+    while training:
+        runs.append(training)
+        training = (training.get("initialised_from") or {}).get("training")
+    return runs
 
 
 def _sitok_summary(loaded: LoadedCheckpoint) -> list[str]:

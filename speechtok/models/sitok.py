@@ -402,6 +402,12 @@ class SiTok(PretrainedMixin, nn.Module):
                 + (("teacher_head",) if c.teacher_dim else ()))
 
     @property
+    def finetune_removals(self) -> tuple[str, ...]:
+        """Training-only modules an --init checkpoint may carry that this run switched off: without a
+        teacher (``teacher: ""``) its head is left behind, and no teacher features are computed."""
+        return () if self.config.teacher_dim else ("teacher_head",)
+
+    @property
     def tokenizer_frozen(self) -> bool:
         return not any(p.requires_grad for m in self.tokenizer_modules() for p in m.parameters())
 

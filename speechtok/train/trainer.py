@@ -32,6 +32,7 @@ from .config import TrainConfig
 from .families import family
 from .plots import plot_metrics, truncate_metrics
 from .state import find_checkpoint, gather_states, read_trainer_state, restore, save_training_state
+from .summary import init_summary
 
 
 @dataclass
@@ -96,6 +97,7 @@ class Trainer:
         self.modules: dict[str, nn.Module] = {"model": self.model}
         for name, module in self.recipe.auxiliary_modules(self.model).items():
             self.modules[name] = module.to(self.info.device)
+        self.init_source: dict[str, Any] | None = None  # the --init checkpoint's path and training summary
         if init_from is not None:
             self._init_weights(init_from)
         self.strategy = dist_utils.choose_strategy(self.cfg.strategy, self.model)
@@ -132,6 +134,7 @@ class Trainer:
         if not (path / "config.json").is_file() and path.is_dir():
             path = find_checkpoint(path)  # a run directory: its latest checkpoint
         loaded = load_checkpoint(path, expected_kind=self.spec.kind)
+        self.init_source = init_summary(loaded)
         source_model = from_dict(type(self.spec.model), loaded.config, "model")
         free = tuple(f for group in ("INFERENCE_FIELDS", "OBJECTIVE_FIELDS", "FINETUNE_FIELDS")
                      for f in getattr(self.spec.model, group, ()))
@@ -141,7 +144,8 @@ class Trainer:
                       if getattr(source_model, f.name) != getattr(self.spec.model, f.name)]
             raise ConfigError(f"{source}: its model config differs from this run's in {', '.join(differ)};"
                               " fine-tuning needs the same architecture")
-        load_state(self.model, loaded, may_lack=getattr(self.model, "finetune_additions", ()))
+        load_state(self.model, loaded, may_lack=getattr(self.model, "finetune_additions", ()),
+                   may_drop=getattr(self.model, "finetune_removals", ()))
         for name, module in self.modules.items():
             weights = loaded.directory / f"{name}.safetensors"
             if name != "model" and weights.is_file():
@@ -159,6 +163,7 @@ class Trainer:
         restore(checkpoint_dir, self.wrapped, self.optimizers, loaded.state)
         self.step, self.epoch, self.position = state["step"], state["epoch"], state["position"]
         self.recipe.load_state_json(state.get("recipe", {}))
+        self.init_source = state.get("init")
         if self.info.is_main:
             truncate_metrics(self.run_dir / "metrics.jsonl", self.step)
             print(f"resumed from {checkpoint_dir} at step {self.step} (epoch {self.epoch}, batch {self.position})")
@@ -166,7 +171,7 @@ class Trainer:
     def _trainer_json(self) -> dict[str, Any]:
         return {"spec": self.spec.to_json(), "epoch": self.epoch, "position": self.position,
                 "recipe": self.recipe.state_json(), "strategy": self.strategy,
-                "world_size": self.info.world_size}
+                "world_size": self.info.world_size, **({"init": self.init_source} if self.init_source else {})}
 
     def save(self) -> Path | None:
         states = {name: gather_states(self.wrapped[name], self.optimizers[name]) for name in self.modules}
