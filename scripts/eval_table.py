@@ -1,9 +1,10 @@
 """Produce the documented evaluation tables on the development split, one command each.
 
     python scripts/eval_table.py baseline   # classical codecs → docs/evaluation.md
-    python scripts/eval_table.py quality    # sitok-default vs Codec2/Opus → README.md, docs/vocoder.md
-                                            #   and the bundled checkpoint's `speechtok info`
-    python scripts/eval_table.py few-step   # sitok-default at 16/8/4/2 steps, ± CFG → docs/sitok.md
+    python scripts/eval_table.py quality    # sitok-default vs Codec2/Opus and the first default → README.md,
+                                            #   docs/vocoder.md and the bundled checkpoint's `speechtok info`
+    python scripts/eval_table.py quality-librispeech   # the same on the dev split's LibriSpeech speakers
+    python scripts/eval_table.py few-step   # sitok-default at 16/8/4/2/1 steps, ± CFG → docs/sitok.md
     options: [--data data/splits/dev.tsv] [-o runs/eval/<table>] [--metrics ...] [--limit N] [--workers N]
 
 Each runs ``speechtok eval`` (through :func:`speechtok.eval.evaluate`) and rewrites the block
@@ -26,6 +27,12 @@ from speechtok.eval.systems import SiTokSystem
 ROOT = Path(__file__).resolve().parents[1]
 
 
+# The first bundled default (16 steps, two-pass CFG 2), kept in the repository for comparisons.
+FIRST_DEFAULT = "sitok-default-v1+vocos-24k"
+QUALITY_SYSTEMS = ("identity", "sitok:sitok-default", "sitok:sitok-default:griffin-lim",
+                   "sitok:checkpoints/sitok-default-v1", "vocoder:vocos-24k", "codec2-700c", "codec2-1200", "opus-6k")
+
+
 @dataclass(frozen=True)
 class Table:
     marker: str
@@ -35,7 +42,9 @@ class Table:
     documents: tuple[str, ...]
     metrics: str | None = None  # None: speechtok eval's default set
     paired_base: str | None = None  # also tabulate every other SiTok row minus this one, file by file
+    goal: str | None = None  # ... and the bundled default minus this system (the quality goal's baseline)
     info_checkpoint: str | None = None  # bundled checkpoint whose `speechtok info` shows the table
+    source: str | None = None  # only the files whose source folder name contains this (e.g. "librispeech")
 
 
 TABLES = {
@@ -43,15 +52,18 @@ TABLES = {
                       ("identity", "codec2-450", "codec2-700c", "codec2-1200", "codec2-1600", "codec2-3200",
                        "opus-6k", "speex-q0", "amr-nb-4.75"),
                       ("docs/evaluation.md",)),
-    "quality": Table("quality-table",
-                     ("identity", "sitok:sitok-default", "sitok:sitok-default:griffin-lim", "vocoder:vocos-24k",
-                      "codec2-700c", "codec2-1200", "opus-6k"),
-                     ("README.md", "docs/vocoder.md"), metrics="wer,stoi,pesq,sim,dnsmos",
+    "quality": Table("quality-table", QUALITY_SYSTEMS, ("README.md", "docs/vocoder.md"),
+                     metrics="wer,stoi,pesq,sim,dnsmos", paired_base=FIRST_DEFAULT, goal="codec2-700c",
                      info_checkpoint="sitok-default"),
+    # the same systems on the dev split's LibriSpeech speakers only (read English, never trained on)
+    "quality-librispeech": Table("quality-librispeech-table", QUALITY_SYSTEMS, ("README.md",),
+                                 metrics="wer,stoi,pesq,sim,dnsmos", paired_base=FIRST_DEFAULT, goal="codec2-700c",
+                                 source="librispeech"),
     "few-step": Table("few-step-table",
-                      ("codec2-700c", "sitok:sitok-default", "sitok-default@steps=8", "sitok-default@steps=4",
-                       "sitok-default@steps=2", "sitok-default@steps=4@cfg=1", "sitok-default@steps=2@cfg=1"),
-                      ("docs/sitok.md",), metrics="wer,stoi,sim", paired_base="sitok-default+vocos-24k"),
+                      ("codec2-700c", "sitok-default@steps=16", "sitok-default@steps=8", "sitok-default@steps=4",
+                       "sitok:sitok-default", "sitok-default@steps=1", "sitok-default@cfg=3",
+                       "sitok-default@steps=4@cfg=1", "sitok-default@steps=2@cfg=1"),
+                      ("docs/sitok.md",), metrics="wer,stoi,sim", paired_base="sitok-default+vocos-24k@steps=16"),
 }
 
 
@@ -82,12 +94,15 @@ def main() -> int:
     systems, skipped = resolve_systems(table.systems)
     output = args.output or str(ROOT / "runs" / "eval" / "dev")
     options = {} if args.workers is None else {"workers": args.workers}
-    result = evaluate(systems, args.data, output, metrics=args.metrics or table.metrics, limit=args.limit, **options)
+    manifest = Path(args.data).resolve()
+    data = subset_manifest(manifest, table.source, Path(output)) if table.source else manifest
+    result = evaluate(systems, str(data), output, metrics=args.metrics or table.metrics, limit=args.limit, **options)
     meta = result.meta
-    data = Path(args.data).resolve()
-    shown_data = data.relative_to(ROOT) if data.is_relative_to(ROOT) else data
+    shown_data = f"`{manifest.relative_to(ROOT) if manifest.is_relative_to(ROOT) else manifest}`"
+    if table.source:
+        shown_data += f" (only the files of its {table.source} sources)"
     lines = [
-        f"Produced by `python scripts/eval_table.py {args.table}` on {meta['date']}: `{shown_data}`, {meta['files']} files,"
+        f"Produced by `python scripts/eval_table.py {args.table}` on {meta['date']}: {shown_data}, {meta['files']} files,"
         f" {meta['minutes']:.1f} min, {meta['speakers']} speakers, {meta['transcribed']} with a manifest transcript"
         f" (WER/CER are over those; dWER over all files). Metrics: {', '.join(meta['groups'])}."
         f" Wall time {meta['seconds_total'] / 60:.1f} min ({meta['workers']} worker processes),"
@@ -106,6 +121,8 @@ def main() -> int:
         others = [row["system"] for row in result.rows
                   if row["system"] != table.paired_base and row.get("token_rate") is not None]
         paired = paired_differences(result.records, table.paired_base, others)
+        if table.goal:
+            paired += paired_differences(result.records, table.goal, ["sitok-default+vocos-24k"])
         lines += ["", "Paired differences on the same files (WER: pooled, paired bootstrap; STOI, SIM: mean per-file"
                   " difference; ± 95 % CI half-width):", "",
                   markdown_table(paired, ["system", "wer", "wer_ci95", "stoi", "stoi_ci95", "sim", "sim_ci95", "files"])]
@@ -125,6 +142,20 @@ def main() -> int:
         record_quality(table.info_checkpoint, "\n".join(lines[:3]))
     print(f"report in {result.out_dir}/index.html")
     return 0
+
+
+def subset_manifest(manifest: Path, source: str, output: Path) -> Path:
+    """The manifest's rows whose source folder name contains ``source``, written into the report folder,
+    so that the subset table reuses the full table's cached results."""
+    from speechtok.data.manifest import read_manifest, write_manifest
+
+    rows = [r for r in read_manifest(manifest) if source in r.path.parent.name]
+    if not rows:
+        raise SystemExit(f"{manifest}: no file from a source named like {source!r}")
+    output.mkdir(parents=True, exist_ok=True)
+    path = output / f"{manifest.stem}-{source}.tsv"
+    write_manifest(path, rows)
+    return path
 
 
 def record_quality(name: str, text: str) -> None:

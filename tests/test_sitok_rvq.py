@@ -127,6 +127,29 @@ def test_train_command_resumes_exactly_and_its_checkpoints_round_trip(tmp_path, 
     assert torch.equal(loaded.encode(clip, rate), reloaded.encode(clip, rate))
 
 
+def test_a_trained_single_codebook_model_is_requantised_to_four_codebooks(tmp_path, real_manifest, capsys):
+    """``--preset sitok-tiny-rvq4 --init`` a 200 bps checkpoint: the residual quantiser starts fresh and
+    every other weight loads (with lr 0 nothing but the EMA codebooks moves), so a 700 bps model need not
+    be trained from scratch; a config that differs beyond the quantiser is still refused."""
+    config = tmp_path / "c.yaml"
+    config.write_text("train:\n  steps: 1\n  lr: 0.0\n  warmup_steps: 1\n  batch_seconds: 6.0\n  max_seconds: 3.0\n"
+                      "  log_every: 1\n  checkpoint_every: 1\n")
+    common = ["train", "--data", str(real_manifest), "--config", str(config), "--no-progress"]
+    assert main([*common, "--preset", "sitok-tiny", "--out", str(tmp_path / "vq")]) == 0
+    init = tmp_path / "vq" / "checkpoints" / "step_0000001"
+    assert main([*common, "--preset", "sitok-tiny-rvq4", "--init", str(init), "--out", str(tmp_path / "rvq")]) == 0
+    before = SiTok.from_pretrained(init).state_dict()
+    model = SiTok.from_pretrained(tmp_path / "rvq" / "checkpoints" / "step_0000001")
+    after = model.state_dict()
+    assert model.codebooks == 4 and model.bitrate == 700.0
+    kept = [k for k in after if not k.startswith("quantizer.")]
+    assert set(kept) == {k for k in before if not k.startswith("quantizer.")}
+    assert all(torch.equal(after[k], before[k]) for k in kept)
+    capsys.readouterr()
+    assert main([*common, "--preset", "sitok-small-rvq4", "--init", str(init), "--out", str(tmp_path / "bad")]) == 2
+    assert "differs from this run's in dim" in _error_line(capsys)
+
+
 def test_cli_encode_decode_info_with_four_codebooks(tmp_path, rvq_checkpoint, capsys):
     wav, rate = sf.read(SAMPLE_SPEECH, dtype="float32")
     clip = tmp_path / "clip.flac"

@@ -89,7 +89,8 @@ class SiTokVelocityGraph(nn.Module):
     """One Euler step's velocity with token classifier-free guidance, both halves in one batch.
 
     ``x`` ``[B, T', stack·n_mels]`` (stacked mel at flow time ``t`` ``[B]``), codes ``[B, 1, T']``,
-    ``cfg`` a scalar (1 = conditional velocity only) → velocity of ``x``'s shape.
+    ``cfg`` a scalar (1 = conditional velocity only) → velocity of ``x``'s shape. A guidance-distilled
+    decoder takes ``cfg`` as its input and runs one pass (its trained range, 1 to ``guidance_max``).
     """
 
     def __init__(self, model: SiTok) -> None:
@@ -98,6 +99,8 @@ class SiTokVelocityGraph(nn.Module):
 
     def forward(self, x: torch.Tensor, t: torch.Tensor, codes: torch.Tensor, cfg: torch.Tensor) -> torch.Tensor:
         cond = self.model.cond_from_codes(codes)
+        if self.model.config.guidance_distill:
+            return self.model.velocity(x, t, cond, None, guidance=cfg.expand(x.shape[0]))
         both = self.model.velocity(torch.cat([x, x]), torch.cat([t, t]), torch.cat([cond, torch.zeros_like(cond)]), None)
         batch = x.shape[0]  # slices, not chunk(2): torch.export cannot prove chunk's symbolic sizes and fixes the batch
         return guided(both[:batch], both[batch:], cfg)
@@ -314,6 +317,7 @@ def manifest_for(model: SiTok | HoliTok, source: str, graphs: list[Graph], direc
                                                     "weights_sha256": _weights_sha256(model.vocoder_source)},
         decoding={
             "steps": c.sample_steps, "cfg": c.cfg_scale,
+            **({"cfg_range": [1.0, c.guidance_max]} if c.guidance_distill else {}),
             "noise": {"shape": ["batch", "tokens", c.mel.n_mels * c.stack], "distribution": "standard normal, float32",
                       "layout": f"stacked: row t holds mel frames {c.stack}t..{c.stack}t+{c.stack - 1}, "
                                 f"{c.mel.n_mels} bins each, frame after frame",

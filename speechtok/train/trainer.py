@@ -139,13 +139,21 @@ class Trainer:
         free = tuple(f for group in ("INFERENCE_FIELDS", "OBJECTIVE_FIELDS", "FINETUNE_FIELDS")
                      for f in getattr(self.spec.model, group, ()))
         source_model = dataclasses.replace(source_model, **{f: getattr(self.spec.model, f) for f in free})
+        quantizer_fields = getattr(self.spec.model, "QUANTIZER_FIELDS", ())
+        requantized = any(getattr(source_model, f) != getattr(self.spec.model, f) for f in quantizer_fields
+                          if f != "name")
+        if requantized:  # a new quantiser (bitrate) over the trained encoder and decoder
+            source_model = dataclasses.replace(source_model, **{f: getattr(self.spec.model, f) for f in quantizer_fields})
         if source_model != self.spec.model:
             differ = [f.name for f in dataclasses.fields(source_model)
                       if getattr(source_model, f.name) != getattr(self.spec.model, f.name)]
             raise ConfigError(f"{source}: its model config differs from this run's in {', '.join(differ)};"
                               " fine-tuning needs the same architecture")
-        load_state(self.model, loaded, may_lack=getattr(self.model, "finetune_additions", ()),
-                   may_drop=getattr(self.model, "finetune_removals", ()))
+        replaced = ("quantizer",) if requantized else ()
+        load_state(self.model, loaded, may_lack=getattr(self.model, "finetune_additions", ()) + replaced,
+                   may_drop=getattr(self.model, "finetune_removals", ()) + replaced)
+        if requantized and self.info.is_main:
+            print(f"{source}: a new quantiser ({self.spec.model.name}) starts fresh; the other weights are loaded")
         for name, module in self.modules.items():
             weights = loaded.directory / f"{name}.safetensors"
             if name != "model" and weights.is_file():
