@@ -215,3 +215,19 @@ def test_eval_system_counts_bits_of_every_codebook(rvq_checkpoint, speech):
     assert out.bits == 13 * 56  # 1 s → 13 frames × 4 codebooks × 14 bits
     assert out.codes.size == 13 * 4 and int(out.codes.max()) < 4 * 2**14
     assert system.describe()["codebooks"] == 4
+
+
+def test_eval_decodes_from_the_first_k_codebooks_and_counts_only_their_bits(rvq_checkpoint, speech):
+    """``CKPT@codebooks=2``: the same model sent at 350 bps, decoded from the codebooks it sent."""
+    from speechtok.eval.errors import EvalError
+    from speechtok.eval.systems import get_system
+
+    system = get_system(f"{rvq_checkpoint}@codebooks=2@steps=1", vocoder="griffin-lim")
+    assert system.nominal_kbps == 0.35 and system.name.endswith("@codebooks=2@steps=1")
+    wav, rate = speech
+    out = system.reconstruct(wav[:rate], rate)
+    assert out.bits == 13 * 28 and out.codes.size == 13 * 2 and int(out.codes.max()) < 2 * 2**14
+    full = get_system(f"{rvq_checkpoint}@steps=1", vocoder="griffin-lim")
+    assert system.fingerprint() != full.fingerprint()  # cached results never mix the two
+    with pytest.raises(EvalError, match="@codebooks=5, but the model has 4"):
+        get_system(f"{rvq_checkpoint}@codebooks=5", vocoder="griffin-lim").nominal_kbps

@@ -21,7 +21,8 @@ def add_eval_command(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--systems", required=True,
                    help="comma-separated systems, e.g. identity,codec2-700c,opus-6k; a SiTok checkpoint may carry "
-                        "its own decoding settings, e.g. sitok-default@steps=4@cfg=1")
+                        "its own decoding settings, e.g. sitok-default@steps=4@cfg=1 (@codebooks=k: a residual-VQ model's "
+                        "first k codebooks only)")
     p.add_argument("--data", required=True, help="manifest.tsv (path, seconds, speaker, transcript)")
     p.add_argument("-o", "--output", required=True, metavar="REPORT_DIR", help="report folder (created)")
     p.add_argument(

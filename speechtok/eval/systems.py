@@ -8,6 +8,7 @@ checkpoint (a directory or bundled name) of SiTok or HoliTok.
 A SiTok checkpoint may carry its own decoding settings as ``@key=value`` suffixes, e.g.
 ``sitok-default@steps=4@cfg=1``, so that one report compares one model decoded several ways; they
 override ``--steps``/``--cfg``/``--vocoder`` for that entry and are part of its name.
+``@codebooks=k`` sends a residual-VQ model's first k codebooks only (its bitrate counts those).
 """
 from __future__ import annotations
 
@@ -106,6 +107,7 @@ class SiTokSystem:
     vocoder: str | None = None
     steps: int | None = None
     cfg: float | None = None
+    codebooks: int | None = None  # a residual-VQ model sends (and decodes from) only its first k codebooks
     seed: int = 0
     suffix: str = ""  # the entry's own ``@key=value`` settings, kept in its name
 
@@ -124,8 +126,20 @@ class SiTokSystem:
         return SiTok.from_pretrained(self.source)
 
     @property
+    def sent_codebooks(self) -> int:
+        """How many codebooks this system sends: all of the model's, or the first ``codebooks``."""
+        total = int(self.model.codebooks)
+        if self.codebooks is not None and not 1 <= self.codebooks <= total:
+            raise EvalError(f"{self.source}: @codebooks={self.codebooks}, but the model has {total} codebook(s)")
+        return total if self.codebooks is None else self.codebooks
+
+    @property
+    def bits_per_token(self) -> float:
+        return float(self.model.bits_per_token) * self.sent_codebooks / int(self.model.codebooks)
+
+    @property
     def nominal_kbps(self) -> float:
-        return float(self.model.bitrate) / 1000.0
+        return float(self.model.token_rate) * self.bits_per_token / 1000.0
 
     @cached_property
     def checkpoint_sha256(self) -> str:
@@ -135,7 +149,8 @@ class SiTokSystem:
         return hashlib.sha256("".join(_folder_sha256(f) for f in folders).encode()).hexdigest()
 
     def fingerprint(self) -> str:
-        settings = f"{self.vocoder}|{self.steps}|{self.cfg}|{self.seed}"
+        settings = f"{self.vocoder}|{self.steps}|{self.cfg}|{self.seed}" + (
+            f"|k{self.codebooks}" if self.codebooks is not None else "")
         return f"sitok:{self.checkpoint_sha256}:{settings}"
 
     def describe(self) -> dict[str, Any]:
@@ -144,14 +159,15 @@ class SiTokSystem:
             "kind": "sitok", "source": str(self.source), "checkpoint_sha256": self.checkpoint_sha256,
             "vocoder": self.vocoder or self.model.vocoder_source, "steps": self.steps, "cfg": self.cfg,
             "sample_rate": int(m.sample_rate), "token_rate": float(m.token_rate),
-            "codebooks": int(m.codebooks), "codebook_size": int(m.codebook_size),
-            "bits_per_token": float(m.bits_per_token),
+            "codebooks": self.sent_codebooks, "codebook_size": int(m.codebook_size),
+            "bits_per_token": self.bits_per_token,
         }
 
     def reconstruct(self, wav: np.ndarray, sample_rate: int) -> Reconstruction:
         m = self.model
         with torch.inference_mode():
             codes = m.encode(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None, None], sample_rate)
+            codes = codes[:, :self.sent_codebooks]
             torch.manual_seed(self.seed)
             out = m.decode(codes, steps=self.steps, cfg=self.cfg, vocoder=self.vocoder)
         # Codebook k's entries counted as k·size + code: usage and entropy are over all codebooks' entries.
@@ -159,7 +175,7 @@ class SiTokSystem:
         flat = (codes[0] + levels).reshape(-1).cpu().numpy().astype(np.int64)
         return Reconstruction(
             out.reshape(-1).float().cpu().numpy(), int(m.sample_rate),
-            bits=round(codes.shape[-1] * float(m.bits_per_token)), codes=flat,
+            bits=round(codes.shape[-1] * self.bits_per_token), codes=flat,
         )
 
 
@@ -271,7 +287,7 @@ def builtin_names() -> list[str]:
     return ["identity", *CODECS]
 
 
-_SETTINGS = {"steps": int, "cfg": float, "vocoder": str}
+_SETTINGS = {"steps": int, "cfg": float, "vocoder": str, "codebooks": int}
 
 
 def split_settings(spec: str) -> tuple[str, dict[str, Any]]:
