@@ -107,6 +107,14 @@ def test_guidance_distillation_trains_only_its_adapter(tmp_path, real_manifest):
     assert SiTok.from_pretrained(run / "checkpoints" / "step_0000003").one_pass_guidance(2.0)
 
 
+def test_a_fine_tune_without_guidance_distillation_leaves_the_adapter_behind(tmp_path, real_manifest):
+    """``--init`` a one-pass checkpoint (as the bundled default is) for a fine-tune that changes the
+    decoder: the adapter, distilled for the decoder as it was, is not carried into the new run."""
+    before, after, _ = finetune_3_steps(tmp_path, real_manifest, _distilled(), "model:\n  shortcut: true\n")
+    adapter = {k for k in before if k.startswith(("guidance_embed.", "guidance_cond."))}
+    assert adapter and not adapter & set(after) and set(before) - adapter <= set(after)
+
+
 @pytest.mark.parametrize("overrides", [{"guidance_fraction": 0.0}, {"guidance_max": 1.0}])
 def test_bad_guidance_settings_are_config_errors(overrides):
     with pytest.raises(ConfigError, match="guidance"):

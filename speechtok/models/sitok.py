@@ -403,9 +403,13 @@ class SiTok(PretrainedMixin, nn.Module):
 
     @property
     def finetune_removals(self) -> tuple[str, ...]:
-        """Training-only modules an --init checkpoint may carry that this run switched off: without a
-        teacher (``teacher: ""``) its head is left behind, and no teacher features are computed."""
-        return () if self.config.teacher_dim else ("teacher_head",)
+        """Modules an --init checkpoint may carry that this run switched off, left behind: the teacher
+        head (training only: without a teacher no features are computed), and the guidance adapter and
+        step embedding (made for the decoder as it was: a fine-tune that changes it must not keep them)."""
+        c = self.config
+        return ((() if c.shortcut else ("step_embed",))
+                + (() if c.guidance_distill else ("guidance_embed", "guidance_cond"))
+                + (() if c.teacher_dim else ("teacher_head",)))
 
     @property
     def tokenizer_frozen(self) -> bool:
