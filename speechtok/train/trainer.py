@@ -134,7 +134,8 @@ class Trainer:
         if not (path / "config.json").is_file() and path.is_dir():
             path = find_checkpoint(path)  # a run directory: its latest checkpoint
         loaded = load_checkpoint(path, expected_kind=self.spec.kind)
-        self.init_source = init_summary(loaded)
+        # only the main rank writes trainer.json: the others need not read the init's manifests
+        self.init_source = init_summary(loaded) if self.info.is_main else None
         source_model = from_dict(type(self.spec.model), loaded.config, "model")
         free = tuple(f for group in ("INFERENCE_FIELDS", "OBJECTIVE_FIELDS", "FINETUNE_FIELDS")
                      for f in getattr(self.spec.model, group, ()))
