@@ -5,12 +5,14 @@
     python scripts/bundle_checkpoint.py speechtok/checkpoints/sitok-small sitok-default --vocoder vocos-24k
     python scripts/bundle_checkpoint.py runs/sitok-guidance/checkpoints/step_0000400 sitok-default \
         --vocoder vocos-24k --sample-steps 2 --cfg-scale 2
+    python scripts/bundle_checkpoint.py runs/holitok-mel-s3/checkpoints/step_0001500 holitok-default
 
 Writes speechtok/checkpoints/<name>/ (or --out-dir/<name>/; config.json + fp16 model.safetensors, hash-pinned). From a
 training checkpoint it records the summary that `speechtok info <name>` prints (preset, steps,
 data, recipe, final metrics, and the same for the checkpoint the run was initialised from); from an
 inference checkpoint it keeps that checkpoint's summary.
-``--vocoder`` pairs a SiTok checkpoint with a bundled vocoder (loaded by ``from_pretrained``).
+``--vocoder`` pairs a SiTok checkpoint with a bundled vocoder (loaded by ``from_pretrained``); a
+HoliTok mel head names its vocoder in its config (``vocoder``, bundled vocos-24k by default).
 """
 from __future__ import annotations
 
@@ -23,11 +25,12 @@ import torch
 
 from speechtok.bundled import BUNDLED_DIR
 from speechtok.checkpoint import load_checkpoint
+from speechtok.models.holitok import HoliTok
 from speechtok.models.sitok import SiTok
 from speechtok.train.summary import training_summary
 from speechtok.vocoder.vocos import Vocos
 
-MODELS = {"sitok": SiTok, "vocos": Vocos}
+MODELS = {"sitok": SiTok, "vocos": Vocos, "holitok": HoliTok}
 
 
 def main() -> None:

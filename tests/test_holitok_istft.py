@@ -15,7 +15,7 @@ from speechtok.models.holitok_config import HoliTokConfig, get_preset
 from speechtok.modules.conv import StreamState
 from speechtok.modules.istft import CausalISTFT
 
-TINY_ISTFT = dict(decoder_head="istft", istft_dim=32, istft_layers=2)
+TINY_ISTFT = dict(decoder_head="istft", head_dim=32, head_layers=2)
 
 
 @pytest.fixture(scope="module")
@@ -85,7 +85,7 @@ def test_causal_istft_inverts_its_own_framing() -> None:
 def test_stage_one_trains_the_istft_head(tmp_path, real_manifest) -> None:
     config = tmp_path / "istft.yaml"
     config.write_text(
-        "model:\n  decoder_head: istft\n  istft_dim: 32\n  istft_layers: 2\n"
+        "model:\n  decoder_head: istft\n  head_dim: 32\n  head_layers: 2\n"
         "objective:\n  mel_resolutions: [256, 512]\n  discriminator:\n    periods: [2, 3]\n"
         "    period_channels: [4, 8]\n    resolutions: [256]\n    resolution_channels: 4\n"
         "train:\n  steps: 4\n  lr: 0.002\n  warmup_steps: 1\n  batch_seconds: 3.0\n  segment_seconds: 1.5\n"

@@ -155,11 +155,14 @@ def test_missing_extra_is_one_line(monkeypatch, tmp_path, capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("head", [{}, {"decoder_head": "istft", "istft_dim": 16, "istft_layers": 1}],
-                         ids=["bigvgan", "istft"])
+@pytest.mark.parametrize("head", [{}, {"decoder_head": "istft", "head_dim": 16, "head_layers": 1},
+                                  {"decoder_head": "mel", "head_dim": 16, "head_layers": 1,
+                                   "encoder_frontend": "mel", "frontend_dim": 16, "frontend_layers": 1}],
+                         ids=["bigvgan", "istft", "mel"])
 def test_holitok_latents_and_audio_match_pytorch(tmp_path, head):
     """Random-weight two-stage HoliTok (development runs: max |Δlatent| 7e-8, |Δaudio| 5e-8 at an output
-    amplitude of 0.04), with either decoder head."""
+    amplitude of 0.04), with each decoder head (the mel head's graph holds the bundled vocos-24k) and,
+    with the mel head, the mel front-end (its DFT exported as a float64 matmul)."""
     torch.manual_seed(0)
     model = HoliTok.from_preset("holitok-tiny", encoder_channels=(4, 8, 8), downsample_rates=(48, 40),
                                 decoder_channels=(8, 8, 4), upsample_rates=(40, 48), resblock_dilations=((1,),),
@@ -175,8 +178,8 @@ def test_holitok_latents_and_audio_match_pytorch(tmp_path, head):
     batch = np.stack([c[:n] for c in clips])[:, None]
     for wav in (clips[0][None, None], batch):
         latents = doc["holitok_encode"](sessions, wav)
-        expected = model.encode(torch.from_numpy(wav), 48000)
-        np.testing.assert_allclose(latents, expected.numpy(), rtol=0, atol=AUDIO_TOLERANCE)
+        expected = model.encode(torch.from_numpy(wav), 48000).numpy()
+        np.testing.assert_allclose(latents, expected, rtol=0, atol=AUDIO_TOLERANCE)
         audio = doc["holitok_decode"](sessions, latents)
         np.testing.assert_allclose(audio, model.decode(torch.from_numpy(latents)).numpy(), rtol=0, atol=AUDIO_TOLERANCE)
 

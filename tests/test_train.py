@@ -44,6 +44,11 @@ def test_config_errors_are_one_line(tmp_path, real_manifest, capsys):
     assert "unknown preset 'sitok-nope'" in capsys.readouterr().err
     assert main(["train", "--preset", "sitok-tiny"]) == 2
     assert "--data" in capsys.readouterr().err
+    bad.write_text("train:\n  min_seconds: 5\n")
+    assert main(["train", "--preset", "sitok-tiny", "--data", str(real_manifest), "--config", str(bad),
+                 "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "min_seconds = 5 s" in err and len(err.splitlines()) == 1
 
 
 def test_lr_schedule_warms_up_then_decays():

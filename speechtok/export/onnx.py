@@ -41,7 +41,7 @@ from ..bundled import CONFIG_FILE, load_checkpoint_kind, resolve
 from ..errors import CheckpointError, DataError
 from ..extras import optional_import
 from ..fileio import atomic_path, check_output_dir, sha256_file, write_json_atomic
-from ..models.holitok import HoliTok
+from ..models.holitok import HoliTok, MelEncoder
 from ..models.sitok import SiTok
 from ..modules.flow_matching import guided
 from ..modules.istft import inverse_dft_kernel, overlap_add
@@ -56,28 +56,49 @@ Shape = tuple[int | str, ...]  # sizes, or the names of dynamic axes
 
 
 # ------------------------------------------------------------------------------------- the graphs
+class DFTLogMel(nn.Module):
+    """:class:`~speechtok.mel.MelSpectrogram`'s normalised log-mel with the DFT as one float64 matmul.
+
+    onnxruntime's STFT differs from torch.stft by up to 0.8 in the normalised log-mel of real speech
+    (near-silent bins, where the log is steep; measured), which would flip codes and move latents.
+    Only the bins under the filterbank's top frequency are kept in the basis.
+    """
+
+    def __init__(self, mel: nn.Module) -> None:
+        super().__init__()
+        self.mel = mel
+        c = mel.cfg
+        bins = int(torch.nonzero(mel.filterbank.sum(0)).max()) + 1
+        time = torch.arange(c.n_fft, dtype=torch.float64)[:, None]
+        angle = 2 * math.pi * time * torch.arange(bins, dtype=torch.float64)[None] / c.n_fft
+        window = torch.hann_window(c.n_fft, dtype=torch.float64)[:, None]
+        self.register_buffer("dft", torch.cat([window * angle.cos(), -window * angle.sin()], dim=1), persistent=False)
+        self.register_buffer("filterbank", mel.filterbank[:, :bins].clone(), persistent=False)
+
+    def forward(self, x: torch.Tensor, frames: torch.Tensor | int) -> torch.Tensor:
+        """A padded ``[B, T]`` signal → log-mel ``[B, n_mels, frames]`` of the windows at every hop."""
+        c = self.mel.cfg
+        starts = torch.arange(frames, device=x.device) * c.hop_length
+        spectrum = x[:, starts[:, None] + torch.arange(c.n_fft, device=x.device)].double() @ self.dft
+        real, imag = spectrum.chunk(2, dim=-1)
+        magnitude = (real * real + imag * imag).sqrt().float().transpose(1, 2)
+        return self.mel.normalize(torch.log(torch.matmul(self.filterbank, magnitude).clamp(min=c.log_floor)))
+
+
 class SiTokEncoderGraph(nn.Module):
     """Waveform ``[B, 1, T]`` at the model rate → codes ``[B, 1, ceil(T / 1920)]`` (int64), as ``SiTok.encode``."""
 
     def __init__(self, model: SiTok) -> None:
         super().__init__()
         self.model = model
-        n_fft = model.config.mel.n_fft
-        time = torch.arange(n_fft, dtype=torch.float64)[:, None]
-        angle = 2 * math.pi * time * torch.arange(n_fft // 2 + 1, dtype=torch.float64)[None] / n_fft
-        window = torch.hann_window(n_fft, dtype=torch.float64)[:, None]
-        self.register_buffer("dft", torch.cat([window * angle.cos(), -window * angle.sin()], dim=1), persistent=False)
+        self.log_mel = DFTLogMel(model.mel)
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
         m, c = self.model, self.model.config.mel
         x = wav.reshape(wav.shape[0], -1)
         frames = (x.shape[-1] + c.hop_length - 1) // c.hop_length
         x = F.pad(x, (c.n_fft - c.hop_length, frames * c.hop_length - x.shape[-1]))  # causal framing, as MelSpectrogram
-        starts = torch.arange(frames, device=x.device) * c.hop_length
-        spectrum = x[:, starts[:, None] + torch.arange(c.n_fft, device=x.device)].double() @ self.dft
-        real, imag = spectrum.chunk(2, dim=-1)
-        magnitude = (real * real + imag * imag).sqrt().float().transpose(1, 2)
-        mel = m.mel.normalize(torch.log(torch.matmul(m.mel.filterbank, magnitude).clamp(min=c.log_floor)))
+        mel = self.log_mel(x, frames)
         stacked, mask, _ = m.stack(mel, torch.full((x.shape[0],), frames, dtype=torch.long, device=x.device))
         z = m.vq_in(m.encoder(m.encoder_in(stacked), mask))
         codebook = m.quantizer.codebook.float()  # the distances of EMAVectorQuantizer.nearest, unchunked
@@ -131,20 +152,33 @@ class HoliTokEncoderGraph(nn.Module):
     def __init__(self, model: HoliTok) -> None:
         super().__init__()
         self.model = model
+        self.log_mel = DFTLogMel(model.encoder.mel) if isinstance(model.encoder, MelEncoder) else None
 
     def forward(self, wav: torch.Tensor) -> torch.Tensor:
-        return self.model.analyze(wav)[:, : self.model.latent_dim]
+        m = self.model
+        if self.log_mel is None:
+            return m.analyze(wav)[:, : m.latent_dim]
+        c = m.encoder.mel.cfg  # the mel front-end's framing: window j ends at sample j·hop
+        x = wav.reshape(wav.shape[0], -1)
+        frames = (x.shape[-1] + c.hop_length - 1) // c.hop_length
+        x = F.pad(x, (c.n_fft - 1, frames * c.hop_length - x.shape[-1]))
+        return m.bottleneck.posterior(m.encoder.from_mel(self.log_mel(x, frames)))[:, : m.latent_dim]
 
 
 class HoliTokDecoderGraph(nn.Module):
-    """Latents ``[B, latent_dim, T']`` → 48 kHz waveform ``[B, 1, T'·hop]``."""
+    """Latents ``[B, latent_dim, T']`` → 48 kHz waveform ``[B, 1, T'·hop]`` (the mel head's vocoder and
+    upsampler included, so every head exports one decoder)."""
 
     def __init__(self, model: HoliTok) -> None:
         super().__init__()
         self.model = model
+        self.vocoder = VocosGraph(model.vocoder) if model.config.decoder_head == "mel" else None
 
     def forward(self, latents: torch.Tensor) -> torch.Tensor:
-        return self.model.synthesize(latents)
+        out = self.model.synthesize(latents)
+        if self.vocoder is None:
+            return out
+        return self.model.upsampler(self.vocoder(out)).clamp(-1.0, 1.0)
 
 
 @dataclass
@@ -306,7 +340,9 @@ def manifest_for(model: SiTok | HoliTok, source: str, graphs: list[Graph], direc
     }
     if isinstance(model, HoliTok):
         manifest.update(latent_rate=model.latent_rate, latents={"dim": model.latent_dim, "dtype": "float32"},
-                        samples_per_latent=model.hop_length)
+                        samples_per_latent=model.hop_length, decoder_head=model.config.decoder_head)
+        if model.config.decoder_head == "mel":  # inside the decoder graph, recorded for provenance
+            manifest["vocoder"] = {"source": model.vocoder_source, "weights_sha256": _weights_sha256(model.vocoder_source)}
         return manifest
     c = model.config
     manifest.update(

@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from torch import nn
@@ -20,12 +22,17 @@ from torch import nn
 from ..waveform import check_waveform, prepare_batch
 from ..errors import AudioError, ConfigError
 from ..modules.activations import AntiAliasedSnakeBeta
-from ..modules.conv import CausalConv1d, CausalConvTranspose1d, StreamState
+from ..modules.conv import CausalConv1d, CausalConvTranspose1d, StreamState, conv_window
 from ..modules.convnext import ConvNeXtBlock
 from ..modules.istft import CausalISTFT
+from ..modules.upsample import Upsampler
 from .holitok_config import HoliTokConfig, get_preset
 from .holitok_inference import InferenceDecoder
 from .pretrained import PretrainedMixin
+
+if TYPE_CHECKING:
+    from ..checkpoint import LoadedCheckpoint
+    from ..vocoder.vocos import Vocos
 
 MODEL_KIND = "holitok"
 #: Convolution initialisation: weights N(0, gain²/fan_in), zero bias, so the input's scale survives
@@ -85,6 +92,45 @@ class Encoder(nn.Module):
         for block in self.blocks:
             x = block(x, state)
         return self.conv_out(x, state)
+
+
+class MelEncoder(nn.Module):
+    """``encoder_frontend="mel"`` (a documented deviation, not the paper's): 48 kHz ``[B, 1, T]`` →
+    causal log-mel at 50 Hz → causal ConvNeXt blocks → strided conv to 25 Hz → look-ahead conv.
+
+    The conv stack has to learn a spectral analysis from samples, which a 2-core CPU affords only
+    slowly (docs/holitok.md); a fixed STFT gives it for free. Mel frame ``j`` is the window of
+    ``n_fft`` samples ending at sample ``j·hop``, so, as for the conv stack, latent ``t`` sees audio
+    up to sample ``(t + lookahead)·hop_length`` and a stream reproduces ``forward`` for any chunking.
+    """
+
+    def __init__(self, c: HoliTokConfig) -> None:
+        super().__init__()
+        from ..mel import MelSpectrogram
+
+        self.mel = MelSpectrogram(c.encoder_mel)
+        dim, frames = c.frontend_dim, c.hop_length // c.encoder_mel.hop_length
+        self.conv_in = CausalConv1d(c.encoder_mel.n_mels, dim, 3, init_gain=_INIT_GAIN)
+        self.blocks = nn.ModuleList(ConvNeXtBlock(dim, 3 * dim, 7, 1.0 / c.frontend_layers, causal=True)
+                                    for _ in range(c.frontend_layers))
+        self.down = CausalConv1d(dim, dim, 2 * frames, stride=frames, init_gain=_INIT_GAIN)
+        self.act = nn.GELU()
+        self.conv_out = CausalConv1d(dim, c.latent_dim, 2 * c.encoder_lookahead + 1, lookahead=c.encoder_lookahead,
+                                    init_gain=_INIT_GAIN)
+
+    def forward(self, wav: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
+        cfg = self.mel.cfg
+        x = conv_window(wav, state, self, left=cfg.n_fft - 1, right=0, span=cfg.n_fft, stride=cfg.hop_length)
+        if x.shape[-1] < cfg.n_fft:
+            return self.from_mel(x.new_zeros(x.shape[0], cfg.n_mels, 0), state)
+        return self.from_mel(self.mel.windows(x[:, 0]), state)
+
+    def from_mel(self, mel: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
+        """The layers after the front-end: normalised log-mel ``[B, n_mels, F]`` → pre-latent."""
+        h = self.conv_in(mel, state)
+        for block in self.blocks:
+            h = block(h, state)
+        return self.conv_out(self.act(self.down(h, state)), state)
 
 
 # -------------------------------------------------------------------------------------- bottleneck
@@ -191,34 +237,64 @@ class Decoder(nn.Module):
         return self.conv_post(self.act_post(x, state), state).clamp(-1.0, 1.0)
 
 
-class ISTFTDecoder(nn.Module):
-    """The cheaper decoder head (``decoder_head="istft"``; not the paper's): ConvNeXt at 100 Hz, causal iSTFT.
+class FrameDecoder(nn.Module):
+    """A causal ConvNeXt stack at ``frames`` × the latent rate: decoder input ``[B, latent_dim, T']`` →
+    ``[B, out_dim, T'·frames]``, with the BigVGAN decoder's look-ahead; streams with identical output.
 
-    BigVGAN upsamples to 48 kHz and runs its convolutions there (holitok-base decodes at ~0.2× real
-    time on 2 CPU threads before the inference folding, and a training step is as slow); this head
-    stays at 4 frames per latent and lets one inverse FFT make the samples, as Vocos does. Same
-    contract as :class:`Decoder`: causal with the same look-ahead, streams with identical output.
+    The base of both cheaper decoder heads (documented deviations, not the paper's): BigVGAN
+    upsamples to 48 kHz and runs its convolutions there (holitok-base decodes at ~0.2× real time on
+    2 CPU threads before the inference folding, and a training step is as slow); these stay at a
+    frame rate, as Vocos does.
     """
 
-    def __init__(self, c: HoliTokConfig) -> None:
+    def __init__(self, c: HoliTokConfig, frames: int, out_dim: int) -> None:
         super().__init__()
-        dim = c.istft_dim
+        dim = c.head_dim
         self.conv_pre = CausalConv1d(c.latent_dim, dim, 2 * c.decoder_lookahead + 1, lookahead=c.decoder_lookahead,
                                     init_gain=_INIT_GAIN)
-        self.up = CausalConvTranspose1d(dim, dim, c.istft_frames, init_gain=_INIT_GAIN)
-        self.blocks = nn.ModuleList(ConvNeXtBlock(dim, 3 * dim, 7, 1.0 / c.istft_layers, causal=True)
-                                    for _ in range(c.istft_layers))
+        self.up = CausalConvTranspose1d(dim, dim, frames, init_gain=_INIT_GAIN)
+        self.blocks = nn.ModuleList(ConvNeXtBlock(dim, 3 * dim, 7, 1.0 / c.head_layers, causal=True)
+                                    for _ in range(c.head_layers))
         self.norm = nn.LayerNorm(dim, eps=1e-6)
-        frame_hop = c.hop_length // c.istft_frames
-        self.istft = CausalISTFT(c.istft_overlap * frame_hop, frame_hop)
-        self.head = nn.Linear(dim, 2 * self.istft.bins)
+        self.head = nn.Linear(dim, out_dim)
 
-    def forward(self, x: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
+    def frames(self, x: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
         x = self.up(self.conv_pre(x, state), state)
         for block in self.blocks:
             x = block(x, state)
-        log_magnitude, phase = self.head(self.norm(x.transpose(1, 2))).transpose(1, 2).chunk(2, dim=1)
+        return self.head(self.norm(x.transpose(1, 2))).transpose(1, 2)
+
+
+class ISTFTDecoder(FrameDecoder):
+    """``decoder_head="istft"``: STFT frames at 100 Hz (log-magnitude and phase), causal iSTFT to 48 kHz."""
+
+    def __init__(self, c: HoliTokConfig) -> None:
+        frame_hop = c.hop_length // c.istft_frames
+        istft = CausalISTFT(c.istft_overlap * frame_hop, frame_hop)
+        super().__init__(c, c.istft_frames, 2 * istft.bins)
+        self.istft = istft
+
+    def forward(self, x: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
+        log_magnitude, phase = self.frames(x, state).chunk(2, dim=1)
         return self.istft(log_magnitude, phase, state).clamp(-1.0, 1.0)
+
+
+class MelDecoder(FrameDecoder):
+    """``decoder_head="mel"``: the vocoder's normalised log-mel ``[B, n_mels, T'·2]`` (50 Hz).
+
+    Training compares it with the input's mel, with no discriminator; the waveform comes from a
+    trained Vocos (:meth:`HoliTok.render`). Its frame ``2t + k`` is the causal mel frame that ends
+    at 48 kHz sample ``t·hop + (k + 1)·hop/2``, which latent ``t`` (with its look-ahead) has heard.
+    """
+
+    def __init__(self, c: HoliTokConfig) -> None:
+        super().__init__(c, c.mel_frames_per_latent, c.mel.n_mels)
+
+    def forward(self, x: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
+        return self.frames(x, state)
+
+
+DECODERS = {"bigvgan": Decoder, "istft": ISTFTDecoder, "mel": MelDecoder}
 
 
 # ------------------------------------------------------------------------------------------- model
@@ -226,9 +302,11 @@ class HoliTok(PretrainedMixin, nn.Module):
     def __init__(self, config: HoliTokConfig) -> None:
         super().__init__()
         self.config = config
-        self.encoder = Encoder(config)
+        self.encoder = Encoder(config) if config.encoder_frontend == "conv" else MelEncoder(config)
         self.bottleneck = VariationalBottleneck(config)
-        self.decoder = Decoder(config) if config.decoder_head == "bigvgan" else ISTFTDecoder(config)
+        self.decoder = DECODERS[config.decoder_head](config)
+        self.vocoder_source = config.vocoder  # the mel head's vocoder; a checkpoint may keep its own beside it
+        self.upsampler = Upsampler(config.sample_rate // config.mel.sample_rate) if config.decoder_head == "mel" else None
         # Global per-dimension latent statistics for downstream models (identity until fitted).
         self.register_buffer("latent_mean", torch.zeros(config.latent_dim))
         self.register_buffer("latent_std", torch.ones(config.latent_dim))
@@ -276,14 +354,16 @@ class HoliTok(PretrainedMixin, nn.Module):
         return self.bottleneck.posterior(self.encoder(wav, state), state)
 
     def synthesize(self, latents: torch.Tensor, state: StreamState | None = None) -> torch.Tensor:
-        """Latents ``[B, latent_dim, T']`` → 48 kHz waveform ``[B, 1, T'·hop]``."""
+        """Latents ``[B, latent_dim, T']`` → what the decoder makes: the 48 kHz waveform ``[B, 1, T'·hop]``,
+        or for the mel head the normalised mel ``[B, n_mels, T'·2]`` that :meth:`render` voices."""
         return self.decoder(self.bottleneck.expand(latents, state), state)
 
     def forward(self, wav: torch.Tensor, *, variational: bool = True,
                 sample: bool = True) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor | None]:
         """The differentiable training path in one call, so a DDP wrapper sees (and syncs) it.
 
-        48 kHz ``[B, 1, T]`` → ``(reconstruction, posterior μ ‖ log σ, latents)``; with
+        48 kHz ``[B, 1, T]`` → ``(reconstruction, posterior μ ‖ log σ, latents)``, the reconstruction
+        being what :meth:`synthesize` returns (a mel for the mel head); with
         ``variational=False`` the bottleneck is bypassed (stage I's plain autoencoder) and the last
         two are None. ``sample=False`` uses the posterior mean as the latents.
         """
@@ -334,12 +414,31 @@ class HoliTok(PretrainedMixin, nn.Module):
 
     def render(self, latents: torch.Tensor, state: StreamState | None = None, *,
                dtype: torch.dtype | None = None) -> torch.Tensor:
-        """:meth:`synthesize` for inference: the BigVGAN decoder through its folded copy, the iSTFT head as is."""
-        if isinstance(self.decoder, ISTFTDecoder):
-            if dtype not in (None, self.latent_mean.dtype):
-                raise ConfigError("dtype: only the BigVGAN decoder head has a reduced-precision decode")
-            return self.decoder(self.bottleneck.expand(latents, state), state)
-        return self.inference_decoder(dtype)(self.bottleneck.expand(latents, state), state)
+        """:meth:`synthesize` to audio for inference: the BigVGAN decoder through its folded copy, the
+        iSTFT head as is, the mel head through its vocoder and the upsampler to 48 kHz."""
+        if isinstance(self.decoder, Decoder):
+            return self.inference_decoder(dtype)(self.bottleneck.expand(latents, state), state)
+        if dtype not in (None, self.latent_mean.dtype):
+            raise ConfigError("dtype: only the BigVGAN decoder head has a reduced-precision decode")
+        out = self.synthesize(latents, state)
+        if isinstance(self.decoder, MelDecoder):
+            vocoder = self.vocoder
+            out = self.upsampler(vocoder(out) if state is None else vocoder.stream(out, state), state).clamp(-1.0, 1.0)
+        return out
+
+    @property
+    def vocoder(self) -> "Vocos":
+        """The mel head's vocoder, loaded on first use (not part of this model's weights)."""
+        if self.config.decoder_head != "mel":
+            raise ConfigError(f"{self.config.name}: only the mel decoder head has a vocoder")
+        from ..vocoder.vocos import load_vocoder
+
+        return load_vocoder(self.vocoder_source, self.config.mel).to(self.device)
+
+    def after_load(self, loaded: "LoadedCheckpoint") -> None:
+        beside = Path(loaded.directory) / self.config.vocoder  # a vocoder kept with the checkpoint, else a bundled name
+        if self.config.decoder_head == "mel" and beside.is_dir():
+            self.vocoder_source = str(beside)
 
     def inference_decoder(self, dtype: torch.dtype | None = None) -> InferenceDecoder:
         """The decoder folded for inference, rebuilt whenever a decoder weight has changed.

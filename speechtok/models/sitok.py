@@ -12,7 +12,6 @@ token classifier-free guidance mixes conditional and token-free velocities.
 from __future__ import annotations
 
 import contextlib
-import functools
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -25,7 +24,7 @@ from torch import nn
 from ..waveform import check_waveform, prepare_batch
 from ..checkpoint import LoadedCheckpoint
 from ..errors import CheckpointError, ConfigError
-from ..mel import MelConfig, MelSpectrogram
+from ..mel import MelSpectrogram
 from ..modules.distillation import cosine_distance
 from ..modules.flow_matching import (StepEmbedding, TimestepEmbedding, euler_integrate_indexed, flow_pair, guided,
                                       on_prefix_path, time_grid)
@@ -34,7 +33,7 @@ from ..quantization import (BinarySphericalQuantizer, EMAVectorQuantizer, Quanti
                              ResidualVectorQuantizer)
 from ..text import get_vocabulary
 from ..vocoder.griffin_lim import GriffinLim
-from ..vocoder.vocos import Vocos
+from ..vocoder.vocos import Vocos, load_vocoder
 from .pretrained import PretrainedMixin
 from .sitok_config import SiTokConfig, get_preset
 from .sitok_stream import SiTokEncoderStream
@@ -646,16 +645,3 @@ class SiTok(PretrainedMixin, nn.Module):
         if not bool(((positions < lengths[:, None]) == valid).all()) or bool((lengths == 0).any()):
             raise ConfigError(f"codes: {self.PAD_CODE} may only pad the end of a non-empty item")
         return codes, lengths
-
-
-@functools.lru_cache(maxsize=4)
-def _cached_vocoder(source: str) -> Vocos:
-    return Vocos.from_pretrained(source)
-
-
-def load_vocoder(source: str, mel: MelConfig) -> Vocos:
-    """A Vocos checkpoint whose mel front-end must equal ``mel`` (else the audio would be garbage)."""
-    vocoder = _cached_vocoder(str(source))
-    if vocoder.config.mel != mel:
-        raise ConfigError(f"vocoder {source}: its mel settings differ from the tokenizer's ({vocoder.config.mel} vs {mel})")
-    return vocoder

@@ -16,6 +16,9 @@ class TrainConfig:
     grad_clip: float = 0.5
     batch_seconds: float = 60.0  # padded seconds of audio per batch per process
     max_seconds: float = 12.0  # longer utterances are randomly cropped (and lose their transcript)
+    # shorter training utterances are left out: 0.4 s FSDD digits would otherwise be most crops of a
+    # waveform recipe (one crop per utterance), mostly padding
+    min_seconds: float = 0.0
     segment_seconds: float = 1.0  # waveform recipes (vocoder) train on random crops of this length
     log_every: int = 10
     checkpoint_every: int = 200

@@ -10,7 +10,9 @@ stage  trained                          objective
 =====  ===============================  ================================================================
 
 The discriminators (multi-period + multi-resolution, :mod:`speechtok.modules.discriminators`)
-train in every stage and carry over between stages with ``--init``. The flow and the semantic heads
+train in every stage and carry over between stages with ``--init``. The mel decoder head
+(``decoder_head: mel``, a documented deviation) replaces L_gen by the L1 of its normalised mel
+against the input's, with no discriminator: its vocoder is already trained. The flow and the semantic heads
 are training-only modules: they are checkpointed for resume but not exported (as the paper's
 ``flow.*`` / ``supervise_net.*`` keys are dropped at load). KL is averaged per latent element.
 """
@@ -26,12 +28,14 @@ from ..data.dataset import Segment, SegmentDataset
 from ..data.manifest import Utterance
 from ..data.teacher import Teacher, load_teacher
 from ..errors import ConfigError
+from ..mel import MelSpectrogram
 from ..models.holitok import MODEL_KIND, HoliTok
 from ..models.holitok_semantic import SemanticHeads
 from ..modules.discriminators import DiscriminatorConfig, Discriminators
 from ..modules.flows import LatentFlow, flow_kl
 from ..modules.gan_losses import MultiResolutionMelLoss, discriminator_loss, generator_gan_losses
 from ..text import get_vocabulary
+from ..waveform import resample_batch
 from .recipe import Recipe
 
 PAPER_BETA = {0: 0.1, 1: 0.0, 2: 0.1, 3: 7.0}
@@ -83,6 +87,7 @@ class WaveBatch:
     label_lengths: torch.Tensor  # [B]
     speakers: torch.Tensor  # [B]
     seconds: float
+    mel: torch.Tensor | None = None  # the mel head's target [B, n_mels, T'·2], else None
 
 
 class HoliTokRecipe(Recipe):
@@ -106,9 +111,15 @@ class HoliTokRecipe(Recipe):
         self.vocabulary = get_vocabulary(self.objective.ctc_vocab) if self.objective.semantic else None
         self.speakers: list[str] = []
 
+    @property
+    def mel_head(self) -> bool:
+        """The mel decoder head learns its mel by L1 and needs no discriminator (the vocoder is trained)."""
+        return self.model_config.decoder_head == "mel"
+
     def build_model(self) -> HoliTok:
         o = self.objective
         self.mel_loss = MultiResolutionMelLoss(self.model_config.sample_rate, o.mel_resolutions)
+        self.mel_target = MelSpectrogram(self.model_config.mel)
         model = HoliTok(self.model_config)
         trained = {1: ("encoder", "decoder"), 2: ("bottleneck",)}.get(o.stage, ("encoder", "bottleneck", "decoder"))
         for name in ("encoder", "bottleneck", "decoder"):
@@ -117,7 +128,7 @@ class HoliTokRecipe(Recipe):
 
     def auxiliary_modules(self, model: nn.Module) -> dict[str, nn.Module]:
         o = self.objective
-        modules: dict[str, nn.Module] = {"discriminator": Discriminators.from_config(o.discriminator)}
+        modules: dict[str, nn.Module] = {} if self.mel_head else {"discriminator": Discriminators.from_config(o.discriminator)}
         if o.variational and o.flow_layers:
             modules["flow"] = LatentFlow(self.model_config.latent_dim, o.flow_layers, o.flow_hidden)
         if o.semantic:
@@ -143,7 +154,18 @@ class HoliTokRecipe(Recipe):
             labels[i, : len(e.labels)] = torch.tensor(e.labels, dtype=torch.long)
         wav = torch.stack([e.wav for e in examples])
         return WaveBatch(wav, labels, lengths, torch.tensor([e.speaker for e in examples]),
-                         wav.shape[0] * wav.shape[-1] / self.model_config.sample_rate)
+                         wav.shape[0] * wav.shape[-1] / self.model_config.sample_rate,
+                         self.target_mel(wav) if self.mel_head else None)
+
+    def target_mel(self, wav: torch.Tensor) -> torch.Tensor:
+        """The mel head's target: the vocoder's normalised log-mel of ``wav`` [B, 1, T] (48 kHz),
+        ``mel_frames_per_latent`` frames per latent."""
+        c = self.model_config
+        lengths = torch.full((wav.shape[0],), wav.shape[-1])
+        low = resample_batch(wav.cpu(), lengths, c.sample_rate, c.mel.sample_rate)[0]
+        frames = -(-wav.shape[-1] // c.hop_length) * c.mel_frames_per_latent
+        mel = self.mel_target(low)
+        return nn.functional.pad(mel, (0, frames - mel.shape[-1]), value=self.mel_target.silence_value)[..., :frames]
 
     def batch_seconds(self, batch: WaveBatch) -> float:
         return batch.seconds
@@ -164,17 +186,17 @@ class HoliTokRecipe(Recipe):
         real = batch.wav.to(dev)
         if "fake" not in scratch:
             scratch.update(self.autoencode(modules, real))
-        adversarial = step >= o.adversarial_start
+        adversarial = not self.mel_head and step >= o.adversarial_start
         if phase == "discriminator":
             if not adversarial:
                 return None
             loss = discriminator_loss(modules["discriminator"], real, scratch["fake"], o.resolution_weight)
             scratch["disc"] = loss.detach()
             return {"loss": loss}
-        fake = scratch["fake"][..., : real.shape[-1]]
-        out = {"mel": self.mel_loss.to(dev)(fake, real)}
+        out = {"mel": self.reconstruction_loss(scratch["fake"], real, batch.mel)}
         loss = o.mel_weight * out["mel"]
         if adversarial:
+            fake = scratch["fake"][..., : real.shape[-1]]
             out.update(generator_gan_losses(modules["discriminator"], real, fake, o.resolution_weight),
                        disc=scratch["disc"])
             loss = loss + out["adv"] + o.feature_weight * out["fm"]
@@ -189,11 +211,15 @@ class HoliTokRecipe(Recipe):
         out["loss"] = loss
         return out
 
+    def reconstruction_loss(self, fake: torch.Tensor, real: torch.Tensor, target_mel: torch.Tensor | None) -> torch.Tensor:
+        """Multi-scale log-mel L1 of the waveform, or for the mel head L1 of its normalised mel."""
+        if target_mel is None:
+            return self.mel_loss.to(real.device)(fake[..., : real.shape[-1]], real)
+        return (fake - target_mel.to(fake.device)).abs().mean()
+
     def _semantic(self, heads: nn.Module, z: torch.Tensor, batch: WaveBatch, real: torch.Tensor) -> dict[str, torch.Tensor]:
         frames = teacher_utt = None
         if self.teacher is not None:
-            from ..waveform import resample_batch
-
             with torch.no_grad():
                 wav = real
                 if self.teacher.sample_rate != self.model_config.sample_rate:
@@ -208,14 +234,16 @@ class HoliTokRecipe(Recipe):
     @torch.no_grad()
     def validate(self, modules: dict[str, nn.Module], data: SegmentDataset, model: nn.Module,
                  device: torch.device, sharded: bool) -> dict[str, float]:
-        """Multi-scale mel L1 of whole validation utterances and the KL, with fixed posterior noise."""
+        """The reconstruction loss (:meth:`reconstruction_loss`) of whole validation utterances and the
+        KL, with fixed posterior noise."""
         totals = {"valid_mel": 0.0, "valid_kl": 0.0}
         for index in range(len(data)):
             real = data.load(index)[0][None].to(device)
             with torch.random.fork_rng(devices=[]):
                 torch.manual_seed(index)
                 out = self.autoencode(modules, real)
-            totals["valid_mel"] += float(self.mel_loss.to(device)(out["fake"][..., : real.shape[-1]], real)) / len(data)
+            target = self.target_mel(real) if self.mel_head else None
+            totals["valid_mel"] += float(self.reconstruction_loss(out["fake"], real, target)) / len(data)
             if "kl" in out:
                 totals["valid_kl"] += float(out["kl"]) / len(data)
         if not self.objective.variational:

@@ -13,16 +13,19 @@ from .plots import read_metrics
 from .state import TRAINER_FILE, read_trainer_state
 
 FINAL_METRICS = {"sitok": ("loss", "flow", "ctc", "vq", "codebook_usage", "perplexity"),
-                 "vocos": ("loss", "mel", "adv", "fm", "disc")}
+                 "vocos": ("loss", "mel", "adv", "fm", "disc"),
+                 "holitok": ("loss", "mel", "kl", "ctc", "speaker_acc")}
 
 
-def data_summary(manifest: str) -> dict[str, Any]:
-    """Hours, utterances and voices of a manifest; only its name when it is no longer on disk."""
+def data_summary(manifest: str, min_seconds: float = 0.0) -> dict[str, Any]:
+    """Hours, utterances and voices of a manifest (the utterances of at least ``min_seconds``, as the
+    trainer reads it); only its name when it is no longer on disk."""
     if not Path(manifest).is_file():
         return {"manifest": Path(manifest).name}
-    rows = read_manifest(manifest)
+    rows = [r for r in read_manifest(manifest) if r.seconds >= min_seconds]
     return {
         "manifest": Path(manifest).name,
+        **({"min_seconds": min_seconds} if min_seconds else {}),
         "hours": round(sum(r.seconds for r in rows) / 3600, 3),
         "utterances": len(rows),
         "speakers": len({r.speaker for r in rows}),
@@ -42,7 +45,7 @@ def training_summary(checkpoint_dir: Path, kind: str) -> dict[str, Any]:
     length = "max_seconds" if kind == "sitok" else "segment_seconds"
     summary = {
         "steps": trainer["step"],
-        "train_data": data_summary(spec["train_manifest"]),
+        "train_data": data_summary(spec["train_manifest"], spec["train"].get("min_seconds", 0.0)),
         "valid_data": data_summary(spec["valid_manifest"]) if spec.get("valid_manifest") else None,
         "recipe": {k: spec["train"][k] for k in ("lr", "warmup_steps", "batch_seconds", length, "steps")},
         "final_train_metrics": {k: round(last_train[k], 4) for k in FINAL_METRICS.get(kind, ()) if k in last_train},

@@ -25,8 +25,8 @@ from tqdm import tqdm
 from ..checkpoint import load_checkpoint, load_state
 from ..config import from_dict, to_dict
 from ..data.dataset import DurationBatcher
-from ..data.manifest import read_corpus
-from ..errors import ConfigError
+from ..data.manifest import Utterance, read_corpus
+from ..errors import ConfigError, DataError
 from . import distributed as dist_utils
 from .config import TrainConfig
 from .families import family
@@ -89,7 +89,7 @@ class Trainer:
         self.recipe = family(spec.kind).recipe(spec.model, spec.train, spec.objective)
 
         self.model = self.recipe.build_model().to(self.info.device)
-        self.dataset = self.recipe.dataset(read_corpus(spec.train_manifest), self.model)
+        self.dataset = self.recipe.dataset(self._training_rows(spec.train_manifest), self.model)
         self.batcher = DurationBatcher(self.dataset.durations(), self.cfg.batch_seconds, seed=self.cfg.seed,
                                        rank=self.info.rank, world_size=self.info.world_size)
         self.valid = self.recipe.dataset(read_corpus(spec.valid_manifest), self.model) if spec.valid_manifest else None
@@ -112,6 +112,13 @@ class Trainer:
         if resume_from is not None:
             self._resume(find_checkpoint(resume_from))
         self.writer = self._tensorboard() if self.info.is_main else None
+
+    def _training_rows(self, manifest: str) -> list[Utterance]:
+        rows = read_corpus(manifest)
+        kept = [r for r in rows if r.seconds >= self.cfg.min_seconds]
+        if not kept:
+            raise DataError(f"{manifest}: no utterance of at least train.min_seconds = {self.cfg.min_seconds:g} s")
+        return kept
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:

@@ -7,11 +7,15 @@ sample ``(i + 1) · hop``), so that slicing frames slices the waveform at the sa
 """
 from __future__ import annotations
 
+import functools
+
 import torch
 from torch import nn
 
 from ..errors import ConfigError
+from ..mel_config import MelConfig
 from ..models.pretrained import PretrainedMixin
+from ..modules.conv import StreamState
 from ..modules.convnext import ConvNeXtBlock
 from .vocos_config import VocosConfig, get_preset
 
@@ -94,3 +98,48 @@ class Vocos(PretrainedMixin, nn.Module):
             wav = self(mel[..., lo:hi])
             pieces.append(wav[..., (start - lo) * hop: (min(start + chunk_frames, mel.shape[-1]) - lo) * hop])
         return torch.cat(pieces, dim=-1)
+
+    def context_frames(self) -> tuple[int, int]:
+        """Mel frames before and after frame ``i`` that its samples ``[i·hop, (i+1)·hop)`` depend on:
+        the centred convolutions (embedding and blocks) plus the windows that overlap those samples."""
+        c = self.config
+        convs = (c.kernel_size // 2) * (c.layers + 1)
+        n_fft, hop = c.mel.n_fft, self.hop_length
+        pad = (n_fft - hop) // 2
+        return convs + -(-(n_fft - pad) // hop) - 1, convs + -(-(pad + hop) // hop) - 1
+
+    @torch.inference_mode()
+    def stream(self, mel: torch.Tensor, state: StreamState) -> torch.Tensor:
+        """Mel frames chunk by chunk → the samples that are final; concatenated, they equal ``self(mel)``.
+
+        The vocoder is not causal: frame ``i``'s samples wait for :meth:`context_frames` ``[1]``
+        later frames (0.46 s for vocos-small). Each call reruns the network on the new frames with
+        that much context on both sides, so every emitted sample is computed from the same frames as
+        offline; ``state.final`` (a stream's flush) emits the rest.
+        """
+        left, right = self.context_frames()
+        memory = state.memory.get(self)
+        frames, start, done = (mel, 0, 0) if memory is None else (torch.cat([memory[0], mel], dim=-1), *memory[1:])
+        total = start + frames.shape[-1]
+        ready = total if state.final else max(done, total - right)
+        out = frames.new_zeros(frames.shape[0], 1, 0)
+        if ready > done:
+            lo = max(start, done - left)
+            wav = self(frames[..., lo - start:])
+            out = wav[..., (done - lo) * self.hop_length: (ready - lo) * self.hop_length]
+        keep = max(start, ready - left)
+        state.memory[self] = (frames[..., keep - start:], keep, ready)
+        return out
+
+
+@functools.lru_cache(maxsize=4)
+def _cached_vocoder(source: str) -> Vocos:
+    return Vocos.from_pretrained(source)
+
+
+def load_vocoder(source: str, mel: MelConfig) -> Vocos:
+    """A Vocos checkpoint whose mel front-end must equal ``mel`` (else the audio would be garbage)."""
+    vocoder = _cached_vocoder(str(source))
+    if vocoder.config.mel != mel:
+        raise ConfigError(f"vocoder {source}: its mel settings differ from the tokenizer's ({vocoder.config.mel} vs {mel})")
+    return vocoder
