@@ -62,6 +62,9 @@ def test_evaluation_sentences_and_speakers_are_excluded():
     forbidden = {normalize(r.transcript) for r in dev if r.transcript}
     forbidden |= {normalize(lj[i]) for i in eval_ids if i in lj}
     assert len(forbidden) > 40  # the dev transcripts and all 32 LJ evaluation sentences
+    heldout = read_sentences(REPO / "data" / "splits" / "tts_heldout.tsv")
+    assert len(heldout) == 50 and all(lj[s.id] == s.text for s in heldout)
+    forbidden |= {normalize(s.text) for s in heldout}  # the TTS judgement's sentences
     pool = {normalize(s) for s in plan.sentences}
     assert len(pool) > 12000 and not pool & forbidden
     dctts = [r for r in plan.real if r.speaker == "dctts_reader"]

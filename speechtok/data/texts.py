@@ -19,6 +19,9 @@ from .manifest import read_manifest
 
 #: Shared folders whose files are evaluation material wherever a split uses them (by LJ id).
 EVAL_SENTENCE_FOLDERS = ("ljspeech_32utt",)
+#: Sentences no training voice may speak because TTS is judged on them (beside the dev manifest):
+#: the last 50 LJ Speech sentences (LJ050-0229 … LJ050-0278, public domain).
+HELDOUT_SENTENCES = "tts_heldout.tsv"
 
 
 def normalize(text: str) -> str:
@@ -57,7 +60,8 @@ class Exclusion:
 
 
 def evaluation_exclusion(dev_manifest: str | os.PathLike[str], shared_data: str | os.PathLike[str]) -> Exclusion:
-    """Collect the evaluation sentences: dev transcripts plus the LJ ids of every evaluation folder.
+    """Collect the evaluation sentences: dev transcripts, the held-out TTS sentences beside the dev
+    manifest (:data:`HELDOUT_SENTENCES`), plus the LJ ids of every evaluation folder.
 
     A development file whose stem is an LJ id (``LJ001-0003``) excludes that sentence even when the
     manifest gives no transcript, because the sentence list still holds its text.
@@ -65,6 +69,11 @@ def evaluation_exclusion(dev_manifest: str | os.PathLike[str], shared_data: str 
     dev = read_manifest(dev_manifest)
     ids = {r.path.stem for r in dev if r.path.stem.startswith("LJ")}
     texts = {normalize(r.transcript) for r in dev if r.transcript}
+    heldout = Path(dev_manifest).parent / HELDOUT_SENTENCES
+    if heldout.is_file():
+        for sentence in read_sentences(heldout):
+            ids.add(sentence.id)
+            texts.add(normalize(sentence.text))
     for folder in EVAL_SENTENCE_FOLDERS:
         manifest = Path(shared_data) / folder / "manifest.tsv"
         if manifest.is_file():
