@@ -1,12 +1,16 @@
 """The AR+DiT comparison table (issue 6): unified vs single-task, HoliTok latents vs SiTok codes.
 
     python scripts/ardit_table.py [--runs runs] [--data data/splits/dev.tsv] [--tts-texts 20]
+    python scripts/ardit_table.py --runs RUNS --run ardit-default --marker ardit-default-table --tts-texts 47
 
-Needs the runs of ``bash scripts/train_ardit_comparison.sh`` (CPU) or ``bash scripts/train_gpu.sh`` (GPU). For every run (its latest checkpoint)
-that can speak, synthesises the first ``--tts-texts`` transcripts of the dev split and measures
-their intelligibility with the evaluation's ASR judge (Whisper; WER pooled over words); for every
-run that can listen, transcribes every transcribed dev file (WER against the manifest). Writes the
-generated audio under ``runs/eval/ardit/`` and rewrites the ``ardit-table`` block of docs/ardit.md.
+Needs the runs of ``bash scripts/train_ardit_comparison.sh`` (CPU) or ``bash scripts/train_gpu.sh`` (GPU),
+or the ``--run`` folders named. For every run (its latest checkpoint) that can speak, synthesises the first
+``--tts-texts`` transcripts of the dev split (also giving the generated / real duration ratio) and
+the held-out sentences of ``--tts-sentences`` (50 LJ Speech sentences no training voice speaks), and
+measures their intelligibility with the evaluation's ASR judge (Whisper; WER pooled over words); for
+every run that can listen, transcribes every transcribed dev file (WER against the manifest), and its
+LibriSpeech files alone. Writes the generated audio under ``runs/eval/ardit/`` and rewrites the
+``--marker`` block (default ``ardit-table``) of docs/ardit.md.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ from tqdm import tqdm
 
 from speechtok.audio import load_audio, resample, save_audio
 from speechtok.data.manifest import read_manifest
+from speechtok.data.texts import read_sentences
 from speechtok.eval.judges.asr import load_asr_judge, score_text
 from speechtok.eval.summary import replace_marked_block
 from speechtok.models.speech_lm import SpeechLM
@@ -76,6 +81,11 @@ def main() -> int:
     parser.add_argument("--runs", default=str(ROOT / "runs"))
     parser.add_argument("--data", default=str(ROOT / "data" / "splits" / "dev.tsv"))
     parser.add_argument("--tts-texts", type=int, default=20)
+    parser.add_argument("--tts-sentences", default=str(ROOT / "data" / "splits" / "tts_heldout.tsv"),
+                        help="held-out sentences ('id<TAB>text' TSV) also synthesised and judged; '' for none")
+    parser.add_argument("--run", action="append", default=[], help="run folder name(s) under --runs (default: the"
+                        " comparison's runs)")
+    parser.add_argument("--marker", default="ardit-table", help="block of docs/ardit.md to rewrite")
     parser.add_argument("-o", "--output", default=str(ROOT / "runs" / "eval" / "ardit"))
     parser.add_argument("--tokenizer", action="append", default=[], metavar="RUN=CHECKPOINT",
                         help="load RUN with this copy of its tokenizer (same weights hash) instead of the recorded"
@@ -85,17 +95,19 @@ def main() -> int:
     rows = [r for r in read_manifest(args.data) if r.transcript]
     judge = load_asr_judge("whisper-base")
     out_dir = Path(args.output)
+    heldout = read_sentences(args.tts_sentences) if args.tts_sentences else []
     table = ["| run | representation | trained tasks (TTS share) | steps | TTS WER % (Whisper on generated speech)"
-             " | generated / real duration | ASR WER % (dev) | valid ASR accuracy at step 1000 / last |",
-             "|---|---|---|---|---|---|---|---|"]
-    for run in RUNS:
+             f" | TTS WER % ({len(heldout)} held-out sentences) | generated / real duration | ASR WER % (dev)"
+             " | ASR WER % (dev LibriSpeech) | valid ASR accuracy at step 1000 / last |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for run in args.run or RUNS:
         if not (Path(args.runs) / run).is_dir():
             continue
         checkpoint = find_checkpoint(Path(args.runs) / run)
         spec = read_trainer_state(checkpoint)["spec"]
         ratio = float(spec.get("objective", {}).get("tts_ratio", 5 / 6))
         lm = SpeechLM.from_pretrained(checkpoint, tokenizer=tokenizers.get(run))
-        tts = asr = duration = "–"
+        tts = tts_heldout = asr = asr_libri = duration = "–"
         if ratio > 0:
             pairs, generated, real = [], 0.0, 0.0
             for i, row in enumerate(tqdm(rows[: args.tts_texts], desc=f"{run} tts", unit="text")):
@@ -104,25 +116,42 @@ def main() -> int:
                 pairs.append((row.transcript, judge.transcribe(resample(wav, lm.sample_rate, judge.sample_rate))))
                 generated, real = generated + len(wav) / lm.sample_rate, real + row.seconds
             tts, duration = f"{pooled_wer(pairs):.1f}", f"{generated / real:.2f}"
+            held = []
+            for i, sentence in enumerate(tqdm(heldout, desc=f"{run} tts held-out", unit="text")):
+                wav = lm.tts(sentence.text, generator=torch.Generator().manual_seed(i))[0, 0].numpy()
+                save_audio(out_dir / run / "heldout" / f"{sentence.id}.wav", wav, lm.sample_rate)
+                held.append((sentence.text, judge.transcribe(resample(wav, lm.sample_rate, judge.sample_rate))))
+            if held:
+                tts_heldout = f"{pooled_wer(held):.1f}"
+                (out_dir / run / "heldout" / "tts.json").write_text(json.dumps(held, indent=1))
         if ratio < 1:
             pairs = []
             for row in tqdm(rows, desc=f"{run} asr", unit="file"):
                 wav, rate = load_audio(row.path)
                 pairs.append((row.transcript, lm.asr(wav, rate)))
             asr = f"{pooled_wer(pairs):.1f}"
+            libri = [pair for row, pair in zip(rows, pairs) if "librispeech" in row.path.parent.name]
+            asr_libri = f"{pooled_wer(libri):.1f}" if libri else "–"
             (out_dir / run).mkdir(parents=True, exist_ok=True)
             (out_dir / run / "asr.json").write_text(json.dumps(pairs, indent=1))
         kind = "SiTok codes" if lm.model.config.audio == "tokens" else "HoliTok latents"
         metrics = read_metrics(Path(args.runs) / run / "metrics.jsonl")
         tasks = "TTS" if ratio == 1 else "ASR" if ratio == 0 else f"TTS + ASR ({ratio:.2f})"
-        table.append(f"| `{run}` | {kind} | {tasks} | {read_trainer_state(checkpoint)['step']} | {tts} | {duration} | {asr} |"
+        table.append(f"| `{run}` | {kind} | {tasks} | {read_trainer_state(checkpoint)['step']} | {tts} | {tts_heldout} |"
+                     f" {duration} | {asr} | {asr_libri} |"
                      f" {valid_asr_accuracy(metrics, 1000)} / {valid_asr_accuracy(metrics, None)} |")
-    lines = [f"Produced by `python scripts/ardit_table.py --runs {Path(args.runs).name}`:"
-             f" TTS on the first {args.tts_texts} transcripts of `{Path(args.data).name}`, ASR on its {len(rows)}"
+    command = " ".join(["python scripts/ardit_table.py", f"--runs {Path(args.runs).name}",
+                        *(f"--run {r}" for r in args.run),
+                        *([f"--marker {args.marker}"] if args.marker != "ardit-table" else []),
+                        f"--tts-texts {args.tts_texts}"])
+    lines = [f"Produced by `{command}`:"
+             f" TTS on the first {args.tts_texts} transcripts of `{Path(args.data).name}` and on {len(heldout)} held-out"
+             f" sentences (`{Path(args.tts_sentences).name if heldout else '–'}`), ASR on its {len(rows)}"
              f" transcribed files; judge {judge.info.name} (`{judge.info.version}`).", "", *table]
-    plot_curves(Path(args.runs), ROOT / "docs" / "images" / "ardit-comparison.png")
-    lines += ["", "![validation curves](images/ardit-comparison.png)"]
-    replace_marked_block(ROOT / "docs" / "ardit.md", "ardit-table", "\n".join(lines))
+    if not args.run:
+        plot_curves(Path(args.runs), ROOT / "docs" / "images" / "ardit-comparison.png")
+        lines += ["", "![validation curves](images/ardit-comparison.png)"]
+    replace_marked_block(ROOT / "docs" / "ardit.md", args.marker, "\n".join(lines))
     print("\n".join(lines))
     return 0
 

@@ -6,6 +6,7 @@
     python scripts/bundle_checkpoint.py runs/sitok-guidance/checkpoints/step_0000400 sitok-default \
         --vocoder vocos-24k --sample-steps 2 --cfg-scale 2
     python scripts/bundle_checkpoint.py runs/holitok-mel-s3/checkpoints/step_0001500 holitok-default
+    python scripts/bundle_checkpoint.py runs/ardit-default/checkpoints/step_0001500 ardit-default
 
 Writes speechtok/checkpoints/<name>/ (or --out-dir/<name>/; config.json + fp16 model.safetensors, hash-pinned). From a
 training checkpoint it records the summary that `speechtok info <name>` prints (preset, steps,
@@ -25,12 +26,13 @@ import torch
 
 from speechtok.bundled import BUNDLED_DIR
 from speechtok.checkpoint import load_checkpoint
+from speechtok.models.ardit import ARDiT
 from speechtok.models.holitok import HoliTok
 from speechtok.models.sitok import SiTok
 from speechtok.train.summary import training_summary
 from speechtok.vocoder.vocos import Vocos
 
-MODELS = {"sitok": SiTok, "vocos": Vocos, "holitok": HoliTok}
+MODELS = {"sitok": SiTok, "vocos": Vocos, "holitok": HoliTok, "ardit": ARDiT}
 
 
 def main() -> None:

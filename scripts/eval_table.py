@@ -5,6 +5,9 @@
                                             #   docs/vocoder.md and the bundled checkpoint's `speechtok info`
     python scripts/eval_table.py quality-librispeech   # the same on the dev split's LibriSpeech speakers
     python scripts/eval_table.py few-step   # sitok-default at 16/8/4/2/1 steps, ± CFG → docs/sitok.md
+    python scripts/eval_table.py holitok    # holitok-default beside Opus 6k, Codec2 and its vocoder → docs/holitok.md,
+                                            #   README.md and the bundled checkpoint's `speechtok info`
+    python scripts/eval_table.py holitok-librispeech   # the same on the dev split's LibriSpeech speakers (the goal)
     options: [--data data/splits/dev.tsv] [-o runs/eval/<table>] [--metrics ...] [--limit N] [--workers N]
 
 Each runs ``speechtok eval`` (through :func:`speechtok.eval.evaluate`) and rewrites the block
@@ -29,6 +32,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 # The first bundled default (16 steps, two-pass CFG 2), kept in the repository for comparisons.
 FIRST_DEFAULT = "sitok-default-v1+vocos-24k"
+HOLITOK_SYSTEMS = ("identity", "holitok-default", "vocoder:vocos-24k", "opus-6k", "codec2-1200", "codec2-700c")
 QUALITY_SYSTEMS = ("identity", "sitok:sitok-default", "sitok:sitok-default:griffin-lim",
                    "sitok:checkpoints/sitok-default-v1", "vocoder:vocos-24k", "codec2-700c", "codec2-1200", "opus-6k")
 
@@ -59,6 +63,10 @@ TABLES = {
     "quality-librispeech": Table("quality-librispeech-table", QUALITY_SYSTEMS, ("README.md",),
                                  metrics="wer,stoi,pesq,sim,dnsmos", paired_base=FIRST_DEFAULT, goal="codec2-700c",
                                  source="librispeech"),
+    "holitok": Table("holitok-default-table", HOLITOK_SYSTEMS, ("docs/holitok.md",),
+                     metrics="wer,stoi,pesq,sim,dnsmos", info_checkpoint="holitok-default"),
+    "holitok-librispeech": Table("holitok-librispeech-table", HOLITOK_SYSTEMS, ("docs/holitok.md", "README.md"),
+                                 metrics="wer,stoi,pesq,sim,dnsmos", source="librispeech"),
     "few-step": Table("few-step-table",
                       ("codec2-700c", "sitok-default@steps=16", "sitok-default@steps=8", "sitok-default@steps=4",
                        "sitok:sitok-default", "sitok-default@steps=1", "sitok-default@cfg=3",
@@ -73,7 +81,8 @@ def resolve_systems(names: tuple[str, ...]) -> tuple[list, list[str]]:
         if name.startswith("sitok:"):
             _, checkpoint, *vocoder = name.split(":")
             systems.append(SiTokSystem(checkpoint, vocoder=vocoder[0] if vocoder else None))
-        elif name == "identity" or name.startswith("vocoder:") or "@" in name or not CODECS[name].missing():
+        elif name == "identity" or name.startswith("vocoder:") or "@" in name or name not in CODECS \
+                or not CODECS[name].missing():  # the last: a checkpoint (e.g. holitok-default)
             systems.append(name)
         else:
             skipped.append(name)

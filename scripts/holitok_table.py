@@ -1,8 +1,10 @@
 """The HoliTok ablation table: three-stage training vs a vanilla VAE, one command.
 
-    python scripts/holitok_table.py [--runs runs] [--data data/splits/dev.tsv] [--probe-steps 500]
+    python scripts/holitok_table.py [--pipeline small|mel] [--runs runs] [--data data/splits/dev.tsv] [--probe-steps 500]
 
-Needs the runs of ``bash scripts/train_holitok_ablation.sh`` (holitok-s1/-s2/-s3/-vanilla). Evaluates
+``small`` needs the runs of ``bash scripts/train_holitok_ablation.sh`` (holitok-s1/-s2/-s3/-vanilla);
+``mel`` those of ``bash scripts/train_holitok_default.sh`` (holitok-mel-s1/-s2/-s3, holitok-mel-vanilla-a
+then holitok-mel-vanilla) and writes its own block (holitok-mel-table). Evaluates
 the latest checkpoint of stage II, stage III and the vanilla VAE with the evaluation harness (WER,
 STOI, PESQ NB/WB, speaker similarity) beside the identity floor, measures each representation's
 latent learnability (a next-frame probe trained for a fixed budget), plots the training curves of
@@ -13,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import matplotlib
@@ -34,9 +37,32 @@ from speechtok.train.plots import read_metrics  # noqa: E402
 from speechtok.train.state import find_checkpoint  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
-STAGES = ("holitok-s1", "holitok-s2", "holitok-s3")
-SYSTEMS = {"holitok-s2": "stage II (VAE bottleneck, β 0.1)", "holitok-s3": "stage III (all, β 7 + semantics)",
-           "holitok-vanilla": "vanilla VAE (all from scratch, β 0.1)"}
+
+
+@dataclass(frozen=True)
+class Pipeline:
+    stages: tuple[str, ...]  # runs of the three-stage pipeline, in order
+    vanilla: tuple[str, ...]  # runs of the vanilla VAE, in order (the last is evaluated)
+    systems: dict[str, str]  # evaluated run → description
+    marker: str
+    image: str
+    script: str
+    train_loss: str
+
+
+PIPELINES = {
+    "small": Pipeline(("holitok-s1", "holitok-s2", "holitok-s3"), ("holitok-vanilla",),
+                      {"holitok-s2": "stage II (VAE bottleneck, β 0.1)", "holitok-s3": "stage III (all, β 7 + semantics)",
+                       "holitok-vanilla": "vanilla VAE (all from scratch, β 0.1)"},
+                      "holitok-table", "holitok-ablation.png", "bash scripts/train_holitok_ablation.sh",
+                      "train multi-scale mel L1 (5-point mean)"),
+    "mel": Pipeline(("holitok-mel-s1", "holitok-mel-s2", "holitok-mel-s3"), ("holitok-mel-vanilla-a", "holitok-mel-vanilla"),
+                    {"holitok-mel-s2": "stage II (VAE bottleneck, β 0.1)",
+                     "holitok-mel-s3": "stage III (all, β 1 + CTC + speaker)",
+                     "holitok-mel-vanilla": "vanilla VAE (all from scratch, β 0.1)"},
+                    "holitok-mel-table", "holitok-mel-ablation.png", "bash scripts/train_holitok_default.sh",
+                    "train normalised-mel L1 (5-point mean)"),
+}
 
 
 def encode_all(model: HoliTok, rows: list) -> list[torch.Tensor]:
@@ -47,33 +73,30 @@ def encode_all(model: HoliTok, rows: list) -> list[torch.Tensor]:
     return out
 
 
-def plot_curves(runs: Path, png: Path) -> None:
+def plot_curves(runs: Path, pipeline: Pipeline, png: Path) -> None:
     """Mel L1 (train, smoothed, and validation) and KL of both pipelines against total steps."""
     fig, axes = plt.subplots(1, 3, figsize=(15, 4))
-    offset = 0
-    for name in (*STAGES, "holitok-vanilla"):
-        records = read_metrics(runs / name / "metrics.jsonl")
-        if name == "holitok-vanilla":
-            offset = 0
-        train = [(r["step"] + offset, r["mel"]) for r in records if "mel" in r]
-        valid = [(r["step"] + offset, r["valid_mel"]) for r in records if "valid_mel" in r]
-        kl = [(r["step"] + offset, r["kl"]) for r in records if "kl" in r]
-        style = {"color": "tab:orange"} if name == "holitok-vanilla" else {"color": "tab:blue"}
-        label = "vanilla VAE" if name == "holitok-vanilla" else ("three stages" if name == STAGES[0] else None)
-        if len(train) >= 5:
-            x, y = zip(*train)
-            smooth = np.convolve(y, np.ones(5) / 5, mode="valid")
-            axes[0].plot(x[len(x) - len(smooth):], smooth, label=label, **style)
-        if valid:
-            axes[1].plot(*zip(*valid), marker="o", label=label, **style)
-        if kl:
-            axes[2].plot(*zip(*kl), label=label, **style)
-        if name in STAGES:
+    for label, names, color in (("three stages", pipeline.stages, "tab:blue"), ("vanilla VAE", pipeline.vanilla, "tab:orange")):
+        offset = 0
+        for i, name in enumerate(names):
+            records = read_metrics(runs / name / "metrics.jsonl")
+            train = [(r["step"] + offset, r["mel"]) for r in records if "mel" in r]
+            valid = [(r["step"] + offset, r["valid_mel"]) for r in records if "valid_mel" in r]
+            kl = [(r["step"] + offset, r["kl"]) for r in records if "kl" in r]
+            style = {"color": color, "label": label if i == 0 else None}
+            if len(train) >= 5:
+                x, y = zip(*train)
+                smooth = np.convolve(y, np.ones(5) / 5, mode="valid")
+                axes[0].plot(x[len(x) - len(smooth):], smooth, **style)
+            if valid:
+                axes[1].plot(*zip(*valid), marker="o", **style)
+            if kl:
+                axes[2].plot(*zip(*kl), **style)
             offset += max((r["step"] for r in records), default=0)
-            for ax in axes:
-                ax.axvline(offset, color="grey", lw=0.5, ls=":")
-    for ax, title in zip(axes, ("train multi-scale mel L1 (5-point mean)", "validation mel L1 (whole dev files)",
-                                "KL per latent element")):
+            if names is pipeline.stages and i < len(names) - 1:
+                for ax in axes:
+                    ax.axvline(offset, color="grey", lw=0.5, ls=":")
+    for ax, title in zip(axes, (pipeline.train_loss, "validation mel L1 (whole dev files)", "KL per latent element")):
         ax.set_title(title)
         ax.set_xlabel("total training steps")
         ax.legend()
@@ -85,14 +108,15 @@ def plot_curves(runs: Path, png: Path) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pipeline", choices=sorted(PIPELINES), default="small")
     parser.add_argument("--runs", default=str(ROOT / "runs"))
     parser.add_argument("--data", default=str(ROOT / "data" / "splits" / "dev.tsv"))
     parser.add_argument("--probe-data", default=str(ROOT / "data" / "splits" / "train.tsv"))
     parser.add_argument("--probe-steps", type=int, default=500)
     parser.add_argument("-o", "--output", default=str(ROOT / "runs" / "eval" / "dev"))
     args = parser.parse_args()
-    runs = Path(args.runs)
-    checkpoints = {name: find_checkpoint(runs / name) for name in SYSTEMS}
+    runs, pipeline = Path(args.runs), PIPELINES[args.pipeline]
+    checkpoints = {name: find_checkpoint(runs / name) for name in pipeline.systems}
     systems = ["identity", *(HoliTokSystem(str(path)) for path in checkpoints.values())]
     result = evaluate(systems, args.data, args.output, metrics="wer,stoi,pesq,sim")
 
@@ -102,15 +126,15 @@ def main() -> int:
     for name, path in checkpoints.items():
         model = HoliTok.from_pretrained(path)
         scores = probe(encode_all(model, probe_rows), encode_all(model, valid_rows), steps=args.probe_steps)
-        learnability.append(f"| {SYSTEMS[name]} | `{path.relative_to(runs.parent) if path.is_relative_to(runs.parent) else path}`"
+        learnability.append(f"| {pipeline.systems[name]} | `{path.relative_to(runs.parent) if path.is_relative_to(runs.parent) else path}`"
                             f" | {scores.valid_mse:.3f} | {scores.copy_last_mse:.3f} | {scores.initial_valid_mse:.3f} |")
-    plot_curves(runs, ROOT / "docs" / "images" / "holitok-ablation.png")
+    plot_curves(runs, pipeline, ROOT / "docs" / "images" / pipeline.image)
 
     meta = result.meta
-    names = {HoliTokSystem(str(p)).name: SYSTEMS[n] for n, p in checkpoints.items()}
+    names = {HoliTokSystem(str(p)).name: pipeline.systems[n] for n, p in checkpoints.items()}
     lines = [
-        f"Produced by `python scripts/holitok_table.py` on {meta['date']} from the runs of"
-        f" `bash scripts/train_holitok_ablation.sh`: `{Path(args.data).name}`, {meta['files']} files,"
+        f"Produced by `python scripts/holitok_table.py --pipeline {args.pipeline}` on {meta['date']} from the runs of"
+        f" `{pipeline.script}`: `{Path(args.data).name}`, {meta['files']} files,"
         f" {meta['minutes']:.1f} min, {meta['speakers']} speakers ({meta['transcribed']} transcribed)."
         f" Evaluation wall time {meta['seconds_total'] / 60:.1f} min.",
         "",
@@ -128,9 +152,9 @@ def main() -> int:
         "|---|---|---|---|---|",
         *learnability,
         "",
-        "![training curves of both pipelines](images/holitok-ablation.png)",
+        f"![training curves of both pipelines](images/{pipeline.image})",
     ]
-    replace_marked_block(ROOT / "docs" / "holitok.md", "holitok-table", "\n".join(lines))
+    replace_marked_block(ROOT / "docs" / "holitok.md", pipeline.marker, "\n".join(lines))
     print("\n".join(lines))
     return 0
 

@@ -18,6 +18,8 @@ from speechtok.models.holitok import HoliTok
 from speechtok.models.sitok import SiTok
 from speechtok.models.speech_lm import SpeechLM
 
+ROOT = Path(__file__).resolve().parents[1]
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -153,6 +155,26 @@ def test_train_command_checkpoint_and_tts_asr_commands(tokenizers, real_manifest
         torch.manual_seed(1)
         HoliTok.from_preset("holitok-tiny").save_pretrained(tmp_path / "other")
         SpeechLM.from_pretrained(checkpoint, tokenizer=tmp_path / "other")
+
+
+def test_bundled_default_speaks_and_listens_without_model(tmp_path, capsys, monkeypatch):
+    """`speechtok tts` / `asr` with no --model use the bundled ardit-default on the bundled
+    holitok-default (weights hash checked); the output is 48 kHz audio, stopped by --max-seconds at the
+    latest; without a bundled model the error is one line."""
+    from speechtok.bundled import bundled_names
+    from speechtok.models import speech_lm_cli
+
+    assert bundled_names("ardit") == ["ardit-default"]
+    out = tmp_path / "default.wav"
+    assert cli_main(["tts", "one two three", "-o", str(out), "--max-seconds", "2"]) == 0
+    wav, rate = load_audio(out)
+    assert rate == 48000 and 0 < len(wav) <= 2 * 48000 + 1920 * 4
+    assert cli_main(["asr", str(ROOT / "speechtok" / "assets" / "librispeech_84-121123-0001.flac")]) == 0
+    assert capsys.readouterr().out.strip()
+    monkeypatch.setattr(speech_lm_cli, "DEFAULT_MODEL", "ardit-missing")
+    assert cli_main(["tts", "hi", "-o", str(tmp_path / "y.wav")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "pass --model" in err and len(err.splitlines()) == 1
 
 
 def test_help_lists_the_commands():

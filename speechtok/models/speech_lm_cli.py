@@ -3,6 +3,21 @@ from __future__ import annotations
 
 import argparse
 
+#: The bundled AR+DiT model that ``tts`` and ``asr`` use without ``--model``.
+DEFAULT_MODEL = "ardit-default"
+
+
+def model_source(args: argparse.Namespace) -> str:
+    """``--model``, or the bundled default (a one-line error when neither exists)."""
+    from ..bundled import bundled_names
+    from ..errors import CheckpointError
+
+    if args.model:
+        return args.model
+    if DEFAULT_MODEL not in bundled_names("ardit"):
+        raise CheckpointError(f"no AR+DiT model is bundled ({DEFAULT_MODEL}); pass --model CHECKPOINT")
+    return DEFAULT_MODEL
+
 
 def add_speech_lm_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("tts", help="text → speech with an AR+DiT model",
@@ -10,7 +25,7 @@ def add_speech_lm_commands(subparsers: argparse._SubParsersAction) -> None:
                                           " and the tokenizer it was trained on.")
     p.add_argument("text", help="what to say")
     p.add_argument("-o", "--output", required=True, help="output audio file (.wav/.flac)")
-    p.add_argument("--model", required=True, help="AR+DiT checkpoint directory")
+    p.add_argument("--model", help=f"AR+DiT checkpoint directory or bundled name (default: {DEFAULT_MODEL})")
     p.add_argument("--tokenizer", help="tokenizer checkpoint (default: the one recorded in the model; its weights"
                                        " must match)")
     p.add_argument("--vocoder", help="SiTok models: 'griffin-lim' or a vocoder checkpoint instead of the tokenizer's own")
@@ -26,7 +41,7 @@ def add_speech_lm_commands(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser("asr", help="speech → text with an AR+DiT model",
                               description="Transcribe audio files with an AR+DiT checkpoint; prints one line per file.")
     p.add_argument("inputs", nargs="+", help="audio files")
-    p.add_argument("--model", required=True, help="AR+DiT checkpoint directory")
+    p.add_argument("--model", help=f"AR+DiT checkpoint directory or bundled name (default: {DEFAULT_MODEL})")
     p.add_argument("--tokenizer", help="tokenizer checkpoint (default: the one recorded in the model)")
     p.set_defaults(func=_asr)
 
@@ -41,7 +56,7 @@ def _tts(args: argparse.Namespace) -> int:
     check_output(args.output, inputs=[args.prompt] if args.prompt else [], suffixes=tuple(AUDIO_FORMATS),
                  what="audio output")
 
-    lm = SpeechLM.from_pretrained(args.model, tokenizer=args.tokenizer, vocoder=args.vocoder)
+    lm = SpeechLM.from_pretrained(model_source(args), tokenizer=args.tokenizer, vocoder=args.vocoder)
     prompt = load_audio(args.prompt) if args.prompt else None
     wav = lm.tts(args.text, prompt=prompt, prompt_text=args.prompt_text, steps=args.steps, cfg=args.cfg,
                  temperature=args.temperature, max_seconds=args.max_seconds,
@@ -55,7 +70,7 @@ def _asr(args: argparse.Namespace) -> int:
     from ..audio import load_audio
     from .speech_lm import SpeechLM
 
-    lm = SpeechLM.from_pretrained(args.model, tokenizer=args.tokenizer)
+    lm = SpeechLM.from_pretrained(model_source(args), tokenizer=args.tokenizer)
     for path in args.inputs:
         wav, rate = load_audio(path)
         text = lm.asr(wav, rate)
