@@ -8,6 +8,11 @@ encoder and one in the decoder. That makes exact streaming possible: :class:`Hol
 and :class:`HoliTokStreamingDecoder` reproduce the offline outputs for any chunking. ``analyze`` and
 ``synthesize`` are the differentiable 48 kHz paths; ``encode``/``decode`` are for use (decoding
 runs a folded channels-last copy of the decoder, :mod:`.holitok_inference`, several times faster).
+
+Two documented deviations make a model trainable on a CPU (config fields, the ``holitok-small-mel``
+preset that ``holitok-default`` is): a mel front-end for the encoder (:class:`MelEncoder`) and frame-
+rate decoder heads (:class:`ISTFTDecoder`, :class:`MelDecoder` voiced by a trained Vocos), both causal
+with the same look-aheads, so streaming stays exact (the Vocos stream waits for its context).
 """
 from __future__ import annotations
 
@@ -21,6 +26,7 @@ from torch import nn
 
 from ..waveform import check_waveform, prepare_batch
 from ..errors import AudioError, ConfigError
+from ..mel import MelSpectrogram
 from ..modules.activations import AntiAliasedSnakeBeta
 from ..modules.conv import CausalConv1d, CausalConvTranspose1d, StreamState, conv_window
 from ..modules.convnext import ConvNeXtBlock
@@ -106,8 +112,6 @@ class MelEncoder(nn.Module):
 
     def __init__(self, c: HoliTokConfig) -> None:
         super().__init__()
-        from ..mel import MelSpectrogram
-
         self.mel = MelSpectrogram(c.encoder_mel)
         dim, frames = c.frontend_dim, c.hop_length // c.encoder_mel.hop_length
         self.conv_in = CausalConv1d(c.encoder_mel.n_mels, dim, 3, init_gain=_INIT_GAIN)
@@ -423,7 +427,7 @@ class HoliTok(PretrainedMixin, nn.Module):
         out = self.synthesize(latents, state)
         if isinstance(self.decoder, MelDecoder):
             vocoder = self.vocoder
-            out = self.upsampler(vocoder(out) if state is None else vocoder.stream(out, state), state).clamp(-1.0, 1.0)
+            out = self.upsampler(vocoder.vocode(out) if state is None else vocoder.stream(out, state), state).clamp(-1.0, 1.0)
         return out
 
     @property
