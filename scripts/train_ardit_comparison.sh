@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
 # Train the AR+DiT comparison (issue 6): unified TTS+ASR vs single-task models on HoliTok latents,
 # and the unified model on SiTok codes. Two runs at a time, one thread each; rerunning resumes.
-#   bash scripts/train_ardit_comparison.sh [RUNS_DIR] [HOLITOK_CHECKPOINT]
+#   bash scripts/train_ardit_comparison.sh [RUNS_DIR] [HOLITOK_CHECKPOINT] [DATA]
 # HOLITOK_CHECKPOINT defaults to the latest stage-III checkpoint of scripts/train_holitok_ablation.sh
-# in RUNS_DIR, else to its committed fp16 export checkpoints/holitok-small-stage3.
+# in RUNS_DIR, else to its committed fp16 export checkpoints/holitok-small-stage3; pass holitok-default
+# for the bundled one. DATA (a transcribed manifest) defaults to data/splits/train.tsv.
 set -euo pipefail
 runs=${1:-runs}
 holitok=${2:-}
+data=${3:-data/splits/train.tsv}
 if [ -z "$holitok" ]; then
   if [ -d "$runs/holitok-s3" ]; then
     holitok=$(python -c "from speechtok.train.state import find_checkpoint; print(find_checkpoint('$runs/holitok-s3'))")
@@ -14,7 +16,7 @@ if [ -z "$holitok" ]; then
     holitok=checkpoints/holitok-small-stage3
   fi
 fi
-holitok=$(realpath "$holitok")
+[ -e "$holitok" ] && holitok=$(realpath "$holitok")  # else a bundled name
 mkdir -p "$runs/ardit-configs"
 
 run() {  # run NAME PRESET TOKENIZER TTS_RATIO
@@ -23,7 +25,7 @@ run() {  # run NAME PRESET TOKENIZER TTS_RATIO
   if compgen -G "$runs/$name/checkpoints/step_*" > /dev/null; then
     speechtok train --resume "$runs/$name" --no-progress
   else
-    speechtok train --preset "$preset" --data data/splits/train.tsv --valid data/splits/dev.tsv \
+    speechtok train --preset "$preset" --data "$data" --valid data/splits/dev.tsv \
       --config "$config" --out "$runs/$name" --no-progress
   fi
 }
