@@ -22,6 +22,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from speechtok.bundled import bundled_names
 from speechtok.eval import evaluate
 from speechtok.eval.codecs import CODECS
 from speechtok.eval.summary import legend, markdown_table, paired_differences, replace_marked_block
@@ -81,8 +82,8 @@ def resolve_systems(names: tuple[str, ...]) -> tuple[list, list[str]]:
         if name.startswith("sitok:"):
             _, checkpoint, *vocoder = name.split(":")
             systems.append(SiTokSystem(checkpoint, vocoder=vocoder[0] if vocoder else None))
-        elif name == "identity" or name.startswith("vocoder:") or "@" in name or name not in CODECS \
-                or not CODECS[name].missing():  # the last: a checkpoint (e.g. holitok-default)
+        elif name == "identity" or name.startswith("vocoder:") or "@" in name or name in bundled_names() \
+                or Path(name).is_dir() or not CODECS[name].missing():
             systems.append(name)
         else:
             skipped.append(name)

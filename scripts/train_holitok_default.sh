@@ -11,7 +11,7 @@ stage1_data=$1
 corpus=$2
 runs=${3:-runs}
 valid=data/splits/dev.tsv
-steps=(3000 800 1500)  # stages I, II, III (configs/holitok-mel*.yaml)
+steps=(3000 800 1500)  # stages I, II, III (configs/holitok-mel*.yaml); the vanilla VAE matches their sum
 
 train() {  # train OUT ARGS... : start the run, or resume it when it has checkpoints
   local out=$1; shift
@@ -38,4 +38,5 @@ mkdir -p "$runs"
 three_stages > "$runs/holitok-mel-stages.log" 2>&1 &
 vanilla > "$runs/holitok-mel-vanilla.log" 2>&1 &
 wait
-python scripts/bundle_checkpoint.py "$runs/holitok-mel-s3/checkpoints/step_$(printf %07d "${steps[2]}")" holitok-default
+python scripts/bundle_checkpoint.py \
+  "$(python -c "from speechtok.train.state import find_checkpoint; print(find_checkpoint('$runs/holitok-mel-s3'))")" holitok-default

@@ -3,8 +3,8 @@
 HoliTok's mel head is voiced by a 24 kHz vocoder while the model's contract is 48 kHz audio. soxr
 would do, but not inside a :class:`~speechtok.modules.conv.StreamState` stream; a zero-stuffed
 signal filtered by a symmetric FIR does: the filter is a convolution with a fixed look-ahead of
-``half_width`` output samples (0.7 ms at 48 kHz for ×2), so the same window mechanism as every
-streaming conv makes a stream equal the one-shot call.
+``half_width`` input samples (×2: 64 output samples, 1.3 ms at 48 kHz), so the same window mechanism
+as every streaming conv makes a stream equal the one-shot call.
 """
 from __future__ import annotations
 
