@@ -1,7 +1,12 @@
-"""Prompted decoding: speaker similarity of SiTok reconstructions with and without a voice prompt.
+"""Prompted decoding: speaker similarity of SiTok reconstructions (or AR+DiT speech) with and without a voice prompt.
 
     python scripts/prompt_sim.py --data ../shared/data/librispeech_dev_clean_spk84 --limit 10 \
         [--checkpoint sitok-default] [--other ../shared/data/ljspeech_32utt] [--prompt-seconds 4]
+    python scripts/prompt_sim.py --data ../shared/data/librispeech_dev_clean_spk84 --tts ardit-default \
+        --other ../shared/data/ljspeech_32utt
+
+With ``--tts MODEL`` each clip is not reconstructed but its transcript (the folder's manifest.tsv) is
+spoken by that AR+DiT model, continuing the prompt (the whole prompt clip, given with its transcript).
 
 Each clip (sorted by name) is reconstructed without a prompt, with the next clip of the folder as the
 prompt (another utterance of the same speaker), and, with ``--other``, with a clip of another speaker
@@ -18,8 +23,10 @@ import numpy as np
 import torch
 
 from speechtok.audio import load_audio, resample
+from speechtok.data.manifest import read_manifest
 from speechtok.eval.judges.speaker import load_speaker_judge
 from speechtok.models.sitok import SiTok
+from speechtok.models.speech_lm import SpeechLM
 
 
 def main() -> None:
@@ -32,9 +39,13 @@ def main() -> None:
     parser.add_argument("--max-seconds", type=float, default=8.0, help="clips are cut to this length")
     parser.add_argument("--steps", type=int)
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--tts", metavar="MODEL", help="an AR+DiT model that speaks each clip's transcript instead")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
-    model = SiTok.from_pretrained(args.checkpoint).eval()
+    model = SpeechLM.from_pretrained(args.tts) if args.tts else SiTok.from_pretrained(args.checkpoint).eval()
+    transcripts = {}
+    for folder in filter(None, (args.data, args.other)) if args.tts else ():
+        transcripts.update({r.path.name: r.transcript for r in read_manifest(Path(folder) / "manifest.tsv")})
     judge = load_speaker_judge()
     clips = sorted(Path(args.data).glob("*.flac"))
     others = sorted(Path(args.other).glob("*.flac")) if args.other else []
@@ -54,13 +65,19 @@ def main() -> None:
                 prompt, prompt_rate = load_audio(prompt_path)
                 kwargs = {"prompt": torch.from_numpy(prompt[: int(args.prompt_seconds * prompt_rate)]),
                           "prompt_sample_rate": prompt_rate}
-            out = model.reconstruct(torch.from_numpy(wav)[None, None], rate, steps=args.steps, **kwargs)[0, 0].numpy()
+            if args.tts:
+                tts_prompt = {} if prompt_path is None else {
+                    "prompt": (prompt, prompt_rate), "prompt_text": transcripts[prompt_path.name]}  # whole: its text
+                out = model.tts(transcripts[path.name], steps=args.steps, max_seconds=args.max_seconds,
+                                generator=torch.Generator().manual_seed(i), **tts_prompt)[0, 0].numpy()
+            else:
+                out = model.reconstruct(torch.from_numpy(wav)[None, None], rate, steps=args.steps, **kwargs)[0, 0].numpy()
             embedding = judge.embed(resample(out, model.sample_rate, judge.sample_rate))
             scores[condition].append(float(np.dot(reference, embedding)
                                            / (np.linalg.norm(reference) * np.linalg.norm(embedding) + 1e-12)))
         print(path.name, {k: round(v[-1], 3) for k, v in scores.items()}, flush=True)
-    print(f"\n{args.checkpoint}, {len(scores['no prompt'])} clips of {Path(args.data).name}, prompts cut to"
-          f" {args.prompt_seconds:g} s\n\n| condition | SIM (mean ± s.e.) | change vs no prompt (paired, ± s.e.) |\n|---|---|---|")
+    print(f"\n{args.tts or args.checkpoint}, {len(scores['no prompt'])} clips of {Path(args.data).name}, prompts"
+          f" {'whole (with their transcripts)' if args.tts else f'{args.prompt_seconds:g} s'}\n\n| condition | SIM (mean ± s.e.) | change vs no prompt (paired, ± s.e.) |\n|---|---|---|")
     baseline = np.array(scores["no prompt"])
     for condition, values in scores.items():
         change = np.array(values) - baseline
