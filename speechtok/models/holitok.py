@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import torch
@@ -440,9 +439,8 @@ class HoliTok(PretrainedMixin, nn.Module):
         return load_vocoder(self.vocoder_source, self.config.mel).to(self.device)
 
     def after_load(self, loaded: "LoadedCheckpoint") -> None:
-        beside = Path(loaded.directory) / self.config.vocoder  # a vocoder kept with the checkpoint, else a bundled name
-        if self.config.decoder_head == "mel" and beside.is_dir():
-            self.vocoder_source = str(beside)
+        if self.config.decoder_head == "mel":
+            self.vocoder_source = self.companion(loaded, self.config.vocoder)
 
     def inference_decoder(self, dtype: torch.dtype | None = None) -> InferenceDecoder:
         """The decoder folded for inference, rebuilt whenever a decoder weight has changed.

@@ -39,6 +39,13 @@ class PretrainedMixin:
     def after_load(self, loaded: ckpt.LoadedCheckpoint) -> None:
         """Hook for companions recorded in the checkpoint's info (e.g. SiTok's vocoder)."""
 
+    @staticmethod
+    def companion(loaded: ckpt.LoadedCheckpoint, source: str) -> str:
+        """Where a companion checkpoint named ``source`` is: a folder of that name beside the loaded
+        checkpoint when there is one, else ``source`` itself (a bundled name or a path)."""
+        beside = Path(loaded.directory) / source
+        return str(beside) if beside.is_dir() else source
+
     def save_pretrained(self, directory: str | Path, *, dtype: torch.dtype = torch.float32,
                         info: dict | None = None) -> Path:
         return ckpt.save_checkpoint(directory, self.model_kind, self.config, self.state_dict(), dtype=dtype, info=info)

@@ -608,8 +608,7 @@ class SiTok(PretrainedMixin, nn.Module):
     def after_load(self, loaded: LoadedCheckpoint) -> None:
         source = loaded.info.get("vocoder")
         if source:
-            beside = loaded.directory / source  # a path relative to the checkpoint, else a bundled name
-            self.attach_vocoder(beside if beside.is_dir() else source)
+            self.attach_vocoder(self.companion(loaded, source))
 
     @torch.inference_mode()
     def reconstruct(self, wav: torch.Tensor, sample_rate: int, *, steps: int | None = None,
