@@ -89,12 +89,12 @@ class Vocos(PretrainedMixin, nn.Module):
     @torch.inference_mode()
     def vocode(self, mel: torch.Tensor, *, chunk_frames: int = 3000) -> torch.Tensor:
         """Inference in chunks of ``chunk_frames`` (60 s) with overlap, so memory stays flat on long input."""
-        overlap = self.config.kernel_size * (self.config.layers + 1)
-        if mel.shape[-1] <= chunk_frames + 2 * overlap:
+        left, right = self.context_frames()  # each chunk's samples are exact with this much context
+        if mel.shape[-1] <= chunk_frames + left + right:
             return self(mel)
         hop, pieces = self.hop_length, []
         for start in range(0, mel.shape[-1], chunk_frames):
-            lo, hi = max(0, start - overlap), min(mel.shape[-1], start + chunk_frames + overlap)
+            lo, hi = max(0, start - left), min(mel.shape[-1], start + chunk_frames + right)
             wav = self(mel[..., lo:hi])
             pieces.append(wav[..., (start - lo) * hop: (min(start + chunk_frames, mel.shape[-1]) - lo) * hop])
         return torch.cat(pieces, dim=-1)
