@@ -2,18 +2,18 @@
 the causal inverse STFT itself, and training through the stage-1 recipe."""
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 import torch
 
-from speechtok.cli import main
 from speechtok.errors import ConfigError
 from speechtok.models.holitok import HoliTok, ISTFTDecoder
 from speechtok.models.holitok_config import HoliTokConfig, get_preset
 from speechtok.modules.conv import StreamState
 from speechtok.modules.istft import CausalISTFT
+
+from holitok_runs import train_stage_one
 
 TINY_ISTFT = dict(decoder_head="istft", head_dim=32, head_layers=2)
 
@@ -83,17 +83,13 @@ def test_causal_istft_inverts_its_own_framing() -> None:
 
 
 def test_stage_one_trains_the_istft_head(tmp_path, real_manifest) -> None:
-    config = tmp_path / "istft.yaml"
-    config.write_text(
+    run, records = train_stage_one(
+        tmp_path, real_manifest,
         "model:\n  decoder_head: istft\n  head_dim: 32\n  head_layers: 2\n"
         "objective:\n  mel_resolutions: [256, 512]\n  discriminator:\n    periods: [2, 3]\n"
         "    period_channels: [4, 8]\n    resolutions: [256]\n    resolution_channels: 4\n"
         "train:\n  steps: 4\n  lr: 0.002\n  warmup_steps: 1\n  batch_seconds: 3.0\n  segment_seconds: 1.5\n"
         "  log_every: 1\n  checkpoint_every: 4\n  valid_every: 4\n")
-    run = tmp_path / "run"
-    assert main(["train", "--preset", "holitok-tiny", "--stage", "1", "--data", str(real_manifest), "--valid",
-                 str(real_manifest), "--config", str(config), "--out", str(run), "--no-progress"]) == 0
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     losses = [r["loss"] for r in records if "loss" in r]
     assert len(losses) >= 4 and all(math.isfinite(v) for v in losses)
     reloaded = HoliTok.from_pretrained(str(run / "checkpoints" / "step_0000004"))

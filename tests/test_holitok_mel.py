@@ -3,13 +3,11 @@ rates, causality, exact streaming (through the non-causal vocoder and the upsamp
 stage-1 training on real speech without discriminators."""
 from __future__ import annotations
 
-import json
 import math
 
 import pytest
 import torch
 
-from speechtok.cli import main
 from speechtok.errors import ConfigError
 from speechtok.models.holitok import HoliTok, MelDecoder, MelEncoder
 from speechtok.models.holitok_config import HoliTokConfig, get_preset
@@ -17,6 +15,8 @@ from speechtok.modules.conv import StreamState
 from speechtok.modules.upsample import Upsampler
 from speechtok.train.summary import training_summary
 from speechtok.vocoder.vocos import Vocos
+
+from holitok_runs import train_stage_one
 
 TINY_MEL = dict(decoder_head="mel", head_dim=32, head_layers=2, encoder_frontend="mel", frontend_dim=32,
                 frontend_layers=2)
@@ -145,16 +145,12 @@ def test_upsampler_streams_exactly_and_keeps_a_tone() -> None:
 
 
 def test_stage_one_mel_loss_falls_on_real_speech(tmp_path, real_manifest) -> None:
-    config = tmp_path / "mel.yaml"
-    config.write_text(
+    run, records = train_stage_one(
+        tmp_path, real_manifest,
         "model:\n  decoder_head: mel\n  head_dim: 32\n  head_layers: 2\n"
         "  encoder_frontend: mel\n  frontend_dim: 32\n  frontend_layers: 2\n"
         "train:\n  min_seconds: 1.0\n  steps: 30\n  lr: 0.003\n  warmup_steps: 2\n  batch_seconds: 4.0\n  segment_seconds: 1.0\n"
         "  log_every: 1\n  checkpoint_every: 30\n  valid_every: 30\n")
-    run = tmp_path / "run"
-    assert main(["train", "--preset", "holitok-tiny", "--stage", "1", "--data", str(real_manifest), "--valid",
-                 str(real_manifest), "--config", str(config), "--out", str(run), "--no-progress"]) == 0
-    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     mel = [r["mel"] for r in records if "mel" in r]
     assert len(mel) >= 30 and all(math.isfinite(v) for v in mel)
     assert sum(mel[-5:]) / 5 < 0.7 * sum(mel[:5]) / 5  # the normalised-mel L1 falls on real speech
