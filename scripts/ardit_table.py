@@ -25,7 +25,7 @@ from tqdm import tqdm
 from speechtok.audio import load_audio, resample, save_audio
 from speechtok.data.manifest import read_manifest
 from speechtok.data.texts import read_sentences
-from speechtok.eval.judges.asr import load_asr_judge, score_text
+from speechtok.eval.judges.asr import load_asr_judge, pooled_wer
 from speechtok.eval.summary import replace_marked_block
 from speechtok.models.speech_lm import SpeechLM
 from speechtok.train.plots import read_metrics
@@ -33,11 +33,6 @@ from speechtok.train.state import find_checkpoint, read_trainer_state
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ("ardit-unified", "ardit-tts", "ardit-asr", "ardit-unified-sitok")
-
-
-def pooled_wer(pairs: list[tuple[str, str]]) -> float:
-    scores = [s for s in (score_text(ref, hyp) for ref, hyp in pairs) if s is not None]
-    return 100.0 * sum(s.word_errors for s in scores) / max(1, sum(s.words for s in scores))
 
 
 def valid_asr_accuracy(metrics: list[dict], step: int | None) -> str:

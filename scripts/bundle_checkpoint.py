@@ -33,6 +33,7 @@ from speechtok.train.summary import training_summary
 from speechtok.vocoder.vocos import Vocos
 
 MODELS = {"sitok": SiTok, "vocos": Vocos, "holitok": HoliTok, "ardit": ARDiT}
+DECODING_DEFAULTS = {"sitok": ("sample_steps", "cfg_scale"), "ardit": ("sample_steps", "cfg_scale", "eos_threshold")}
 
 
 def main() -> None:
@@ -40,8 +41,9 @@ def main() -> None:
     parser.add_argument("checkpoint", help="training checkpoint (runs/.../checkpoints/step_N) or inference checkpoint")
     parser.add_argument("name", help="bundled name, e.g. sitok-default or vocos-24k")
     parser.add_argument("--vocoder", help="bundled vocoder that a SiTok checkpoint decodes with")
-    parser.add_argument("--sample-steps", type=int, help="SiTok: the Euler steps decoding uses by default")
-    parser.add_argument("--cfg-scale", type=float, help="SiTok: the token CFG scale decoding uses by default")
+    parser.add_argument("--sample-steps", type=int, help="SiTok, AR+DiT: the Euler steps decoding uses by default")
+    parser.add_argument("--cfg-scale", type=float, help="SiTok, AR+DiT: the CFG scale decoding uses by default")
+    parser.add_argument("--eos-threshold", type=float, help="AR+DiT: the end-of-speech probability that stops TTS")
     parser.add_argument("--out-dir", type=Path, default=BUNDLED_DIR,
                         help="folder that receives <name>/ (default: the package's bundled checkpoints; e.g."
                              " checkpoints/ for an export kept in the repository but not shipped)")
@@ -51,14 +53,16 @@ def main() -> None:
     info = dict(loaded.info)
     if (source / "trainer.json").is_file():
         info = {"training": training_summary(source, loaded.kind)}
-    info.pop("quality", None)  # measured again for the new bundle (scripts/quality_table.py)
+    info.pop("quality", None)  # measured again for the new bundle (scripts/eval_table.py)
     if args.vocoder:
         if loaded.kind != "sitok":
             parser.error("--vocoder applies to SiTok checkpoints")
         info["vocoder"] = args.vocoder
-    decoding = {k: v for k, v in (("sample_steps", args.sample_steps), ("cfg_scale", args.cfg_scale)) if v is not None}
-    if decoding and loaded.kind != "sitok":
-        parser.error("--sample-steps and --cfg-scale apply to SiTok checkpoints")
+    decoding = {k: v for k, v in (("sample_steps", args.sample_steps), ("cfg_scale", args.cfg_scale),
+                                  ("eos_threshold", args.eos_threshold)) if v is not None}
+    unknown = [k for k in decoding if k not in DECODING_DEFAULTS.get(loaded.kind, ())]
+    if unknown:
+        parser.error(f"--{unknown[0].replace('_', '-')} does not apply to {loaded.kind} checkpoints")
     model = MODELS[loaded.kind].from_pretrained(source)
     if decoding:  # inference defaults only: the weights and the codes stay as trained
         model.config = dataclasses.replace(model.config, **decoding)

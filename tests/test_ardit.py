@@ -1,6 +1,7 @@
 """The unified AR+DiT model: one object does TTS and ASR, over HoliTok latents or SiTok codes."""
 from __future__ import annotations
 
+import dataclasses
 import subprocess
 import sys
 from pathlib import Path
@@ -19,8 +20,6 @@ from speechtok.models.sitok import SiTok
 from speechtok.models.speech_lm import SpeechLM
 
 ROOT = Path(__file__).resolve().parents[1]
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +101,26 @@ def test_kv_cached_generation_equals_uncached(kind, tokenizers, clips):
     assert texts[0] == texts[1]
 
 
+def test_end_of_speech_threshold_decides_where_tts_stops(tokenizers, clips):
+    lm, _ = _speech_lm("latents", tokenizers, clips)
+    model = lm.model.eval()
+    with torch.no_grad():  # the end-of-speech probability is exactly 0.5 after every patch
+        model.eos_head.weight.zero_()
+        model.eos_head.bias.zero_()
+
+    def frames(threshold: float) -> int:
+        return model.generate_speech("hello", max_seconds=1.0, eos_threshold=threshold,
+                                     generator=torch.Generator().manual_seed(0)).shape[0]
+
+    c = model.config
+    assert frames(0.4) == c.patch_size  # stops after the first patch
+    assert frames(0.6) == int(1.0 * c.patch_rate) * c.patch_size  # never stops: max_seconds ends it
+    with pytest.raises(ConfigError, match="eos_threshold"):
+        model.generate_speech("hello", eos_threshold=1.0)
+    with pytest.raises(ConfigError, match="eos_threshold"):
+        dataclasses.replace(c, eos_threshold=0.0)
+
+
 def test_bad_inputs_are_refused_in_one_line(tokenizers, clips):
     lm, examples = _speech_lm("latents", tokenizers, clips)
     model = lm.model
@@ -151,6 +170,9 @@ def test_train_command_checkpoint_and_tts_asr_commands(tokenizers, real_manifest
     assert cli_main(["tts", "hi", "-o", str(tmp_path / "x.wav"), "--model", str(checkpoint),
                      "--tokenizer", str(tokenizers["tokens"])]) == 2
     assert "error:" in capsys.readouterr().err
+    assert cli_main(["tts", "hi", "-o", str(tmp_path / "y.wav"), "--model", str(checkpoint),
+                     "--eos-threshold", "1.5"]) == 2
+    assert "--eos-threshold" in capsys.readouterr().err and not (tmp_path / "y.wav").exists()
     with pytest.raises(CheckpointError, match="not the tokenizer"):
         torch.manual_seed(1)
         HoliTok.from_preset("holitok-tiny").save_pretrained(tmp_path / "other")
@@ -182,4 +204,4 @@ def test_help_lists_the_commands():
 
     text = build_parser().format_help()
     assert "tts" in text and "asr" in text and "ardit-small" in subprocess.run(
-        [sys.executable, "-m", "speechtok.cli", "train", "--help"], capture_output=True, text=True, cwd=REPO).stdout
+        [sys.executable, "-m", "speechtok.cli", "train", "--help"], capture_output=True, text=True, cwd=ROOT).stdout

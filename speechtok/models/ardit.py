@@ -274,18 +274,23 @@ class ARDiT(PretrainedMixin, nn.Module):
     @torch.inference_mode()
     def generate_speech(self, text: str, *, prompt: torch.Tensor | None = None, steps: int | None = None,
                         cfg: float | None = None, max_seconds: float | None = None, temperature: float = 1.0,
-                        top_k: int = 50, generator: torch.Generator | None = None, use_cache: bool = True) -> torch.Tensor:
+                        top_k: int = 50, eos_threshold: float | None = None, generator: torch.Generator | None = None,
+                        use_cache: bool = True) -> torch.Tensor:
         """TTS: text → normalised latents ``[F, D]`` or codes ``[F]`` (the prompt not included).
 
         ``prompt`` (same form) is continued: ``text`` must then start with the prompt's transcript.
-        Generation stops when the end-of-speech head says so (after at least one patch) or at
-        ``max_seconds``. ``use_cache=False`` reruns the whole sequence at every step (same result).
+        Generation stops when the end-of-speech head's probability exceeds ``eos_threshold`` (after at
+        least one patch) or at ``max_seconds``. ``use_cache=False`` reruns the whole sequence at every
+        step (same result).
         """
         c = self.config
         steps = c.sample_steps if steps is None else int(steps)
         cfg = c.cfg_scale if cfg is None else float(cfg)
+        eos_threshold = c.eos_threshold if eos_threshold is None else float(eos_threshold)
         if steps < 1 or top_k < 1:
             raise ConfigError(f"steps and top_k must be >= 1, got {steps} and {top_k}")
+        if not 0.0 < eos_threshold < 1.0:
+            raise ConfigError(f"eos_threshold must be in (0, 1), got {eos_threshold}")
         ids = torch.tensor(self.vocabulary.encode(text), dtype=torch.long, device=self.device)
         if not ids.numel():
             raise ConfigError(f"nothing to say: {text!r} has no units of the {c.text_vocab} vocabulary")
@@ -305,7 +310,7 @@ class ARDiT(PretrainedMixin, nn.Module):
         generated = []
         limit = int((c.max_speech_seconds if max_seconds is None else max_seconds) * c.patch_rate)
         for k in range(limit):
-            if k and torch.sigmoid(self.eos_head(state))[0] > 0.5:
+            if k and torch.sigmoid(self.eos_head(state))[0] > eos_threshold:
                 break
             if c.audio == "latents":
                 piece = self._sample_patch(state, torch.cat([past, *generated]), steps, cfg, generator)

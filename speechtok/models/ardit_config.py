@@ -53,6 +53,7 @@ class ARDiTConfig:
     cond_drop: float = 0.2  # probability of dropping the LM state in training (trains CFG)
     sample_steps: int = 8
     cfg_scale: float = 1.0
+    eos_threshold: float = 0.5  # TTS stops at the first patch whose end-of-speech probability exceeds this
     max_speech_seconds: float = 30.0  # generation stops here if no end-of-speech was predicted
     max_text_units: int = 400  # ASR stops here if no end-of-text was predicted
 
@@ -66,6 +67,8 @@ class ARDiTConfig:
                               " time_embed_dim even")
         if not 0.0 <= self.cond_drop <= 1.0:
             raise ConfigError(f"{self.name}: cond_drop must be in 0..1, got {self.cond_drop}")
+        if not 0.0 < self.eos_threshold < 1.0:
+            raise ConfigError(f"{self.name}: eos_threshold must be in (0, 1), got {self.eos_threshold}")
         for width, heads in ((self.dim, self.heads), (self.patch_dim, self.patch_heads), (self.dit_dim, self.dit_heads)):
             if width % heads:
                 raise ConfigError(f"{self.name}: width {width} is not divisible by {heads} heads")

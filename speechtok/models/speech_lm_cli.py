@@ -33,6 +33,8 @@ def add_speech_lm_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt-text", help="transcript of --prompt (default: the model transcribes it)")
     p.add_argument("--steps", type=int, help="Euler steps of the DiT head (default: the model's)")
     p.add_argument("--cfg", type=float, help="classifier-free guidance scale (default: the model's)")
+    p.add_argument("--eos-threshold", type=float,
+                   help="end-of-speech probability that stops the speech, in (0, 1) (default: the model's)")
     p.add_argument("--temperature", type=float, default=1.0, help="code sampling temperature (SiTok models)")
     p.add_argument("--max-seconds", type=float, help="stop here if no end of speech was predicted")
     p.add_argument("--seed", type=int, default=0, help="noise / sampling seed (default: 0)")
@@ -50,16 +52,19 @@ def _tts(args: argparse.Namespace) -> int:
     import torch
 
     from ..audio import AUDIO_FORMATS, load_audio, save_audio
+    from ..errors import ConfigError
     from ..fileio import check_output
     from .speech_lm import SpeechLM
 
     check_output(args.output, inputs=[args.prompt] if args.prompt else [], suffixes=tuple(AUDIO_FORMATS),
                  what="audio output")
+    if args.eos_threshold is not None and not 0.0 < args.eos_threshold < 1.0:
+        raise ConfigError(f"--eos-threshold must be in (0, 1), got {args.eos_threshold}")
 
     lm = SpeechLM.from_pretrained(model_source(args), tokenizer=args.tokenizer, vocoder=args.vocoder)
     prompt = load_audio(args.prompt) if args.prompt else None
     wav = lm.tts(args.text, prompt=prompt, prompt_text=args.prompt_text, steps=args.steps, cfg=args.cfg,
-                 temperature=args.temperature, max_seconds=args.max_seconds,
+                 eos_threshold=args.eos_threshold, temperature=args.temperature, max_seconds=args.max_seconds,
                  generator=torch.Generator().manual_seed(args.seed))
     save_audio(args.output, wav[0, 0], lm.sample_rate)
     print(f"{args.output}: {wav.shape[-1] / lm.sample_rate:.2f} s at {lm.sample_rate} Hz")

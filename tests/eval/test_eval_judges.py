@@ -10,7 +10,7 @@ from speech_clips import CLIP_TEXT, OTHER_SPEAKER, SAME_SPEAKER, add_noise, low_
 from speechtok.audio import load_audio, resample
 from speechtok.eval.codecs import CODECS
 from speechtok.eval.errors import JudgeError
-from speechtok.eval.judges.asr import WHISPER_BASE_SHA256, assemble_whisper_base, score_text
+from speechtok.eval.judges.asr import WHISPER_BASE_SHA256, assemble_whisper_base, pooled_wer, score_text
 
 
 def test_score_text_normalises_before_counting():
@@ -21,6 +21,12 @@ def test_score_text_normalises_before_counting():
     assert one_sub.wer == pytest.approx(100 / 3)
     assert one_sub.char_errors == 3  # c→d, a→o, t→g
     assert score_text("  ", "anything") is None
+
+
+def test_pooled_wer_weighs_every_word_and_skips_empty_references():
+    # 1 error in 3 words + 0 in 1 word: pooled 25 %, not the 16.7 % mean of the two sentences' WERs
+    assert pooled_wer([("the cat sat", "the dog sat"), ("hello", "hello"), ("", "noise")]) == 25.0
+    assert pooled_wer([]) == 0.0
 
 
 def test_whisper_identity_is_at_the_floor_and_degradations_are_worse(asr_judge, clip):

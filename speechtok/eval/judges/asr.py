@@ -209,3 +209,10 @@ def score_text(reference: str, hypothesis: str) -> TextScore | None:
         chars.substitutions + chars.deletions + chars.insertions,
         chars.substitutions + chars.deletions + chars.hits,
     )
+
+
+def pooled_wer(pairs: list[tuple[str, str]]) -> float:
+    """WER in percent over all words of (reference, hypothesis) pairs: long sentences weigh more,
+    as in the corpus-level figures ASR papers quote; empty references are skipped."""
+    scores = [s for s in (score_text(ref, hyp) for ref, hyp in pairs) if s is not None]
+    return 100.0 * sum(s.word_errors for s in scores) / max(1, sum(s.words for s in scores))

@@ -1,0 +1,62 @@
+"""Choose the AR+DiT model's TTS decoding defaults (DiT guidance scale, end-of-speech threshold) on dev.
+
+    python scripts/ardit_decoding_sweep.py [--model ardit-default] [--data data/splits/dev.tsv] [--texts 20]
+                                           [--cfg 1 2 3] [--eos 0.5 0.3]
+
+Synthesises the first ``--texts`` transcripts of the dev split for every (CFG, threshold) pair and
+scores the speech with Moonshine, the data engine's gate ASR, never with the evaluation judge
+(Whisper): the held-out TTS figures of ``scripts/ardit_table.py`` stay a fair test of the setting
+chosen here. Reports WER (pooled over words) and the generated / real duration ratio, and rewrites
+the ``ardit-decoding-sweep`` block of docs/ardit.md. Bundle the choice with
+``scripts/bundle_checkpoint.py RUN/checkpoints/step_N ardit-default --cfg-scale C --eos-threshold E``.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from speechtok.data.manifest import read_manifest
+from speechtok.data.moonshine import Moonshine
+from speechtok.eval.judges.asr import pooled_wer
+from speechtok.eval.summary import replace_marked_block
+from speechtok.models.speech_lm import SpeechLM
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", default="ardit-default", help="AR+DiT checkpoint (bundled name or folder)")
+    parser.add_argument("--data", default=str(ROOT / "data" / "splits" / "dev.tsv"))
+    parser.add_argument("--texts", type=int, default=20)
+    parser.add_argument("--cfg", type=float, nargs="+", default=[1.0, 2.0, 3.0])
+    parser.add_argument("--eos", type=float, nargs="+", default=[0.5, 0.3])
+    args = parser.parse_args()
+    rows = [r for r in read_manifest(args.data) if r.transcript][: args.texts]
+    lm = SpeechLM.from_pretrained(args.model)
+    asr = Moonshine()
+    lines = ["| CFG | end-of-speech threshold | WER % (Moonshine) | generated / real duration |", "|---|---|---|---|"]
+    for cfg in args.cfg:
+        for eos in args.eos:
+            pairs, generated = [], 0.0
+            for i, row in enumerate(tqdm(rows, desc=f"cfg {cfg:g} eos {eos:g}", unit="text")):
+                wav = lm.tts(row.transcript, cfg=cfg, eos_threshold=eos,
+                             generator=torch.Generator().manual_seed(i))[0, 0].numpy()
+                pairs.append((row.transcript, asr.transcribe(wav, lm.sample_rate)))
+                generated += len(wav) / lm.sample_rate
+            lines.append(f"| {cfg:g} | {eos:g} | {pooled_wer(pairs):.1f} | {generated / sum(r.seconds for r in rows):.2f} |")
+            print(lines[-1], flush=True)
+    block = "\n".join([f"Produced by `python scripts/ardit_decoding_sweep.py --model {args.model} --texts {args.texts}`:"
+                       f" the first {len(rows)} transcripts of `{Path(args.data).name}`, one seed each, scored by"
+                       " Moonshine base (the gate ASR, not the evaluation judge).", "", *lines])
+    replace_marked_block(ROOT / "docs" / "ardit.md", "ardit-decoding-sweep", block)
+    print("updated docs/ardit.md")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
