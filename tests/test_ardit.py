@@ -18,6 +18,7 @@ from speechtok.models.ardit_config import PRESETS, get_preset
 from speechtok.models.holitok import HoliTok
 from speechtok.models.sitok import SiTok
 from speechtok.models.speech_lm import SpeechLM
+from speechtok.train.ardit_recipe import text_gain
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -76,6 +77,10 @@ def test_one_model_does_tts_and_asr_and_overfits_a_few_utterances(kind, tokenize
     assert set(first) >= {"tts", "eos", "asr", "loss"}
     assert last["tts"] < 0.7 * first["tts"] and last["eos"] < 0.6 * first["eos"] and last["asr"] < 0.1
     model.eval()
+    tts_items = [e for e in examples if e.task == "tts"]
+    untrained = text_gain(_speech_lm(kind, tokenizers, clips)[0].model.eval(), tts_items)
+    assert abs(untrained) < 0.01  # an untrained model cannot tell the right transcript from the wrong one
+    assert text_gain(model, tts_items) > (0.5 if kind == "tokens" else untrained)  # one that learnt to read can
     for text, wav, rate in clips:
         assert lm.asr(wav.numpy(), rate) == model.vocabulary.decode(model.vocabulary.encode(text))
     generated = model.generate_speech(clips[0][0], max_seconds=10.0, generator=torch.Generator().manual_seed(0))

@@ -78,6 +78,24 @@ class SpeechTextData:
         return Example(task, ids, audio)
 
 
+@torch.no_grad()
+def text_gain(model: nn.Module, items: list[Example], batch: int = 8, seed: int = 4321) -> float:
+    """How much worse the TTS loss gets when each utterance is paired with the next one's transcript
+    (same audio, flow times and noise). Near 0 while the model speaks without reading the text, which
+    a falling TTS loss does not reveal: a model that only continues the audio also lowers it."""
+    texts = [e.text for e in items]
+    gain = 0.0
+    for start in range(0, len(items), batch):
+        chunk = range(start, min(start + batch, len(items)))
+        losses = []
+        for shift in (0, 1):
+            torch.manual_seed(seed + start)
+            examples = [Example("tts", texts[(i + shift) % len(items)], items[i].audio) for i in chunk]
+            losses.append(float(model(examples)["tts"]))
+        gain += (losses[1] - losses[0]) * len(chunk)
+    return gain / len(items)
+
+
 class ARDiTRecipe(Recipe):
     kind = MODEL_KIND
     objective_class = ARDiTObjective
@@ -87,6 +105,7 @@ class ARDiTRecipe(Recipe):
         ("eos", "valid_eos", "end-of-speech BCE"),
         ("asr", "valid_asr", "ASR: text cross-entropy"),
         ("asr_accuracy", "valid_asr_accuracy", "ASR: next-unit accuracy"),
+        (None, "valid_text_gain", "TTS: loss with the wrong text − with the right one (> 0: text is used)"),
         ("lr", None, "learning rate"),
     )
 
@@ -127,7 +146,8 @@ class ARDiTRecipe(Recipe):
     @torch.no_grad()
     def validate(self, modules: dict[str, nn.Module], data: SpeechTextData, model: nn.Module,
                  device: torch.device, sharded: bool) -> dict[str, float]:
-        """Losses over the validation set (epoch-0 tasks and latent samples, fixed noise)."""
+        """Losses over the validation set (epoch-0 tasks and latent samples, fixed noise), and
+        ``text_gain`` (see :func:`text_gain`)."""
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
@@ -139,4 +159,7 @@ class ARDiTRecipe(Recipe):
                     if key != "loss":
                         sums[key] = sums.get(key, 0.0) + float(value)
                         counts[key] = counts.get(key, 0) + 1
+            if len(data) > 1:
+                items = [data.get(i, 0) for i in range(len(data))]
+                sums["text_gain"], counts["text_gain"] = text_gain(modules["model"], items), 1
         return {f"valid_{k}": sums[k] / counts[k] for k in sums}
