@@ -7,7 +7,8 @@ Needs the runs of ``bash scripts/train_ardit_comparison.sh`` (CPU) or ``bash scr
 or the ``--run`` folders named. For every run (its latest checkpoint) that can speak, synthesises the first
 ``--tts-texts`` transcripts of the dev split (also giving the generated / real duration ratio) and
 the held-out sentences of ``--tts-sentences`` (50 LJ Speech sentences no training voice speaks), and
-measures their intelligibility with the evaluation's ASR judge (Whisper; WER pooled over words); for
+measures their intelligibility with the evaluation's ASR judge (Whisper; WER pooled over words) and
+its text gain on the dev split (``speechtok.train.ardit_recipe.text_gain``: > 0 once it reads the text); for
 every run that can listen, transcribes every transcribed dev file (WER against the manifest), and its
 LibriSpeech files alone. Writes the generated audio under ``runs/eval/ardit/`` and rewrites the
 ``--marker`` block (default ``ardit-table``) of docs/ardit.md.
@@ -28,6 +29,7 @@ from speechtok.data.texts import read_sentences
 from speechtok.eval.judges.asr import load_asr_judge, pooled_wer
 from speechtok.eval.summary import replace_marked_block
 from speechtok.models.speech_lm import SpeechLM
+from speechtok.train.ardit_recipe import ARDiTObjective, SpeechTextData, text_gain
 from speechtok.train.plots import read_metrics
 from speechtok.train.state import find_checkpoint, read_trainer_state
 
@@ -93,8 +95,8 @@ def main() -> int:
     heldout = read_sentences(args.tts_sentences) if args.tts_sentences else []
     table = ["| run | representation | trained tasks (TTS share) | steps | TTS WER % (Whisper on generated speech)"
              f" | TTS WER % ({len(heldout)} held-out sentences) | generated / real duration | ASR WER % (dev)"
-             " | ASR WER % (dev LibriSpeech) | valid ASR accuracy at step 1000 / last |",
-             "|---|---|---|---|---|---|---|---|---|---|"]
+             " | ASR WER % (dev LibriSpeech) | valid ASR accuracy at step 1000 / last | text gain (dev) |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for run in args.run or RUNS:
         if not (Path(args.runs) / run).is_dir():
             continue
@@ -102,8 +104,10 @@ def main() -> int:
         spec = read_trainer_state(checkpoint)["spec"]
         ratio = float(spec.get("objective", {}).get("tts_ratio", 5 / 6))
         lm = SpeechLM.from_pretrained(checkpoint, tokenizer=tokenizers.get(run))
-        tts = tts_heldout = asr = asr_libri = duration = "–"
+        tts = tts_heldout = asr = asr_libri = duration = gain = "–"
         if ratio > 0:
+            data = SpeechTextData(rows, lm.tokenizer, lm.model, lm.model.vocabulary, ARDiTObjective(), 0, progress=False)
+            gain = f"{text_gain(lm.model, [data.get(i, 0) for i in range(len(data))]):.4f}"
             pairs, generated, real = [], 0.0, 0.0
             for i, row in enumerate(tqdm(rows[: args.tts_texts], desc=f"{run} tts", unit="text")):
                 wav = lm.tts(row.transcript, generator=torch.Generator().manual_seed(i))[0, 0].numpy()
@@ -134,7 +138,7 @@ def main() -> int:
         tasks = "TTS" if ratio == 1 else "ASR" if ratio == 0 else f"TTS + ASR ({ratio:.2f})"
         table.append(f"| `{run}` | {kind} | {tasks} | {read_trainer_state(checkpoint)['step']} | {tts} | {tts_heldout} |"
                      f" {duration} | {asr} | {asr_libri} |"
-                     f" {valid_asr_accuracy(metrics, 1000)} / {valid_asr_accuracy(metrics, None)} |")
+                     f" {valid_asr_accuracy(metrics, 1000)} / {valid_asr_accuracy(metrics, None)} | {gain} |")
     command = " ".join(["python scripts/ardit_table.py", f"--runs {Path(args.runs).name}",
                         *(f"--run {r}" for r in args.run),
                         *([f"--marker {args.marker}"] if args.marker != "ardit-table" else []),
