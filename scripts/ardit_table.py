@@ -82,6 +82,8 @@ def main() -> int:
                         help="held-out sentences ('id<TAB>text' TSV) also synthesised and judged; '' for none")
     parser.add_argument("--run", action="append", default=[], help="run folder name(s) under --runs (default: the"
                         " comparison's runs)")
+    parser.add_argument("--eos-threshold", type=float, help="TTS end-of-speech threshold instead of the checkpoint's"
+                        " (e.g. the one bundled with it after scripts/ardit_decoding_sweep.py)")
     parser.add_argument("--marker", default="ardit-table", help="block of docs/ardit.md to rewrite")
     parser.add_argument("-o", "--output", default=str(ROOT / "runs" / "eval" / "ardit"))
     parser.add_argument("--tokenizer", action="append", default=[], metavar="RUN=CHECKPOINT",
@@ -110,14 +112,16 @@ def main() -> int:
             gain = f"{text_gain(lm.model, [data.get(i, 0) for i in range(len(data))]):.4f}"
             pairs, generated, real = [], 0.0, 0.0
             for i, row in enumerate(tqdm(rows[: args.tts_texts], desc=f"{run} tts", unit="text")):
-                wav = lm.tts(row.transcript, generator=torch.Generator().manual_seed(i))[0, 0].numpy()
+                wav = lm.tts(row.transcript, eos_threshold=args.eos_threshold,
+                             generator=torch.Generator().manual_seed(i))[0, 0].numpy()
                 save_audio(out_dir / run / f"{row.path.stem}.wav", wav, lm.sample_rate)
                 pairs.append((row.transcript, judge.transcribe(resample(wav, lm.sample_rate, judge.sample_rate))))
                 generated, real = generated + len(wav) / lm.sample_rate, real + row.seconds
             tts, duration = f"{pooled_wer(pairs):.1f}", f"{generated / real:.2f}"
             held = []
             for i, sentence in enumerate(tqdm(heldout, desc=f"{run} tts held-out", unit="text")):
-                wav = lm.tts(sentence.text, generator=torch.Generator().manual_seed(i))[0, 0].numpy()
+                wav = lm.tts(sentence.text, eos_threshold=args.eos_threshold,
+                             generator=torch.Generator().manual_seed(i))[0, 0].numpy()
                 save_audio(out_dir / run / "heldout" / f"{sentence.id}.wav", wav, lm.sample_rate)
                 held.append((sentence.text, judge.transcribe(resample(wav, lm.sample_rate, judge.sample_rate))))
             if held:
@@ -142,6 +146,7 @@ def main() -> int:
     command = " ".join(["python scripts/ardit_table.py", f"--runs {Path(args.runs).name}",
                         *(f"--run {r}" for r in args.run),
                         *([f"--marker {args.marker}"] if args.marker != "ardit-table" else []),
+                        *([f"--eos-threshold {args.eos_threshold:g}"] if args.eos_threshold is not None else []),
                         f"--tts-texts {args.tts_texts}"])
     lines = [f"Produced by `{command}`:"
              f" TTS on the first {args.tts_texts} transcripts of `{Path(args.data).name}` and on {len(heldout)} held-out"
