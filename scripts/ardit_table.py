@@ -26,7 +26,7 @@ from tqdm import tqdm
 from speechtok.audio import load_audio, resample, save_audio
 from speechtok.data.manifest import read_manifest
 from speechtok.data.texts import read_sentences
-from speechtok.eval.judges.asr import load_asr_judge, pooled_wer
+from speechtok.eval.judges.asr import ASRJudge, load_asr_judge, pooled_wer
 from speechtok.eval.summary import replace_marked_block
 from speechtok.models.speech_lm import SpeechLM
 from speechtok.train.ardit_recipe import ARDiTObjective, SpeechTextData, text_gain
@@ -35,6 +35,19 @@ from speechtok.train.state import find_checkpoint, read_trainer_state
 
 ROOT = Path(__file__).resolve().parents[1]
 RUNS = ("ardit-unified", "ardit-tts", "ardit-asr", "ardit-unified-sitok")
+
+
+def speak_and_judge(lm: SpeechLM, judge: ASRJudge, texts: list[tuple[str, str]], folder: Path,
+                    eos_threshold: float | None, desc: str) -> tuple[list[tuple[str, str]], float]:
+    """Speak each (name, text) with seed = its position, save ``folder/name.wav``, transcribe it with
+    the judge; returns the (text, transcription) pairs and the seconds generated."""
+    pairs, seconds = [], 0.0
+    for i, (name, text) in enumerate(tqdm(texts, desc=desc, unit="text")):
+        wav = lm.tts(text, eos_threshold=eos_threshold, generator=torch.Generator().manual_seed(i))[0, 0].numpy()
+        save_audio(folder / f"{name}.wav", wav, lm.sample_rate)
+        pairs.append((text, judge.transcribe(resample(wav, lm.sample_rate, judge.sample_rate))))
+        seconds += len(wav) / lm.sample_rate
+    return pairs, seconds
 
 
 def valid_asr_accuracy(metrics: list[dict], step: int | None) -> str:
@@ -110,20 +123,12 @@ def main() -> int:
         if ratio > 0:
             data = SpeechTextData(rows, lm.tokenizer, lm.model, lm.model.vocabulary, ARDiTObjective(), 0, progress=False)
             gain = f"{text_gain(lm.model, [data.get(i, 0) for i in range(len(data))]):.4f}"
-            pairs, generated, real = [], 0.0, 0.0
-            for i, row in enumerate(tqdm(rows[: args.tts_texts], desc=f"{run} tts", unit="text")):
-                wav = lm.tts(row.transcript, eos_threshold=args.eos_threshold,
-                             generator=torch.Generator().manual_seed(i))[0, 0].numpy()
-                save_audio(out_dir / run / f"{row.path.stem}.wav", wav, lm.sample_rate)
-                pairs.append((row.transcript, judge.transcribe(resample(wav, lm.sample_rate, judge.sample_rate))))
-                generated, real = generated + len(wav) / lm.sample_rate, real + row.seconds
-            tts, duration = f"{pooled_wer(pairs):.1f}", f"{generated / real:.2f}"
-            held = []
-            for i, sentence in enumerate(tqdm(heldout, desc=f"{run} tts held-out", unit="text")):
-                wav = lm.tts(sentence.text, eos_threshold=args.eos_threshold,
-                             generator=torch.Generator().manual_seed(i))[0, 0].numpy()
-                save_audio(out_dir / run / "heldout" / f"{sentence.id}.wav", wav, lm.sample_rate)
-                held.append((sentence.text, judge.transcribe(resample(wav, lm.sample_rate, judge.sample_rate))))
+            dev = rows[: args.tts_texts]
+            pairs, generated = speak_and_judge(lm, judge, [(r.path.stem, r.transcript) for r in dev], out_dir / run,
+                                               args.eos_threshold, f"{run} tts")
+            tts, duration = f"{pooled_wer(pairs):.1f}", f"{generated / sum(r.seconds for r in dev):.2f}"
+            held, _ = speak_and_judge(lm, judge, [(s.id, s.text) for s in heldout], out_dir / run / "heldout",
+                                      args.eos_threshold, f"{run} tts held-out")
             if held:
                 tts_heldout = f"{pooled_wer(held):.1f}"
                 (out_dir / run / "heldout" / "tts.json").write_text(json.dumps(held, indent=1))

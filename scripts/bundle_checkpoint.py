@@ -33,7 +33,6 @@ from speechtok.train.summary import training_summary
 from speechtok.vocoder.vocos import Vocos
 
 MODELS = {"sitok": SiTok, "vocos": Vocos, "holitok": HoliTok, "ardit": ARDiT}
-DECODING_DEFAULTS = {"sitok": ("sample_steps", "cfg_scale"), "ardit": ("sample_steps", "cfg_scale", "eos_threshold")}
 
 
 def main() -> None:
@@ -60,7 +59,8 @@ def main() -> None:
         info["vocoder"] = args.vocoder
     decoding = {k: v for k, v in (("sample_steps", args.sample_steps), ("cfg_scale", args.cfg_scale),
                                   ("eos_threshold", args.eos_threshold)) if v is not None}
-    unknown = [k for k in decoding if k not in DECODING_DEFAULTS.get(loaded.kind, ())]
+    fields = {f.name for f in dataclasses.fields(MODELS[loaded.kind].config_class)}
+    unknown = [k for k in decoding if k not in fields]
     if unknown:
         parser.error(f"--{unknown[0].replace('_', '-')} does not apply to {loaded.kind} checkpoints")
     model = MODELS[loaded.kind].from_pretrained(source)

@@ -25,7 +25,7 @@ from ..errors import ConfigError
 from ..modules.flow_matching import TimestepEmbedding, euler_integrate, flow_pair, guided
 from ..modules.transformer import KVCache, Transformer, TransformerConfig
 from ..text import get_vocabulary
-from .ardit_config import ARDiTConfig, get_preset
+from .ardit_config import ARDiTConfig, check_eos_threshold, get_preset
 from .pretrained import PretrainedMixin
 
 MODEL_KIND = "ardit"
@@ -286,11 +286,9 @@ class ARDiT(PretrainedMixin, nn.Module):
         c = self.config
         steps = c.sample_steps if steps is None else int(steps)
         cfg = c.cfg_scale if cfg is None else float(cfg)
-        eos_threshold = c.eos_threshold if eos_threshold is None else float(eos_threshold)
+        eos_threshold = c.eos_threshold if eos_threshold is None else check_eos_threshold(float(eos_threshold))
         if steps < 1 or top_k < 1:
             raise ConfigError(f"steps and top_k must be >= 1, got {steps} and {top_k}")
-        if not 0.0 < eos_threshold < 1.0:
-            raise ConfigError(f"eos_threshold must be in (0, 1), got {eos_threshold}")
         ids = torch.tensor(self.vocabulary.encode(text), dtype=torch.long, device=self.device)
         if not ids.numel():
             raise ConfigError(f"nothing to say: {text!r} has no units of the {c.text_vocab} vocabulary")

@@ -67,8 +67,7 @@ class ARDiTConfig:
                               " time_embed_dim even")
         if not 0.0 <= self.cond_drop <= 1.0:
             raise ConfigError(f"{self.name}: cond_drop must be in 0..1, got {self.cond_drop}")
-        if not 0.0 < self.eos_threshold < 1.0:
-            raise ConfigError(f"{self.name}: eos_threshold must be in (0, 1), got {self.eos_threshold}")
+        check_eos_threshold(self.eos_threshold, f"{self.name}: eos_threshold")
         for width, heads in ((self.dim, self.heads), (self.patch_dim, self.patch_heads), (self.dit_dim, self.dit_heads)):
             if width % heads:
                 raise ConfigError(f"{self.name}: width {width} is not divisible by {heads} heads")
@@ -76,6 +75,14 @@ class ARDiTConfig:
     @property
     def patch_rate(self) -> float:
         return self.frame_rate / self.patch_size
+
+
+def check_eos_threshold(value: float, name: str = "eos_threshold") -> float:
+    """The end-of-speech threshold is a probability strictly inside (0, 1): at 0 or 1 TTS would stop
+    after the first patch or never."""
+    if not 0.0 < value < 1.0:
+        raise ConfigError(f"{name} must be in (0, 1), got {value}")
+    return value
 
 
 def _sitok(config: ARDiTConfig) -> ARDiTConfig:

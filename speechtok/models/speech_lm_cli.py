@@ -52,14 +52,14 @@ def _tts(args: argparse.Namespace) -> int:
     import torch
 
     from ..audio import AUDIO_FORMATS, load_audio, save_audio
-    from ..errors import ConfigError
     from ..fileio import check_output
+    from .ardit_config import check_eos_threshold
     from .speech_lm import SpeechLM
 
     check_output(args.output, inputs=[args.prompt] if args.prompt else [], suffixes=tuple(AUDIO_FORMATS),
                  what="audio output")
-    if args.eos_threshold is not None and not 0.0 < args.eos_threshold < 1.0:
-        raise ConfigError(f"--eos-threshold must be in (0, 1), got {args.eos_threshold}")
+    if args.eos_threshold is not None:
+        check_eos_threshold(args.eos_threshold, "--eos-threshold")
 
     lm = SpeechLM.from_pretrained(model_source(args), tokenizer=args.tokenizer, vocoder=args.vocoder)
     prompt = load_audio(args.prompt) if args.prompt else None

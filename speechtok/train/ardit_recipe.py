@@ -150,16 +150,15 @@ class ARDiTRecipe(Recipe):
         ``text_gain`` (see :func:`text_gain`)."""
         sums: dict[str, float] = {}
         counts: dict[str, int] = {}
+        items = [data.get(i, 0) for i in range(len(data))]
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(1234)
-            for start in range(0, len(data), 8):
-                out = self.losses(modules, [data.get(i, 0) for i in range(start, min(start + 8, len(data)))],
-                                  "model", {}, 0)
+            for start in range(0, len(items), 8):
+                out = self.losses(modules, items[start:start + 8], "model", {}, 0)
                 for key, value in out.items():
                     if key != "loss":
                         sums[key] = sums.get(key, 0.0) + float(value)
                         counts[key] = counts.get(key, 0) + 1
-            if len(data) > 1:
-                items = [data.get(i, 0) for i in range(len(data))]
+            if len(items) > 1:
                 sums["text_gain"], counts["text_gain"] = text_gain(modules["model"], items), 1
         return {f"valid_{k}": sums[k] / counts[k] for k in sums}
