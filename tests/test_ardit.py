@@ -90,6 +90,37 @@ def test_one_model_does_tts_and_asr_and_overfits_a_few_utterances(kind, tokenize
     assert audio.shape[:2] == (1, 1) and audio.shape[-1] > 0 and bool(torch.isfinite(audio).all())
 
 
+def test_alignment_loss_is_learnable_and_absent_by_default(tokenizers, clips):
+    """``align_weight`` adds a CTC head on the speech-generating states whose loss falls when trained
+    and whose greedy reading of those states spells the transcript; at 0 (the default, and every
+    existing checkpoint) there is no head and no term."""
+    lm, examples = _speech_lm("latents", tokenizers, clips)
+    assert not hasattr(lm.model, "align_head") and "align" not in lm.model(examples)
+    with pytest.raises(ConfigError, match="align_upsample"):
+        dataclasses.replace(lm.model.config, align_weight=1.0, align_upsample=0)
+    torch.manual_seed(0)
+    model = ARDiT(dataclasses.replace(lm.model.config, align_weight=1.0))
+    model.load_state_dict(lm.model.state_dict(), strict=False)
+    tts_items = [e for e in examples if e.task == "tts"]
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    first = float(model(tts_items)["align"])
+    for _ in range(150):
+        out = model(tts_items)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+    assert float(model(tts_items)["align"]) < 0.2 * first
+    with torch.no_grad():  # the state before each patch, read by the CTC head, spells what is said
+        for item in tts_items:
+            text = model.text_embed(item.text)
+            head = torch.cat([model._specials("<tts>"), text, model._specials("<speech>")])
+            m = item.audio.shape[0] // model.config.patch_size
+            hidden = model.lm(torch.cat([head, model.embed_audio(item.audio[None])[0]])[None])[0]
+            ids = model.align_head(hidden[len(head) - 1: len(head) - 1 + m]).reshape(-1, model.end_of_text + 1).argmax(-1)
+            collapsed = [int(u) for k, u in enumerate(ids) if u != model.end_of_text and (k == 0 or u != ids[k - 1])]
+            assert collapsed == item.text.tolist()
+
+
 @pytest.mark.parametrize("kind", ["latents", "tokens"])
 def test_kv_cached_generation_equals_uncached(kind, tokenizers, clips):
     lm, examples = _speech_lm(kind, tokenizers, clips)

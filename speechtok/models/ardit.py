@@ -74,6 +74,8 @@ class ARDiT(PretrainedMixin, nn.Module):
         self.lm = Transformer(TransformerConfig(c.dim, c.layers, c.heads, c.mlp_dim, causal=True))
         self.text_head = nn.Linear(c.dim, units + 1)
         self.eos_head = nn.Linear(c.dim, 1)
+        if c.align_weight > 0:  # CTC over text units + blank, ``align_upsample`` sub-frames per state
+            self.align_head = nn.Linear(c.dim, c.align_upsample * (units + 1))
         if c.audio == "latents":
             self.patch_in = nn.Linear(c.latent_dim, c.patch_dim)
             self.patch_encoder = Transformer(TransformerConfig(c.patch_dim, c.patch_layers, c.patch_heads,
@@ -102,7 +104,7 @@ class ARDiT(PretrainedMixin, nn.Module):
 
     def parameter_counts(self) -> dict[str, int]:
         """Parameters of the LM (body and text side), the audio input path and the audio output head."""
-        groups = {"lm": ("lm", "text_embed", "text_head", "eos_head"),
+        groups = {"lm": ("lm", "text_embed", "text_head", "eos_head", "align_head"),
                   "audio_in": ("patch_in", "patch_encoder", "patch_out", "code_embed"),
                   "audio_out": ("dit_state", "null_state", "dit_in", "dit_role", "time_embed", "dit", "dit_out",
                                 "code_head")}
@@ -230,6 +232,9 @@ class ARDiT(PretrainedMixin, nn.Module):
             eos_target = torch.cat([F.one_hot(torch.tensor(lengths[i] // c.patch_size), lengths[i] // c.patch_size + 1)
                                     for i in tts]).float().to(dev)
             out["eos"] = F.binary_cross_entropy_with_logits(self.eos_head(eos_states.detach())[:, 0], eos_target)
+            if c.align_weight > 0:
+                spans = [hidden[i, before[i]: before[i] + lengths[i] // c.patch_size] for i in tts]
+                out["align"] = c.align_weight * self._align_loss(spans, [examples[i].text.to(dev) for i in tts])
         if asr:
             logits = torch.cat([self.text_head(hidden[i, before[i]: before[i] + len(examples[i].text) + 1]) for i in asr])
             target = torch.cat([torch.cat([examples[i].text.to(dev), torch.tensor([self.end_of_text], device=dev)])
@@ -248,6 +253,8 @@ class ARDiT(PretrainedMixin, nn.Module):
         c, terms = self.config, []
         if tts:
             terms.append(self.eos_head(state).sum())
+            if c.align_weight > 0:
+                terms.append(self.align_head(state).sum())
             if c.audio == "latents":
                 zeros = state.new_zeros(1, c.patch_size, c.latent_dim)
                 history = state.new_zeros(1, c.history_patches * c.patch_size, c.latent_dim)
@@ -258,6 +265,15 @@ class ARDiT(PretrainedMixin, nn.Module):
         if asr:
             terms.append(self.text_head(state).sum())
         return 0.0 * sum(terms)
+
+    def _align_loss(self, spans: list[torch.Tensor], texts: list[torch.Tensor]) -> torch.Tensor:
+        """CTC from each TTS item's speech-generating states ``[m, dim]`` to its text units; the state
+        before patch k has not seen it, so it must read the text to know what comes next."""
+        blank = self.end_of_text
+        log_probs = [self.align_head(h).reshape(-1, blank + 1).log_softmax(-1) for h in spans]
+        padded = nn.utils.rnn.pad_sequence(log_probs)  # [T, N, C]
+        return F.ctc_loss(padded, torch.cat(texts), [len(p) for p in log_probs], [len(t) for t in texts],
+                          blank=blank, zero_infinity=True)
 
     def _speech_loss(self, states: torch.Tensor, audio: list[torch.Tensor]) -> torch.Tensor:
         """Flow matching on every patch (latents) or cross-entropy on every code (tokens)."""

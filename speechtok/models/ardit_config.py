@@ -51,6 +51,12 @@ class ARDiTConfig:
     history_patches: int = 2
     time_embed_dim: int = 128
     cond_drop: float = 0.2  # probability of dropping the LM state in training (trains CFG)
+    # Text alignment (a deviation from the paper, off by default): CTC from the TTS states that
+    # generate the speech to the transcript, each state read as ``align_upsample`` sub-frames (a
+    # 6.25 Hz patch is slower than English characters). It makes those states say which units come
+    # next, which the flow loss alone never asks of them (docs/ardit.md, "Text gain").
+    align_weight: float = 0.0
+    align_upsample: int = 4
     sample_steps: int = 8
     cfg_scale: float = 1.0
     eos_threshold: float = 0.5  # TTS stops at the first patch whose end-of-speech probability exceeds this
@@ -67,6 +73,9 @@ class ARDiTConfig:
                               " time_embed_dim even")
         if not 0.0 <= self.cond_drop <= 1.0:
             raise ConfigError(f"{self.name}: cond_drop must be in 0..1, got {self.cond_drop}")
+        if self.align_weight < 0.0 or self.align_upsample < 1:
+            raise ConfigError(f"{self.name}: align_weight must be >= 0 and align_upsample >= 1, got"
+                              f" {self.align_weight} and {self.align_upsample}")
         check_eos_threshold(self.eos_threshold, f"{self.name}: eos_threshold")
         for width, heads in ((self.dim, self.heads), (self.patch_dim, self.patch_heads), (self.dit_dim, self.dit_heads)):
             if width % heads:

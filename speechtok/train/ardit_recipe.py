@@ -99,11 +99,12 @@ def text_gain(model: nn.Module, items: list[Example], batch: int = 8, seed: int 
 class ARDiTRecipe(Recipe):
     kind = MODEL_KIND
     objective_class = ARDiTObjective
-    progress_keys = ("loss", "tts", "eos", "asr")
+    progress_keys = ("loss", "tts", "eos", "asr", "align")
     plot_panels = (
         ("tts", "valid_tts", "TTS: flow matching (latents) or code cross-entropy (tokens)"),
         ("eos", "valid_eos", "end-of-speech BCE"),
         ("asr", "valid_asr", "ASR: text cross-entropy"),
+        ("align", "valid_align", "TTS states → transcript CTC (align_weight × loss)"),
         ("asr_accuracy", "valid_asr_accuracy", "ASR: next-unit accuracy"),
         (None, "valid_text_gain", "TTS: loss with the wrong text − with the right one (> 0: text is used)"),
         ("lr", None, "learning rate"),
