@@ -79,9 +79,14 @@ class SiTokConfig:
     FINETUNE_FIELDS: ClassVar[tuple[str, ...]] = ("shortcut", "shortcut_fraction", "shortcut_levels", "teacher",
                                                   "teacher_dim", "guidance_distill", "guidance_fraction",
                                                   "guidance_max")
-    #: The quantiser: a fine-tune may replace it (e.g. ``sitok-small-rvq4`` at 700 bps over a trained
-    #: 200 bps ``sitok-small``). The new quantiser starts fresh; everything else loads.
-    QUANTIZER_FIELDS: ClassVar[tuple[str, ...]] = ("name", "quantizer", "codebooks", "codebook_size")
+    #: Parts a fine-tune may replace, as {part: (its config fields, its modules)}: when an ``--init``
+    #: checkpoint differs from the run in a part's fields, that part's modules start fresh and every
+    #: other weight loads (``sitok-small-rvq4`` at 700 bps over a trained 200 bps ``sitok-small``; a
+    #: phoneme CTC output over a character one). The preset's name may change with a replaced part.
+    REPLACEABLE_PARTS: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
+        "quantiser": (("quantizer", "codebooks", "codebook_size"), ("quantizer",)),
+        "CTC output": (("ctc_vocab", "ctc_upsample"), ("ctc_out",)),
+    }
 
     def __post_init__(self) -> None:
         if self.quantizer == "bsq" and self.codebook_size & (self.codebook_size - 1):

@@ -147,21 +147,24 @@ class Trainer:
         free = tuple(f for group in ("INFERENCE_FIELDS", "OBJECTIVE_FIELDS", "FINETUNE_FIELDS")
                      for f in getattr(self.spec.model, group, ()))
         source_model = dataclasses.replace(source_model, **{f: getattr(self.spec.model, f) for f in free})
-        quantizer_fields = getattr(self.spec.model, "QUANTIZER_FIELDS", ())
-        requantized = any(getattr(source_model, f) != getattr(self.spec.model, f) for f in quantizer_fields
-                          if f != "name")
-        if requantized:  # a new quantiser (bitrate) over the trained encoder and decoder
-            source_model = dataclasses.replace(source_model, **{f: getattr(self.spec.model, f) for f in quantizer_fields})
+        parts = getattr(self.spec.model, "REPLACEABLE_PARTS", {})
+        replaced_parts = [part for part, (fields, _) in parts.items()
+                          if any(getattr(source_model, f) != getattr(self.spec.model, f) for f in fields)]
+        for part in replaced_parts:  # e.g. a new quantiser (bitrate) over the trained encoder and decoder
+            fields = parts[part][0] + ("name",)
+            source_model = dataclasses.replace(source_model, **{f: getattr(self.spec.model, f) for f in fields})
         if source_model != self.spec.model:
             differ = [f.name for f in dataclasses.fields(source_model)
                       if getattr(source_model, f.name) != getattr(self.spec.model, f.name)]
             raise ConfigError(f"{source}: its model config differs from this run's in {', '.join(differ)};"
                               " fine-tuning needs the same architecture")
-        replaced = ("quantizer",) if requantized else ()
+        replaced = tuple(module for part in replaced_parts for module in parts[part][1])
         load_state(self.model, loaded, may_lack=getattr(self.model, "finetune_additions", ()) + replaced,
                    may_drop=getattr(self.model, "finetune_removals", ()) + replaced)
-        if requantized and self.info.is_main:
-            print(f"{source}: a new quantiser ({self.spec.model.name}) starts fresh; the other weights are loaded")
+        if replaced_parts and self.info.is_main:
+            verb = "starts" if len(replaced_parts) == 1 else "start"
+            print(f"{source}: a new {' and a new '.join(replaced_parts)} ({self.spec.model.name}) {verb} fresh;"
+                  " the other weights are loaded")
         for name, module in self.modules.items():
             weights = loaded.directory / f"{name}.safetensors"
             if name != "model" and weights.is_file():
