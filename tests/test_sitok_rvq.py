@@ -151,30 +151,35 @@ def test_a_trained_single_codebook_model_is_requantised_to_four_codebooks(tmp_pa
     assert "differs from this run's in dim" in _error_line(capsys)
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (apt-get install espeak-ng)")
-def test_a_character_ctc_output_is_replaced_by_a_phoneme_one(tmp_path, real_manifest, capsys):
-    """``ctc_vocab: phoneme`` over a character-CTC checkpoint: only the CTC output layer starts fresh
-    (sized for the phoneme vocabulary); the encoder, CTC stack and decoder load unchanged."""
+@pytest.mark.parametrize("change, part, fresh", [
+    pytest.param("ctc_vocab: phoneme", "CTC output", ("ctc_out.",), marks=pytest.mark.skipif(
+        shutil.which("espeak-ng") is None, reason="espeak-ng not installed (apt-get install espeak-ng)")),
+    ("decoder_head_layers: 1", "decoder layout", ("decoder.", "decoder_body.")),
+])
+def test_init_replaces_one_part_and_loads_the_rest(change, part, fresh, tmp_path, real_manifest, capsys):
+    """A phoneme CTC output over a character one, or a light-weight diffusion head over a decoder that
+    iterates whole: only that part starts fresh; every other weight loads unchanged (lr 0)."""
     config = tmp_path / "c.yaml"
     train = ("train:\n  steps: 1\n  lr: 0.0\n  warmup_steps: 1\n  batch_seconds: 6.0\n  max_seconds: 3.0\n"
              "  log_every: 1\n  checkpoint_every: 1\n")
     config.write_text(train)
     common = ["train", "--data", str(real_manifest), "--no-progress", "--preset", "sitok-tiny"]
-    assert main([*common, "--config", str(config), "--out", str(tmp_path / "char")]) == 0
-    init = tmp_path / "char" / "checkpoints" / "step_0000001"
-    phoneme = tmp_path / "p.yaml"
-    phoneme.write_text("model:\n  ctc_vocab: phoneme\n" + train)
+    assert main([*common, "--config", str(config), "--out", str(tmp_path / "a")]) == 0
+    init = tmp_path / "a" / "checkpoints" / "step_0000001"
+    changed = tmp_path / "b.yaml"
+    changed.write_text(f"model:\n  {change}\n" + train)
     capsys.readouterr()
-    assert main([*common, "--config", str(phoneme), "--init", str(init), "--out", str(tmp_path / "ph")]) == 0
-    assert "a new CTC output (sitok-tiny) starts fresh" in capsys.readouterr().out
+    assert main([*common, "--config", str(changed), "--init", str(init), "--out", str(tmp_path / "b")]) == 0
+    assert f"a new {part} (sitok-tiny) starts fresh" in capsys.readouterr().out
     before = SiTok.from_pretrained(init).state_dict()
-    model = SiTok.from_pretrained(tmp_path / "ph" / "checkpoints" / "step_0000001")
+    model = SiTok.from_pretrained(tmp_path / "b" / "checkpoints" / "step_0000001")
     after = model.state_dict()
-    assert model.config.ctc_vocab == "phoneme"
-    assert after["ctc_out.weight"].shape[0] == len(model.vocabulary) * model.config.ctc_upsample
-    assert after["ctc_out.weight"].shape != before["ctc_out.weight"].shape
-    kept = [k for k in after if not k.startswith(("quantizer.", "ctc_out."))]  # EMA codebooks move even at lr 0
-    assert set(kept) == {k for k in before if not k.startswith(("quantizer.", "ctc_out."))}
+    key, value = change.split(": ")
+    assert str(getattr(model.config, key)) == value
+    assert not all(k in before and after[k].shape == before[k].shape and torch.equal(after[k], before[k])
+                   for k in after if k.startswith(fresh))  # the part is new, not the old one's copy
+    kept = [k for k in after if not k.startswith(("quantizer.", *fresh))]  # EMA codebooks move even at lr 0
+    assert set(kept) == {k for k in before if not k.startswith(("quantizer.", *fresh))}
     assert all(torch.equal(after[k], before[k]) for k in kept)
 
 

@@ -82,10 +82,12 @@ class SiTokConfig:
     #: Parts a fine-tune may replace, as {part: (its config fields, its modules)}: when an ``--init``
     #: checkpoint differs from the run in a part's fields, that part's modules start fresh and every
     #: other weight loads (``sitok-small-rvq4`` at 700 bps over a trained 200 bps ``sitok-small``; a
-    #: phoneme CTC output over a character one). The preset's name may change with a replaced part.
+    #: phoneme CTC output over a character one; a light-weight diffusion head, whose iterated layers
+    #: start fresh, over a decoder that iterates whole). The preset's name may change with a replaced part.
     REPLACEABLE_PARTS: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
         "quantiser": (("quantizer", "codebooks", "codebook_size"), ("quantizer",)),
         "CTC output": (("ctc_vocab", "ctc_upsample"), ("ctc_out",)),
+        "decoder layout": (("decoder_head_layers",), ("decoder", "decoder_body")),
     }
 
     def __post_init__(self) -> None:
