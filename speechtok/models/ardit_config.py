@@ -54,7 +54,7 @@ class ARDiTConfig:
     # Text alignment (a deviation from the paper, off by default): CTC from the TTS states that
     # generate the speech to the transcript, each state read as ``align_upsample`` sub-frames (a
     # 6.25 Hz patch is slower than English characters). It makes those states say which units come
-    # next, which the flow loss alone never asks of them (docs/ardit.md, "Text gain").
+    # next, which the flow loss alone never asks of them (docs/ardit.md, "Alignment loss").
     align_weight: float = 0.0
     align_upsample: int = 4
     sample_steps: int = 8
