@@ -117,7 +117,7 @@ def test_alignment_loss_is_learnable_and_absent_by_default(tokenizers, clips):
             m = item.audio.shape[0] // model.config.patch_size
             hidden = model.lm(torch.cat([head, model.embed_audio(item.audio[None])[0]])[None])[0]
             ids = model.align_head(hidden[len(head) - 1: len(head) - 1 + m]).reshape(-1, model.end_of_text + 1).argmax(-1)
-            collapsed = [int(u) for k, u in enumerate(ids) if u != model.end_of_text and (k == 0 or u != ids[k - 1])]
+            collapsed = [u for u in torch.unique_consecutive(ids).tolist() if u != model.end_of_text]
             assert collapsed == item.text.tolist()
 
 

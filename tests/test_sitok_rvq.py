@@ -18,6 +18,11 @@ from speechtok.models.sitok import SiTok
 from speechtok.quantization import EMAVectorQuantizer
 
 
+#: One training step that moves no weight (lr 0; EMA codebooks still update): what an --init loaded.
+ONE_STEP_AT_LR_0 = ("train:\n  steps: 1\n  lr: 0.0\n  warmup_steps: 1\n  batch_seconds: 6.0\n  max_seconds: 3.0\n"
+                    "  log_every: 1\n  checkpoint_every: 1\n")
+
+
 @pytest.fixture(scope="module")
 def rvq_model() -> SiTok:
     torch.manual_seed(0)
@@ -133,8 +138,7 @@ def test_a_trained_single_codebook_model_is_requantised_to_four_codebooks(tmp_pa
     every other weight loads (with lr 0 nothing but the EMA codebooks moves), so a 700 bps model need not
     be trained from scratch; a config that differs beyond the quantiser is still refused."""
     config = tmp_path / "c.yaml"
-    config.write_text("train:\n  steps: 1\n  lr: 0.0\n  warmup_steps: 1\n  batch_seconds: 6.0\n  max_seconds: 3.0\n"
-                      "  log_every: 1\n  checkpoint_every: 1\n")
+    config.write_text(ONE_STEP_AT_LR_0)
     common = ["train", "--data", str(real_manifest), "--config", str(config), "--no-progress"]
     assert main([*common, "--preset", "sitok-tiny", "--out", str(tmp_path / "vq")]) == 0
     init = tmp_path / "vq" / "checkpoints" / "step_0000001"
@@ -160,14 +164,12 @@ def test_init_replaces_one_part_and_loads_the_rest(change, part, fresh, tmp_path
     """A phoneme CTC output over a character one, or a light-weight diffusion head over a decoder that
     iterates whole: only that part starts fresh; every other weight loads unchanged (lr 0)."""
     config = tmp_path / "c.yaml"
-    train = ("train:\n  steps: 1\n  lr: 0.0\n  warmup_steps: 1\n  batch_seconds: 6.0\n  max_seconds: 3.0\n"
-             "  log_every: 1\n  checkpoint_every: 1\n")
-    config.write_text(train)
+    config.write_text(ONE_STEP_AT_LR_0)
     common = ["train", "--data", str(real_manifest), "--no-progress", "--preset", "sitok-tiny"]
     assert main([*common, "--config", str(config), "--out", str(tmp_path / "a")]) == 0
     init = tmp_path / "a" / "checkpoints" / "step_0000001"
     changed = tmp_path / "b.yaml"
-    changed.write_text(f"model:\n  {change}\n" + train)
+    changed.write_text(f"model:\n  {change}\n" + ONE_STEP_AT_LR_0)
     capsys.readouterr()
     assert main([*common, "--config", str(changed), "--init", str(init), "--out", str(tmp_path / "b")]) == 0
     assert f"a new {part} (sitok-tiny) starts fresh" in capsys.readouterr().out

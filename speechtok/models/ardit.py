@@ -226,14 +226,13 @@ class ARDiT(PretrainedMixin, nn.Module):
         tts = [i for i, e in enumerate(examples) if e.task == "tts"]
         asr = [i for i, e in enumerate(examples) if e.task == "asr"]
         if tts:
-            states = torch.cat([hidden[i, before[i]: before[i] + lengths[i] // c.patch_size] for i in tts])
-            out["tts"] = self._speech_loss(states, [padded[i, : lengths[i]] for i in tts])
+            spans = [hidden[i, before[i]: before[i] + lengths[i] // c.patch_size] for i in tts]  # states before each patch
+            out["tts"] = self._speech_loss(torch.cat(spans), [padded[i, : lengths[i]] for i in tts])
             eos_states = torch.cat([hidden[i, before[i]: before[i] + lengths[i] // c.patch_size + 1] for i in tts])
             eos_target = torch.cat([F.one_hot(torch.tensor(lengths[i] // c.patch_size), lengths[i] // c.patch_size + 1)
                                     for i in tts]).float().to(dev)
             out["eos"] = F.binary_cross_entropy_with_logits(self.eos_head(eos_states.detach())[:, 0], eos_target)
             if c.align_weight > 0:
-                spans = [hidden[i, before[i]: before[i] + lengths[i] // c.patch_size] for i in tts]
                 out["align"] = c.align_weight * self._align_loss(spans, [examples[i].text.to(dev) for i in tts])
         if asr:
             logits = torch.cat([self.text_head(hidden[i, before[i]: before[i] + len(examples[i].text) + 1]) for i in asr])
