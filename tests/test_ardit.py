@@ -121,6 +121,34 @@ def test_alignment_loss_is_learnable_and_absent_by_default(tokenizers, clips):
             assert collapsed == item.text.tolist()
 
 
+def test_speech_input_dropout_makes_the_model_read_the_text(tokenizers, clips, one_thread):
+    """On latents a model overfitting three utterances predicts each patch mostly from the audio so
+    far; with ``speech_input_dropout`` (and no DiT history) the wrong transcript costs it several times
+    more (``text_gain``; both arms without condition dropout, so the LM state is always read). The
+    dropout also acts in generation, reproducibly per generator."""
+    lm, examples = _speech_lm("latents", tokenizers, clips)
+    tts_items = [e for e in examples if e.task == "tts"]
+    with pytest.raises(ConfigError, match="speech_input_dropout"):
+        dataclasses.replace(lm.model.config, speech_input_dropout=1.0)
+    gains = {}
+    for dropout, history in ((0.0, 2), (0.5, 0)):
+        torch.manual_seed(0)
+        model = ARDiT(dataclasses.replace(lm.model.config, speech_input_dropout=dropout, history_patches=history,
+                                          cond_drop=0.0))
+        model.load_state_dict({k: v for k, v in lm.model.state_dict().items() if k.startswith("latent_")}, strict=False)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+        for _ in range(600):
+            out = model(tts_items)
+            optimizer.zero_grad()
+            out["loss"].backward()
+            optimizer.step()
+        gains[dropout] = text_gain(model.eval(), tts_items)
+    assert gains[0.5] > 2 * gains[0.0] > 0
+    runs = [model.generate_speech(clips[0][0], max_seconds=1.0, generator=torch.Generator().manual_seed(seed))
+            for seed in (5, 5, 6)]
+    assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0][: len(runs[2])], runs[2][: len(runs[0])])
+
+
 @pytest.mark.parametrize("kind", ["latents", "tokens"])
 def test_kv_cached_generation_equals_uncached(kind, tokenizers, clips):
     lm, examples = _speech_lm(kind, tokenizers, clips)

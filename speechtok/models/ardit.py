@@ -171,6 +171,15 @@ class ARDiT(PretrainedMixin, nn.Module):
         b, f, _ = frames.shape
         return self.patch_out(frames.reshape(b, f // self.config.patch_size, -1))
 
+    def _drop_speech(self, embeds: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
+        """``speech_input_dropout`` on TTS speech inputs, whether training or not (the bottleneck must
+        look the same to the model when it generates); ``generator`` makes generation reproducible."""
+        p = self.config.speech_input_dropout
+        if p == 0.0:
+            return embeds
+        keep = torch.rand(embeds.shape, generator=generator, device="cpu" if generator else embeds.device) >= p
+        return embeds * keep.to(embeds.device) / (1.0 - p)
+
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, state: torch.Tensor, history: torch.Tensor,
                  keep_state: torch.Tensor | None = None) -> torch.Tensor:
         """The DiT head: noisy patch ``[N, P, D]``, time ``[N]``, LM state ``[N, dim]``, history frames
@@ -213,7 +222,7 @@ class ARDiT(PretrainedMixin, nn.Module):
             text = self.text_embed(e.text.to(dev))
             if e.task == "tts":
                 head = torch.cat([self._specials("<tts>"), text, self._specials("<speech>")])
-                rows.append(torch.cat([head, audio_embeds[i, :m]]))
+                rows.append(torch.cat([head, self._drop_speech(audio_embeds[i, :m])]))
                 before.append(head.shape[0] - 1)  # <speech>
             else:
                 head = self._specials("<asr>", "<speech>")
@@ -318,7 +327,7 @@ class ARDiT(PretrainedMixin, nn.Module):
             if not past.shape[0]:
                 raise ConfigError(f"the prompt is shorter than one patch ({c.patch_size} frames)")
         if past.shape[0]:
-            prefix = torch.cat([prefix, self._embed_new(past, frames_ctx)], dim=1)
+            prefix = torch.cat([prefix, self._drop_speech(self._embed_new(past, frames_ctx), generator)], dim=1)
         state = lm.extend(prefix)[-1]
         generated = []
         limit = int((c.max_speech_seconds if max_seconds is None else max_seconds) * c.patch_rate)
@@ -330,7 +339,7 @@ class ARDiT(PretrainedMixin, nn.Module):
             else:
                 piece = self._sample_code(state, temperature, top_k, generator)
             generated.append(piece)
-            state = lm.extend(self._embed_new(piece, frames_ctx))[-1]
+            state = lm.extend(self._drop_speech(self._embed_new(piece, frames_ctx), generator))[-1]
         return torch.cat(generated) if generated else empty
 
     def _on_device(self, audio: torch.Tensor) -> torch.Tensor:

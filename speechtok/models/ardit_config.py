@@ -57,6 +57,10 @@ class ARDiTConfig:
     # next, which the flow loss alone never asks of them (docs/ardit.md, "Alignment loss").
     align_weight: float = 0.0
     align_upsample: int = 4
+    # Dropout on the speech positions the TTS LM reads, in training and generation alike (Tacotron 2's
+    # always-on pre-net dropout, a deviation from the paper, off by default): a bottleneck on the
+    # audio so far, so the next patch cannot be predicted from it alone and the text must be read.
+    speech_input_dropout: float = 0.0
     sample_steps: int = 8
     cfg_scale: float = 1.0
     eos_threshold: float = 0.5  # TTS stops at the first patch whose end-of-speech probability exceeds this
@@ -76,6 +80,8 @@ class ARDiTConfig:
         if self.align_weight < 0.0 or self.align_upsample < 1:
             raise ConfigError(f"{self.name}: align_weight must be >= 0 and align_upsample >= 1, got"
                               f" {self.align_weight} and {self.align_upsample}")
+        if not 0.0 <= self.speech_input_dropout < 1.0:
+            raise ConfigError(f"{self.name}: speech_input_dropout must be in [0, 1), got {self.speech_input_dropout}")
         check_eos_threshold(self.eos_threshold, f"{self.name}: eos_threshold")
         for width, heads in ((self.dim, self.heads), (self.patch_dim, self.patch_heads), (self.dit_dim, self.dit_heads)):
             if width % heads:

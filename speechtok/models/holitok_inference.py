@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 import torch
 import torch.nn.functional as F
 
-from ..modules.conv import StreamState, conv_window, transposed_window
+from ..modules.conv import StreamState, conv_window
 
 if TYPE_CHECKING:  # the reference modules, read once; importing them at run time would be circular
     from ..modules.activations import AntiAliasedSnakeBeta
