@@ -42,6 +42,7 @@ def main() -> None:
     parser.add_argument("--vocoder", help="bundled vocoder that a SiTok checkpoint decodes with")
     parser.add_argument("--sample-steps", type=int, help="SiTok, AR+DiT: the Euler steps decoding uses by default")
     parser.add_argument("--cfg-scale", type=float, help="SiTok, AR+DiT: the CFG scale decoding uses by default")
+    parser.add_argument("--sample-temperature", type=float, help="SiTok: the decoder's starting-noise scale by default")
     parser.add_argument("--eos-threshold", type=float, help="AR+DiT: the end-of-speech probability that stops TTS")
     parser.add_argument("--out-dir", type=Path, default=BUNDLED_DIR,
                         help="folder that receives <name>/ (default: the package's bundled checkpoints; e.g."
@@ -58,7 +59,7 @@ def main() -> None:
             parser.error("--vocoder applies to SiTok checkpoints")
         info["vocoder"] = args.vocoder
     decoding = {k: v for k, v in (("sample_steps", args.sample_steps), ("cfg_scale", args.cfg_scale),
-                                  ("eos_threshold", args.eos_threshold)) if v is not None}
+                                  ("sample_temperature", args.sample_temperature), ("eos_threshold", args.eos_threshold)) if v is not None}
     fields = {f.name for f in dataclasses.fields(MODELS[loaded.kind].config_class)}
     unknown = [k for k in decoding if k not in fields]
     if unknown:

@@ -53,6 +53,19 @@ def test_reconstruct_without_vocoder_is_a_clear_error(tmp_path, checkpoint, caps
     assert not out.exists()
 
 
+def test_decoding_temperature_flag(tmp_path, checkpoint, capsys):
+    """``--temperature 0`` decodes one fixed path whatever the seed; a negative one is refused in one line."""
+    outs = [tmp_path / f"t{seed}.wav" for seed in (0, 1)]
+    for seed, out in enumerate(outs):
+        assert main(["reconstruct", str(SAMPLE_SPEECH), str(out), "--checkpoint", str(checkpoint), "--steps", "2",
+                     "--vocoder", "griffin-lim", "--temperature", "0", "--seed", str(seed)]) == 0
+    assert np.array_equal(sf.read(outs[0])[0], sf.read(outs[1])[0])
+    bad = tmp_path / "bad.wav"
+    assert main(["reconstruct", str(SAMPLE_SPEECH), str(bad), "--checkpoint", str(checkpoint),
+                 "--vocoder", "griffin-lim", "--temperature", "-1"]) == 2
+    assert "--temperature must be a finite number" in _error_line(capsys) and not bad.exists()
+
+
 def _bad_inputs(tmp_path):
     corrupt = tmp_path / "corrupt.wav"
     corrupt.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk" * 10)

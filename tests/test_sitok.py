@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import dataclasses
 import math
 import time
 
@@ -104,6 +105,29 @@ def test_decode_is_deterministic_without_a_generator(tiny_model):
     assert torch.equal(first, tiny_model.decode(codes, steps=2, vocoder="griffin-lim"))
     other = tiny_model.decode(codes, steps=2, vocoder="griffin-lim", generator=torch.Generator().manual_seed(5))
     assert not torch.equal(first, other)
+
+
+def test_temperature_scales_the_starting_noise(tiny_model):
+    """At 0 every noise draw decodes to the same mel (one fixed path); the checkpoint's
+    ``sample_temperature`` is the default that an explicit ``temperature`` overrides."""
+    codes = torch.randint(0, 65536, (1, 1, 4), generator=torch.Generator().manual_seed(1))
+
+    def mel(seed: int, **kwargs) -> torch.Tensor:
+        return tiny_model.decode_mel(codes, steps=2, generator=torch.Generator().manual_seed(seed), **kwargs)
+    assert torch.equal(mel(0, temperature=0.0), mel(5, temperature=0.0))
+    assert not torch.equal(mel(0), mel(5)) and not torch.equal(mel(0), mel(0, temperature=0.5))
+    assert torch.equal(mel(0), mel(0, temperature=1.0))
+    config = tiny_model.config
+    try:
+        tiny_model.config = dataclasses.replace(config, sample_temperature=0.5)
+        assert torch.equal(mel(0), mel(0, temperature=0.5)) and not torch.equal(mel(0), mel(0, temperature=1.0))
+    finally:
+        tiny_model.config = config
+    for bad in (float("nan"), -0.1):
+        with pytest.raises(ConfigError, match="temperature must be a finite number"):
+            mel(0, temperature=bad)
+        with pytest.raises(ConfigError, match="sample_temperature"):
+            dataclasses.replace(config, sample_temperature=bad)
 
 
 def test_paper_presets_match_published_sizes_on_meta_device():

@@ -9,6 +9,7 @@ A SiTok checkpoint may carry its own decoding settings as ``@key=value`` suffixe
 ``sitok-default@steps=4@cfg=1``, so that one report compares one model decoded several ways; they
 override ``--steps``/``--cfg``/``--vocoder`` for that entry and are part of its name.
 ``@codebooks=k`` sends a residual-VQ model's first k codebooks only (its bitrate counts those).
+``@temperature=t`` scales the decoder's starting noise (1 samples the prior; 0 decodes one fixed path).
 """
 from __future__ import annotations
 
@@ -108,6 +109,7 @@ class SiTokSystem:
     steps: int | None = None
     cfg: float | None = None
     codebooks: int | None = None  # a residual-VQ model sends (and decodes from) only its first k codebooks
+    temperature: float | None = None
     seed: int = 0
     suffix: str = ""  # the entry's own ``@key=value`` settings, kept in its name
 
@@ -150,7 +152,8 @@ class SiTokSystem:
 
     def fingerprint(self) -> str:
         settings = f"{self.vocoder}|{self.steps}|{self.cfg}|{self.seed}" + (
-            f"|k{self.codebooks}" if self.codebooks is not None else "")
+            f"|k{self.codebooks}" if self.codebooks is not None else "") + (
+            f"|t{self.temperature}" if self.temperature is not None else "")
         return f"sitok:{self.checkpoint_sha256}:{settings}"
 
     def describe(self) -> dict[str, Any]:
@@ -158,6 +161,7 @@ class SiTokSystem:
         return {
             "kind": "sitok", "source": str(self.source), "checkpoint_sha256": self.checkpoint_sha256,
             "vocoder": self.vocoder or self.model.vocoder_source, "steps": self.steps, "cfg": self.cfg,
+            "temperature": self.temperature,
             "sample_rate": int(m.sample_rate), "token_rate": float(m.token_rate),
             "codebooks": self.sent_codebooks, "codebook_size": int(m.codebook_size),
             "bits_per_token": self.bits_per_token,
@@ -169,7 +173,7 @@ class SiTokSystem:
             codes = m.encode(torch.from_numpy(np.ascontiguousarray(wav, dtype=np.float32))[None, None], sample_rate)
             codes = codes[:, :self.sent_codebooks]
             torch.manual_seed(self.seed)
-            out = m.decode(codes, steps=self.steps, cfg=self.cfg, vocoder=self.vocoder)
+            out = m.decode(codes, steps=self.steps, cfg=self.cfg, vocoder=self.vocoder, temperature=self.temperature)
         # Codebook k's entries counted as k·size + code: usage and entropy are over all codebooks' entries.
         levels = torch.arange(codes.shape[1], device=codes.device)[:, None] * m.codebook_size
         flat = (codes[0] + levels).reshape(-1).cpu().numpy().astype(np.int64)
@@ -287,7 +291,7 @@ def builtin_names() -> list[str]:
     return ["identity", *CODECS]
 
 
-_SETTINGS = {"steps": int, "cfg": float, "vocoder": str, "codebooks": int}
+_SETTINGS = {"steps": int, "cfg": float, "vocoder": str, "codebooks": int, "temperature": float}
 
 
 def split_settings(spec: str) -> tuple[str, dict[str, Any]]:

@@ -352,14 +352,14 @@ def manifest_for(model: SiTok | HoliTok, source: str, graphs: list[Graph], direc
         vocoder=None if model.vocoder is None else {"source": model.vocoder_source,
                                                     "weights_sha256": _weights_sha256(model.vocoder_source)},
         decoding={
-            "steps": c.sample_steps, "cfg": c.cfg_scale,
+            "steps": c.sample_steps, "cfg": c.cfg_scale, "temperature": c.sample_temperature,
             **({"cfg_range": [1.0, c.guidance_max]} if c.guidance_distill else {}),
             "noise": {"shape": ["batch", "tokens", c.mel.n_mels * c.stack], "distribution": "standard normal, float32",
                       "layout": f"stacked: row t holds mel frames {c.stack}t..{c.stack}t+{c.stack - 1}, "
                                 f"{c.mel.n_mels} bins each, frame after frame",
                       "pytorch": f"torch.randn(batch, tokens, {c.mel.n_mels * c.stack}, "
                                  "generator=torch.Generator().manual_seed(seed)) (SiTok.decode's default seed is 0)"},
-            "euler": "x = noise; for i in range(steps): x += decoder_step(x, t=i/steps, codes, cfg) / steps",
+            "euler": "x = temperature · noise; for i in range(steps): x += decoder_step(x, t=i/steps, codes, cfg) / steps",
             "mel": f"x.reshape(batch, tokens·{c.stack}, {c.mel.n_mels}).transpose(0, 2, 1) → normalised log-mel for the vocoder",
         })
     return manifest

@@ -22,6 +22,9 @@ def add_model_commands(subparsers: argparse._SubParsersAction) -> None:
         if decoding:
             p.add_argument("--steps", type=int, help="Euler steps of the flow-matching decoder (default: the model's)")
             p.add_argument("--cfg", type=float, help="token classifier-free guidance scale (1 = none)")
+            p.add_argument("--temperature", type=float,
+                           help="scale of the decoder's starting noise (default: the model's; 1 samples the"
+                                " prior, lower keeps closer to what the tokens say)")
             p.add_argument("--vocoder",
                            help="vocoder override: a vocoder checkpoint (directory or bundled name), or"
                                 " 'griffin-lim', the explicit no-training fallback (default: the checkpoint's own)")

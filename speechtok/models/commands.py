@@ -28,9 +28,11 @@ def _load(args: argparse.Namespace) -> SiTok | HoliTok:
     from .corpus import load_tokenizer
 
     decoding_flags = (getattr(args, "steps", None) is not None or getattr(args, "cfg", None) is not None
+                      or getattr(args, "temperature", None) is not None
                       or getattr(args, "vocoder", None) or getattr(args, "prompt", None))
     if decoding_flags and load_checkpoint_kind(args.checkpoint) == "holitok":
-        raise DataError("--steps, --cfg, --vocoder and --prompt apply to SiTok; HoliTok decodes latents directly to 48 kHz audio")
+        raise DataError("--steps, --cfg, --temperature, --vocoder and --prompt apply to SiTok; HoliTok decodes"
+                        " latents directly to 48 kHz audio")
     return load_tokenizer(args.checkpoint, args.device)
 
 
@@ -38,7 +40,8 @@ def _decode_kwargs(model: SiTok | HoliTok, args: argparse.Namespace,
                    prompt: tuple[np.ndarray, int] | None = None) -> dict:
     if isinstance(model, HoliTok):
         return {}
-    kwargs = {"steps": args.steps, "cfg": args.cfg, "vocoder": args.vocoder, "generator": _generator(args)}
+    kwargs = {"steps": args.steps, "cfg": args.cfg, "temperature": args.temperature, "vocoder": args.vocoder,
+              "generator": _generator(args)}
     if prompt is not None:
         kwargs.update(prompt=torch.from_numpy(prompt[0]), prompt_sample_rate=prompt[1])
     return kwargs
@@ -126,6 +129,8 @@ def _check_decoding_args(args: argparse.Namespace) -> None:
         raise DataError(f"--steps must be >= 1, got {args.steps}")
     if args.cfg is not None and not (math.isfinite(args.cfg) and args.cfg >= 0):
         raise DataError(f"--cfg must be a finite number >= 0, got {args.cfg}")
+    if args.temperature is not None and not (math.isfinite(args.temperature) and args.temperature >= 0):
+        raise DataError(f"--temperature must be a finite number >= 0, got {args.temperature}")
 
 
 def info(args: argparse.Namespace) -> int:

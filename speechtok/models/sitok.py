@@ -483,7 +483,8 @@ class SiTok(PretrainedMixin, nn.Module):
     @torch.inference_mode()
     def decode_mel(self, codes: torch.Tensor, *, steps: int | None = None, cfg: float | None = None,
                    token_lengths: torch.Tensor | None = None, generator: torch.Generator | None = None,
-                   prompt: torch.Tensor | None = None, prompt_sample_rate: int | None = None) -> torch.Tensor:
+                   prompt: torch.Tensor | None = None, prompt_sample_rate: int | None = None,
+                   temperature: float | None = None) -> torch.Tensor:
         """Codes ``[B, k, T']`` → normalised mel ``[B, n_mels, 4·T']`` by Euler integration.
 
         With a ``prompt`` (see :meth:`prompt_prefix`) every item continues the prompt's voice and
@@ -493,10 +494,13 @@ class SiTok(PretrainedMixin, nn.Module):
         codes, padded_lengths = self._check_codes(codes)
         steps = self.config.sample_steps if steps is None else int(steps)
         cfg = self.config.cfg_scale if cfg is None else float(cfg)
+        temperature = self.config.sample_temperature if temperature is None else float(temperature)
         if steps < 1:
             raise ConfigError(f"steps must be >= 1, got {steps}")
         if not (math.isfinite(cfg) and cfg >= 0):
             raise ConfigError(f"cfg must be a finite number >= 0, got {cfg}")
+        if not (math.isfinite(temperature) and temperature >= 0):
+            raise ConfigError(f"temperature must be a finite number >= 0, got {temperature}")
         prefix = None if prompt is None else self.prompt_prefix(prompt, prompt_sample_rate)
         if generator is None:  # the same tokens decode to the same audio unless a generator says otherwise
             generator = torch.Generator().manual_seed(0)
@@ -510,6 +514,7 @@ class SiTok(PretrainedMixin, nn.Module):
             cond, mask = prefix.prepend(cond, mask)
         length = cond.shape[1]
         noise = torch.randn(b, length, self.decoder_in.in_features, generator=generator, device="cpu").to(self.device)
+        noise = noise * temperature
         # Everything that does not depend on x_t is computed once per decode: the condition (with a light
         # head, the body's output), each step's adaptive-norm gains (the time grid, a shortcut decoder's
         # step size and a distilled guidance scale are shared by the batch, so they are [dim] vectors)
@@ -568,7 +573,8 @@ class SiTok(PretrainedMixin, nn.Module):
     @torch.inference_mode()
     def decode(self, codes: torch.Tensor, *, steps: int | None = None, cfg: float | None = None,
                vocoder: str | None = None, generator: torch.Generator | None = None,
-               prompt: torch.Tensor | None = None, prompt_sample_rate: int | None = None) -> torch.Tensor:
+               prompt: torch.Tensor | None = None, prompt_sample_rate: int | None = None,
+               temperature: float | None = None) -> torch.Tensor:
         """Codes ``[B, k, T']`` → waveform ``[B, 1, T' · 1920]`` at :attr:`sample_rate`; ``k`` may be
         below :attr:`codebooks` (a residual-VQ model decodes from its first ``k`` codebooks).
 
@@ -580,7 +586,7 @@ class SiTok(PretrainedMixin, nn.Module):
         """
         codes, token_lengths = self._check_codes(codes)
         mel = self.decode_mel(codes, steps=steps, cfg=cfg, token_lengths=token_lengths, generator=generator,
-                              prompt=prompt, prompt_sample_rate=prompt_sample_rate)
+                              prompt=prompt, prompt_sample_rate=prompt_sample_rate, temperature=temperature)
         wav = self.vocode(mel, vocoder)
         if token_lengths is None:
             return wav
@@ -614,11 +620,11 @@ class SiTok(PretrainedMixin, nn.Module):
     def reconstruct(self, wav: torch.Tensor, sample_rate: int, *, steps: int | None = None,
                     cfg: float | None = None, vocoder: str | None = None,
                     generator: torch.Generator | None = None, prompt: torch.Tensor | None = None,
-                    prompt_sample_rate: int | None = None) -> torch.Tensor:
+                    prompt_sample_rate: int | None = None, temperature: float | None = None) -> torch.Tensor:
         """Encode then decode; output is at :attr:`sample_rate`, trimmed to the input's duration."""
         codes = self.encode(wav, sample_rate)
         out = self.decode(codes, steps=steps, cfg=cfg, vocoder=vocoder, generator=generator, prompt=prompt,
-                          prompt_sample_rate=prompt_sample_rate)
+                          prompt_sample_rate=prompt_sample_rate, temperature=temperature)
         duration = math.ceil(wav.shape[-1] * self.sample_rate / sample_rate)
         return out[..., :duration]
 

@@ -47,6 +47,9 @@ class SiTokConfig:
     time_embed_dim: int = 256
     sample_steps: int = 16
     cfg_scale: float = 1.0  # 1.0 = no guidance
+    # Scale of the decoder's starting noise (Grad-TTS's temperature): 1 samples the trained prior; lower
+    # values trade the variety of fine detail for closeness to what the tokens say (0: one fixed path).
+    sample_temperature: float = 1.0
     # Shortcut decoder (Frans et al. 2024): the decoder also sees the Euler step size d and learns, by
     # self-consistency, that one step of 2d lands where two steps of d do, so 2-4 steps approach the
     # 16-step result. Off, the decoder has no step-size input (checkpoints without it load unchanged).
@@ -70,7 +73,7 @@ class SiTokConfig:
     teacher_weight: float = 1.0
 
     #: Decoding defaults: they change no weight, so fine-tuning may start from a checkpoint that differs in them.
-    INFERENCE_FIELDS: ClassVar[tuple[str, ...]] = ("sample_steps", "cfg_scale")
+    INFERENCE_FIELDS: ClassVar[tuple[str, ...]] = ("sample_steps", "cfg_scale", "sample_temperature")
     #: Loss weights and training noise: a fine-tune may change them too (e.g. a stronger CTC weight).
     OBJECTIVE_FIELDS: ClassVar[tuple[str, ...]] = ("ctc_weight", "token_drop", "codebook_dropout", "vq_commitment",
                                                    "vq_decay", "vq_dead_threshold", "teacher_weight")
@@ -100,6 +103,8 @@ class SiTokConfig:
             raise ConfigError(f"{self.name}: codebook_dropout must lie in [0, 1], got {self.codebook_dropout}")
         if self.dim % self.heads:
             raise ConfigError(f"{self.name}: dim {self.dim} is not divisible by heads {self.heads}")
+        if not 0.0 <= self.sample_temperature < float("inf"):
+            raise ConfigError(f"{self.name}: sample_temperature must be a finite number >= 0, got {self.sample_temperature}")
         if not 0 <= self.decoder_head_layers < self.decoder_layers:
             raise ConfigError(f"{self.name}: decoder_head_layers must lie in 0..{self.decoder_layers - 1}"
                               f" (decoder_layers - 1), got {self.decoder_head_layers}")

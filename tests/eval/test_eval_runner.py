@@ -209,16 +209,19 @@ def test_one_report_compares_a_checkpoint_decoded_with_its_own_settings(manifest
     from speechtok.models.sitok import SiTok
 
     checkpoint = str(SiTok.from_preset("sitok-tiny").save_pretrained(tmp_path / "tiny"))
-    result = evaluate([f"{checkpoint}@steps=1", f"{checkpoint}@steps=2@cfg=1"], manifest, tmp_path / "report",
-                      metrics="stoi", limit=1, vocoder="griffin-lim", html=False, progress=False)
+    result = evaluate([f"{checkpoint}@steps=1", f"{checkpoint}@steps=2@cfg=1", f"{checkpoint}@steps=1@temperature=0"],
+                      manifest, tmp_path / "report", metrics="stoi", limit=1, vocoder="griffin-lim", html=False,
+                      progress=False)
     assert not result.failures, result.failures
-    assert [row["system"] for row in result.rows] == ["tiny+griffin-lim@steps=1", "tiny+griffin-lim@steps=2@cfg=1"]
+    assert [row["system"] for row in result.rows] == ["tiny+griffin-lim@steps=1", "tiny+griffin-lim@steps=2@cfg=1",
+                                                      "tiny+griffin-lim@steps=1@temperature=0"]
     described = result.meta["systems"]
     assert (described["tiny+griffin-lim@steps=1"]["steps"], described["tiny+griffin-lim@steps=1"]["cfg"]) == (1, None)
     assert (described["tiny+griffin-lim@steps=2@cfg=1"]["steps"], described["tiny+griffin-lim@steps=2@cfg=1"]["cfg"]) == (2, 1.0)
+    assert described["tiny+griffin-lim@steps=1@temperature=0"]["temperature"] == 0.0
     audio = [np.asarray(load_audio(tmp_path / "report" / r["audio"])[0]) for r in result.records]
-    assert not np.array_equal(*audio)  # the settings reached the decoder
-    for bad, message in ((f"{checkpoint}@step=4", "'@step=4' is not one of @steps=..., @cfg=..., @vocoder=..."),
+    assert not np.array_equal(audio[0], audio[1]) and not np.array_equal(audio[0], audio[2])  # the settings reached the decoder
+    for bad, message in ((f"{checkpoint}@step=4", "'@step=4' is not one of @steps=..., @cfg=..., @vocoder=..., @codebooks=..., @temperature=..."),
                          (f"{checkpoint}@steps=four", "@steps needs a number, got 'four'"),
                          ("codec2-700c@steps=4", "@-settings apply to SiTok checkpoints only")):
         assert cli_main(["eval", "--systems", bad, "--data", str(manifest), "-o", str(tmp_path / "bad")]) == 2
