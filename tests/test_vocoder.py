@@ -91,6 +91,9 @@ def test_a_sitok_checkpoint_brings_its_vocoder(tmp_path, tiny_model, vocos, spee
     assert out.shape[-1] == 3 * 24000 * wav.shape[-1] // (3 * speech[1])
     mel = model.decode_mel(model.encode(wav, speech[1]), steps=2)
     assert torch.allclose(model.vocode(mel), vocos.vocode(mel), atol=1e-5)
+    resaved = model.save_pretrained(tmp_path / "resaved", info={"vocoder": str(tmp_path / "sitok" / "vocoder")})
+    again = SiTok.from_pretrained(resaved)  # the attached vocoder is not saved as the tokenizer's own weights
+    assert set(again.state_dict()) == set(model.state_dict()) and torch.equal(again.vocode(mel), model.vocode(mel))
     other = Vocos(Vocos.get_preset("vocos-tiny").__class__(mel=MelConfig(n_mels=80)))
     other.save_pretrained(tmp_path / "v80")
     with pytest.raises(ConfigError, match="mel settings differ"):

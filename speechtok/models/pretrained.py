@@ -18,6 +18,8 @@ class PretrainedMixin:
     model_kind: ClassVar[str]  # recorded in checkpoints; loading refuses another kind
     config_class: ClassVar[type]
     get_preset: ClassVar[Callable[[str], Any]]  # set as staticmethod(get_preset)
+    #: Submodules attached from other checkpoints after loading (SiTok's vocoder): never saved as ours.
+    companion_modules: ClassVar[tuple[str, ...]] = ()
     config: Any
 
     @classmethod
@@ -48,4 +50,7 @@ class PretrainedMixin:
 
     def save_pretrained(self, directory: str | Path, *, dtype: torch.dtype = torch.float32,
                         info: dict | None = None) -> Path:
-        return ckpt.save_checkpoint(directory, self.model_kind, self.config, self.state_dict(), dtype=dtype, info=info)
+        """Write the model's own weights; attached companions (:attr:`companion_modules`) are
+        checkpoints of their own, named in ``info``, so a loaded model saves as it was trained."""
+        state = {k: v for k, v in self.state_dict().items() if k.split(".")[0] not in self.companion_modules}
+        return ckpt.save_checkpoint(directory, self.model_kind, self.config, state, dtype=dtype, info=info)

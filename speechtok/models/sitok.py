@@ -124,6 +124,7 @@ class SiTok(PretrainedMixin, nn.Module):
     model_kind = MODEL_KIND
     config_class = SiTokConfig
     get_preset = staticmethod(get_preset)
+    companion_modules = ("vocoder",)
 
     # ----------------------------------------------------------------------------- rates and sizes
     @property
