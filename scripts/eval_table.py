@@ -34,7 +34,9 @@ ROOT = Path(__file__).resolve().parents[1]
 # The first bundled default (16 steps, two-pass CFG 2), kept in the repository for comparisons.
 FIRST_DEFAULT = "sitok-default-v1+vocos-24k"
 HOLITOK_SYSTEMS = ("identity", "holitok-default", "vocoder:vocos-24k", "opus-6k", "codec2-1200", "codec2-700c")
-QUALITY_SYSTEMS = ("identity", "sitok:sitok-default", "sitok:sitok-default:griffin-lim",
+# The bundled default as decoded before 2026-12-03 (2 steps, one-pass CFG 2, noise temperature 1): same weights.
+PREVIOUS_DECODING = "sitok-default@steps=2@cfg=2@temperature=1"
+QUALITY_SYSTEMS = ("identity", "sitok:sitok-default", "sitok:sitok-default:griffin-lim", PREVIOUS_DECODING,
                    "sitok:checkpoints/sitok-default-v1", "vocoder:vocos-24k", "codec2-700c", "codec2-1200", "opus-6k")
 
 

@@ -17,12 +17,12 @@ TOLERANCE = 1e-4  # max |Δ| on the normalised mel (values of order 1); measured
 
 
 def plain_decode_mel(model: SiTok, codes: torch.Tensor, steps: int, cfg: float,
-                     mask: torch.Tensor | None = None) -> torch.Tensor:
+                     mask: torch.Tensor | None = None, temperature: float = 1.0) -> torch.Tensor:
     """The sampler as first written: the public ``velocity`` at every step, on a doubled batch for
     two-pass guidance."""
     b, _, tokens = codes.shape
     cond = model.cond_from_codes(codes.clamp(min=0))
-    noise = torch.randn(b, tokens, model.decoder_in.in_features, generator=torch.Generator().manual_seed(0))
+    noise = torch.randn(b, tokens, model.decoder_in.in_features, generator=torch.Generator().manual_seed(0)) * temperature
     if cfg == 1.0:
         def velocity(x, t):
             return model.velocity(x, t, cond, mask)
@@ -52,9 +52,10 @@ def test_precomputed_sampler_matches_plain_one(model_and_codes, steps, cfg):
     assert int((codes == SiTok.PAD_CODE).sum()) > 0  # a padded batch
     assert model.one_pass_guidance(2.0) and not model.one_pass_guidance(3.5)  # both guidance paths run
     mask = codes[:, 0] != SiTok.PAD_CODE
-    with torch.inference_mode():
-        fast = model.decode_mel(codes, steps=steps, cfg=cfg)
-        plain = plain_decode_mel(model, codes, steps, model.config.cfg_scale if cfg is None else cfg, mask)
+    with torch.inference_mode():  # cfg None: the checkpoint's defaults (its noise temperature too); else full noise
+        fast = model.decode_mel(codes, steps=steps, cfg=cfg, temperature=None if cfg is None else 1.0)
+        plain = plain_decode_mel(model, codes, steps, model.config.cfg_scale if cfg is None else cfg, mask,
+                                 model.config.sample_temperature if cfg is None else 1.0)
     assert (fast - plain).abs().max() < TOLERANCE
 
 
