@@ -205,7 +205,7 @@ def _sitok_summary(loaded: LoadedCheckpoint) -> list[str]:
         f"tokens       {cfg.token_rate:g} Hz × {bits} = {cfg.bitrate:g} bps; quantiser {cfg.quantizer}; "
         f"CTC vocabulary {cfg.ctc_vocab}",
         f"audio        {cfg.mel.sample_rate} Hz, {cfg.mel.n_mels}-bin mel at {cfg.mel.frame_rate:g} Hz",
-        f"decoding     {cfg.sample_steps} Euler steps, CFG {cfg.cfg_scale:g}"
+        f"decoding     {cfg.sample_steps} Euler steps, CFG {cfg.cfg_scale:g}, noise temperature {cfg.sample_temperature:g}"
         + ("; shortcut (step-size conditioned)" if cfg.shortcut else "")
         + (f"; one-pass guidance up to CFG {cfg.guidance_max:g} (distilled)" if cfg.guidance_distill else "")
         + (f"; light head: last {cfg.decoder_head_layers} decoder layers iterate" if cfg.decoder_head_layers else ""),
