@@ -59,7 +59,8 @@ def main() -> None:
             parser.error("--vocoder applies to SiTok checkpoints")
         info["vocoder"] = args.vocoder
     decoding = {k: v for k, v in (("sample_steps", args.sample_steps), ("cfg_scale", args.cfg_scale),
-                                  ("sample_temperature", args.sample_temperature), ("eos_threshold", args.eos_threshold)) if v is not None}
+                                  ("sample_temperature", args.sample_temperature),
+                                  ("eos_threshold", args.eos_threshold)) if v is not None}
     fields = {f.name for f in dataclasses.fields(MODELS[loaded.kind].config_class)}
     unknown = [k for k in decoding if k not in fields]
     if unknown:

@@ -4,7 +4,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
-import math
 import os
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from ..errors import DataError, SpeechtokError
 from ..fileio import atomic_path, check_output, check_output_dir, exclusive_lock, load_npy
 from .holitok import HoliTok
 from .sitok import SiTok
-from .sitok_config import SiTokConfig
+from .sitok_config import SiTokConfig, check_decoding_scale
 
 
 def _load(args: argparse.Namespace) -> SiTok | HoliTok:
@@ -127,10 +126,9 @@ def _check_decoding_args(args: argparse.Namespace) -> None:
     """Decoding settings refused before the model loads (NaN guidance would decode to NaN audio)."""
     if args.steps is not None and args.steps < 1:
         raise DataError(f"--steps must be >= 1, got {args.steps}")
-    if args.cfg is not None and not (math.isfinite(args.cfg) and args.cfg >= 0):
-        raise DataError(f"--cfg must be a finite number >= 0, got {args.cfg}")
-    if args.temperature is not None and not (math.isfinite(args.temperature) and args.temperature >= 0):
-        raise DataError(f"--temperature must be a finite number >= 0, got {args.temperature}")
+    for flag, value in (("--cfg", args.cfg), ("--temperature", args.temperature)):
+        if value is not None:
+            check_decoding_scale(value, flag)
 
 
 def info(args: argparse.Namespace) -> int:

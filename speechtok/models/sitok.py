@@ -35,7 +35,7 @@ from ..text import get_vocabulary
 from ..vocoder.griffin_lim import GriffinLim
 from ..vocoder.vocos import Vocos, load_vocoder
 from .pretrained import PretrainedMixin
-from .sitok_config import SiTokConfig, get_preset
+from .sitok_config import SiTokConfig, check_decoding_scale, get_preset
 from .sitok_stream import SiTokEncoderStream
 
 MODEL_KIND = "sitok"
@@ -494,14 +494,11 @@ class SiTok(PretrainedMixin, nn.Module):
         """
         codes, padded_lengths = self._check_codes(codes)
         steps = self.config.sample_steps if steps is None else int(steps)
-        cfg = self.config.cfg_scale if cfg is None else float(cfg)
-        temperature = self.config.sample_temperature if temperature is None else float(temperature)
+        cfg = check_decoding_scale(self.config.cfg_scale if cfg is None else float(cfg), "cfg")
+        temperature = check_decoding_scale(self.config.sample_temperature if temperature is None else float(temperature),
+                                           "temperature")
         if steps < 1:
             raise ConfigError(f"steps must be >= 1, got {steps}")
-        if not (math.isfinite(cfg) and cfg >= 0):
-            raise ConfigError(f"cfg must be a finite number >= 0, got {cfg}")
-        if not (math.isfinite(temperature) and temperature >= 0):
-            raise ConfigError(f"temperature must be a finite number >= 0, got {temperature}")
         prefix = None if prompt is None else self.prompt_prefix(prompt, prompt_sample_rate)
         if generator is None:  # the same tokens decode to the same audio unless a generator says otherwise
             generator = torch.Generator().manual_seed(0)

@@ -19,6 +19,13 @@ from ..errors import ConfigError
 from ..mel_config import MelConfig
 
 
+def check_decoding_scale(value: float, name: str) -> float:
+    """A guidance scale or noise temperature: finite and >= 0 (NaN or inf would decode to NaN audio)."""
+    if not (math.isfinite(value) and value >= 0):
+        raise ConfigError(f"{name} must be a finite number >= 0, got {value}")
+    return value
+
+
 @dataclass(frozen=True)
 class SiTokConfig:
     name: str = "sitok-tiny"
@@ -103,8 +110,7 @@ class SiTokConfig:
             raise ConfigError(f"{self.name}: codebook_dropout must lie in [0, 1], got {self.codebook_dropout}")
         if self.dim % self.heads:
             raise ConfigError(f"{self.name}: dim {self.dim} is not divisible by heads {self.heads}")
-        if not 0.0 <= self.sample_temperature < float("inf"):
-            raise ConfigError(f"{self.name}: sample_temperature must be a finite number >= 0, got {self.sample_temperature}")
+        check_decoding_scale(self.sample_temperature, f"{self.name}: sample_temperature")
         if not 0 <= self.decoder_head_layers < self.decoder_layers:
             raise ConfigError(f"{self.name}: decoder_head_layers must lie in 0..{self.decoder_layers - 1}"
                               f" (decoder_layers - 1), got {self.decoder_head_layers}")
