@@ -96,6 +96,9 @@ def test_decode_rejects_bad_codes(tiny_model, codes, fragment):
 def test_decode_rejects_guidance_that_would_give_nan_audio(tiny_model, cfg):
     with pytest.raises(ConfigError, match="cfg must be a finite number"):
         tiny_model.decode_mel(torch.zeros(1, 1, 3, dtype=torch.long), cfg=cfg)
+    # a checkpoint's default guidance is refused when the config is built, not at the first decode
+    with pytest.raises(ConfigError, match="cfg_scale must be a finite number"):
+        dataclasses.replace(tiny_model.config, cfg_scale=cfg)
 
 
 def test_decode_is_deterministic_without_a_generator(tiny_model):

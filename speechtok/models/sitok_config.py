@@ -110,6 +110,7 @@ class SiTokConfig:
             raise ConfigError(f"{self.name}: codebook_dropout must lie in [0, 1], got {self.codebook_dropout}")
         if self.dim % self.heads:
             raise ConfigError(f"{self.name}: dim {self.dim} is not divisible by heads {self.heads}")
+        check_decoding_scale(self.cfg_scale, f"{self.name}: cfg_scale")
         check_decoding_scale(self.sample_temperature, f"{self.name}: sample_temperature")
         if not 0 <= self.decoder_head_layers < self.decoder_layers:
             raise ConfigError(f"{self.name}: decoder_head_layers must lie in 0..{self.decoder_layers - 1}"
