@@ -7,11 +7,14 @@ the command runs, so ``speechtok --help`` starts instantly and optional extras s
 
 User errors (:class:`SpeechtokError`) are printed as a single ``error: ...`` line with exit status 2,
 never as a stack trace; so are operating-system errors on files (a disk that fills up mid-write).
+A reader that stops early (``speechtok info NAME --json | head``) ends the command quietly, as it does
+``cat``: that is the reader's choice, not an error.
 """
 from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -59,10 +62,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         from .allocator import retain_freed_memory
         retain_freed_memory()
     try:
-        return int(handler(args.func)(args) or 0)
+        status = int(handler(args.func)(args) or 0)
+        sys.stdout.flush()  # a reader that left shows here, inside the try, not at the interpreter's exit
+        return status
     except SpeechtokError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except BrokenPipeError:
+        # Point stdout at /dev/null so the interpreter's final flush cannot fail a second time.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141  # 128 + SIGPIPE: what a shell reports for a command whose reader left
     except OSError as exc:  # checked up front where possible; this catches what only the write reveals
         where = f"{exc.filename}: " if exc.filename else ""
         print(f"error: {where}{exc.strerror or exc}", file=sys.stderr)

@@ -111,6 +111,18 @@ def test_info_describes_checkpoint(checkpoint, capsys):
     assert "random init" in out
 
 
+def test_a_reader_that_leaves_early_ends_the_command_quietly(checkpoint):
+    """``speechtok info NAME --json | head`` must not print an error or a traceback."""
+    import subprocess
+    import sys
+
+    proc = subprocess.Popen([sys.executable, "-m", "speechtok.cli", "info", str(checkpoint), "--json"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    proc.stdout.close()  # before the interpreter has started, so every write meets a closed pipe
+    err = proc.stderr.read().decode()
+    assert proc.wait(timeout=120) == 141 and err == "", err
+
+
 def test_info_json_of_the_bundled_default_names_its_training_data_and_quality(capsys):
     import json
 
