@@ -221,6 +221,7 @@ def test_train_command_checkpoint_and_tts_asr_commands(tokenizers, real_manifest
     run = tmp_path / "run"
     assert cli_main(["train", "--preset", "ardit-tiny", "--data", str(real_manifest), "--valid", str(real_manifest),
                      "--config", str(config), "--out", str(run), "--no-progress"]) == 0
+    assert "tokenizer features" not in capsys.readouterr().err  # --no-progress silences the encoding bar too
     checkpoint = run / "checkpoints" / "step_0000003"
     model = ARDiT.from_pretrained(checkpoint)
     assert model.config.tokenizer_sha256 and float(model.latent_std.min()) > 0

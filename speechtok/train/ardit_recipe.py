@@ -128,7 +128,8 @@ class ARDiTRecipe(Recipe):
 
     def dataset(self, rows: list[Utterance], model: nn.Module) -> SpeechTextData:
         self.tokenizer.to(model.device)  # encode once, up front, on the training device (a GPU when there is one)
-        data = SpeechTextData(rows, self.tokenizer, model, model.vocabulary, self.objective, self.train.seed)
+        data = SpeechTextData(rows, self.tokenizer, model, model.vocabulary, self.objective, self.train.seed,
+                              progress=self.progress)
         if model.config.audio == "latents" and not self.fitted:  # the training set comes first
             model.fit_latent_stats(data.posterior_means())
             self.fitted = True

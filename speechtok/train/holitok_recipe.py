@@ -105,8 +105,9 @@ class HoliTokRecipe(Recipe):
         ("speaker_acc", None, "stage III: speaker-ID accuracy"),
     )
 
-    def __init__(self, model_config: Any, train: Any, objective: HoliTokObjective | None = None) -> None:
-        super().__init__(model_config, train, objective)
+    def __init__(self, model_config: Any, train: Any, objective: HoliTokObjective | None = None, *,
+                 progress: bool = True) -> None:
+        super().__init__(model_config, train, objective, progress=progress)
         self.teacher: Teacher | None = load_teacher(self.objective.teacher) if self.objective.teacher else None
         self.vocabulary = get_vocabulary(self.objective.ctc_vocab) if self.objective.semantic else None
         self.speakers: list[str] = []

@@ -36,9 +36,13 @@ class Recipe:
     progress_keys: ClassVar[tuple[str, ...]] = ("loss",)
     plot_panels: ClassVar[tuple[Panel, ...]] = (("loss", None, "loss"),)
 
-    def __init__(self, model_config: Any, train: TrainConfig, objective: Any = None) -> None:
+    def __init__(self, model_config: Any, train: TrainConfig, objective: Any = None, *,
+                 progress: bool = True) -> None:
+        """``progress``: whether the recipe's own long preparation (e.g. encoding the corpus) shows a
+        bar; the trainer passes its own setting, so ``--no-progress`` keeps logs free of bars."""
         self.model_config = model_config
         self.train = train
+        self.progress = progress
         if objective is None and self.objective_class is not None:
             objective = self.objective_class()  # the defaults (an old run spec records none)
         self.objective = objective

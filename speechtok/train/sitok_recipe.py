@@ -39,8 +39,9 @@ class SiTokRecipe(Recipe):
     progress_keys = ("loss", "flow", "ctc", "teacher", "shortcut", "guidance", "codebook_usage")
     plot_panels = SITOK_PANELS
 
-    def __init__(self, model_config: Any, train: Any, objective: SiTokObjective | None = None) -> None:
-        super().__init__(model_config, train, objective)
+    def __init__(self, model_config: Any, train: Any, objective: SiTokObjective | None = None, *,
+                 progress: bool = True) -> None:
+        super().__init__(model_config, train, objective, progress=progress)
         self.teacher: Teacher | None = load_teacher(model_config.teacher) if model_config.teacher else None
 
     @classmethod

@@ -86,7 +86,7 @@ class Trainer:
             torch.set_num_threads(self.cfg.threads)
         torch.manual_seed(self.cfg.seed)
         self.progress = progress and self.info.is_main
-        self.recipe = family(spec.kind).recipe(spec.model, spec.train, spec.objective)
+        self.recipe = family(spec.kind).recipe(spec.model, spec.train, spec.objective, progress=self.progress)
 
         self.model = self.recipe.build_model().to(self.info.device)
         self.dataset = self.recipe.dataset(self._training_rows(spec.train_manifest), self.model)
