@@ -46,6 +46,24 @@ class LoadedCheckpoint:
         return self.meta.get("info", {})
 
 
+def sort_safetensors_header(path: str | os.PathLike[str]) -> None:
+    """Rewrite a safetensors file's JSON header, in place, with its keys sorted.
+
+    safetensors writes the metadata from a hash map whose order changes from process to process, so
+    the same weights exported twice got two file hashes, and a model pinned to its tokenizer's weights
+    hash (AR+DiT) refused a re-export of the very weights it was trained on. Sorting keeps the length
+    (same compact JSON, other order), so the tensor data is not touched."""
+    with open(path, "r+b") as handle:
+        size = int.from_bytes(handle.read(8), "little")
+        raw = handle.read(size)
+        header = json.loads(raw)
+        text = json.dumps(header, sort_keys=True, separators=(",", ":"), ensure_ascii=False).encode()
+        if len(text) > size:  # cannot happen for the compact header safetensors writes
+            raise CheckpointError(f"{path}: unexpected safetensors header layout")
+        handle.seek(8)
+        handle.write(text + b" " * (size - len(text)))
+
+
 def save_checkpoint(directory: str | os.PathLike[str], kind: str, config: Any, state_dict: dict[str, torch.Tensor],
                     *, dtype: torch.dtype = torch.float32, info: dict[str, Any] | None = None) -> Path:
     directory = Path(directory)
@@ -54,6 +72,7 @@ def save_checkpoint(directory: str | os.PathLike[str], kind: str, config: Any, s
     tensors = {k: (v.to(dtype) if v.is_floating_point() else v).detach().cpu().contiguous() for k, v in state_dict.items()}
     with atomic_path(directory / WEIGHTS_FILE) as tmp:
         save_file(tensors, str(tmp), metadata={"format": FORMAT, "kind": kind, "config_sha256": digest})
+        sort_safetensors_header(tmp)
     n_params = sum(v.numel() for v in tensors.values())
     write_json_atomic(directory / CONFIG_FILE, {
         "format": FORMAT,

@@ -71,6 +71,37 @@ def test_fp16_export_loads_into_fp32_model(tmp_path, tiny_model):
     assert torch.allclose(loaded.encoder_in.weight, tiny_model.encoder_in.weight, atol=1e-3)
 
 
+def test_the_same_weights_exported_twice_get_the_same_file_hash(tmp_path, tiny_model):
+    """A re-export of the same weights is byte-identical, so a model pinned to its tokenizer's weights
+    hash (AR+DiT) accepts it. safetensors writes its metadata in an order that changes between
+    processes; the header is rewritten sorted."""
+    import subprocess
+    import sys
+
+    from safetensors.torch import load_file
+
+    from speechtok.checkpoint import sort_safetensors_header
+
+    tiny_model.save_pretrained(tmp_path / "a", dtype=torch.float16)
+    weights = tmp_path / "a" / "model.safetensors"
+    data = weights.read_bytes()
+    size = int.from_bytes(data[:8], "little")
+    header = json.loads(data[8:8 + size])
+    shuffled = json.dumps(dict(reversed(list(header.items()))), separators=(",", ":")).encode()
+    weights.write_bytes(data[:8] + shuffled + b" " * (size - len(shuffled)) + data[8 + size:])
+    assert weights.read_bytes() != data
+    sort_safetensors_header(weights)
+    assert weights.read_bytes() == data  # what save_pretrained wrote was already the sorted form
+    assert all(torch.equal(v, tiny_model.state_dict()[k].half()) for k, v in load_file(weights).items()
+               if v.is_floating_point())
+
+    export = ("import sys, torch; from speechtok.models.sitok import SiTok;"
+              "SiTok.from_pretrained(sys.argv[1]).save_pretrained(sys.argv[2], dtype=torch.float16)")
+    for name in ("b", "c", "d"):  # separate processes: each has its own hash-map order
+        subprocess.run([sys.executable, "-c", export, str(tmp_path / "a"), str(tmp_path / name)], check=True)
+        assert (tmp_path / name / "model.safetensors").read_bytes() == data
+
+
 def test_bundled_checkpoint_loads_with_hash_check_and_tokenizes(speech):
     from speechtok.bundled import bundled_names
 

@@ -73,6 +73,23 @@ def test_evaluation_sentences_and_speakers_are_excluded():
     assert not {r.speaker for r in plan.real} & {r.speaker for r in dev}
 
 
+def test_a_training_summary_names_a_corpus_by_its_sources_not_its_shard_folders(tmp_path):
+    """`speechtok info` says what speech a model heard: a corpus file counts for its data-engine source
+    (``audio/SOURCE/NNN/KEY.flac``), a dataset file for its folder."""
+    from speechtok.data.engine_config import corpus_path
+    from speechtok.data.manifest import Utterance, write_manifest
+    from speechtok.train.summary import data_summary
+
+    files = [f"{corpus_path('kokoro', 1234)}/a.flac", f"{corpus_path('real_aug', 5)}/b.flac",
+             f"{corpus_path('kokoro', 7)}/c.flac", "librispeech_dev_clean_spk84/d.flac"]
+    manifest = tmp_path / "corpus" / "manifest.tsv"
+    manifest.parent.mkdir()
+    write_manifest(manifest, [Utterance(manifest.parent / f, 2.0, "s", "words") for f in files])
+    summary = data_summary(str(manifest))
+    assert summary["sources"] == ["kokoro", "librispeech_dev_clean_spk84", "real_aug"]
+    assert summary["hours"] == round(8 / 3600, 3) and summary["utterances"] == 4
+
+
 @needs_shared
 def test_augmented_real_speech_gets_a_new_profile_each_pass():
     from speechtok.data.engine import make_plan, plan_item

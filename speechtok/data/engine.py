@@ -30,7 +30,7 @@ from ..audio import load_audio, save_audio
 from ..errors import DataError, SpeechtokError
 from ..fileio import atomic_path
 from .augment import Profile, augment, draw_profiles
-from .engine_config import EngineConfig, SourceConfig, prepare_output
+from .engine_config import EngineConfig, SourceConfig, corpus_path, prepare_output
 from .manifest import Utterance, read_manifest, write_manifest
 from .moonshine import Moonshine, word_error_rate
 from .texts import Exclusion, evaluation_exclusion, read_sentences, text_pool
@@ -123,7 +123,7 @@ def plan_item(plan: Plan, source: SourceConfig, index: int) -> Item:
     profile = profiles[int(rng.integers(len(profiles)))] if profiles else None
     speed = float(rng.uniform(0.85, 1.15)) if profile else 1.0
     key = f"{source.name}-s{seed}-{index:06d}"
-    path = f"audio/{source.name}/{index // 1000:03d}/{key}.flac"
+    path = f"{corpus_path(source.name, index)}/{key}.flac"
     item_seed = int(rng.integers(2**31))
     if source.kind == "real":
         pool = plan.augment_pools[source.name] if profile else plan.real

@@ -22,6 +22,21 @@ REPO = Path(__file__).resolve().parents[2]
 SAVED_CONFIG = "config.json"
 
 
+def corpus_path(source: str, index: int) -> str:
+    """Where a corpus keeps utterance ``index`` of ``source``, relative to its folder: one folder per
+    source, split in shards of 1,000 files so that no folder grows huge."""
+    return f"audio/{source}/{index // 1000:03d}"
+
+
+def source_of(path: Path) -> str:
+    """The source an audio file comes from: the data-engine source for a corpus file
+    (``audio/SOURCE/NNN/KEY.flac``), otherwise the name of its folder (a dataset folder)."""
+    shard, folder = path.parent, path.parent.parent
+    if folder.parent.name == "audio" and shard.name.isdigit():
+        return folder.name
+    return shard.name
+
+
 @dataclass
 class SourceConfig:
     """One source of the corpus.

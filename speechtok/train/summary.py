@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..checkpoint import LoadedCheckpoint
+from ..data.engine_config import source_of
 from ..data.manifest import read_manifest
 from .plots import read_metrics
 from .state import TRAINER_FILE, read_trainer_state
@@ -30,7 +31,7 @@ def data_summary(manifest: str, min_seconds: float = 0.0) -> dict[str, Any]:
         "utterances": len(rows),
         "speakers": len({r.speaker for r in rows}),
         "transcribed_utterances": sum(1 for r in rows if r.transcript),
-        "sources": sorted({r.path.parent.name for r in rows}),
+        "sources": sorted({source_of(r.path) for r in rows}),
     }
 
 
