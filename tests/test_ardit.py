@@ -225,6 +225,9 @@ def test_train_command_checkpoint_and_tts_asr_commands(tokenizers, real_manifest
     checkpoint = run / "checkpoints" / "step_0000003"
     model = ARDiT.from_pretrained(checkpoint)
     assert model.config.tokenizer_sha256 and float(model.latent_std.min()) > 0
+    from speechtok.train.summary import training_summary
+    final = training_summary(checkpoint, "ardit")["final_train_metrics"]  # what `speechtok info` shows
+    assert "loss" in final and {"tts", "asr"} & set(final)  # the last logged step's tasks
     assert float(model.latent_std.max()) != 1.0  # statistics fitted on the training set
     out = tmp_path / "tts.wav"
     assert cli_main(["tts", "one two", "-o", str(out), "--model", str(checkpoint), "--max-seconds", "0.5"]) == 0

@@ -15,7 +15,8 @@ from .state import TRAINER_FILE, read_trainer_state
 
 FINAL_METRICS = {"sitok": ("loss", "flow", "ctc", "vq", "codebook_usage", "perplexity"),
                  "vocos": ("loss", "mel", "adv", "fm", "disc"),
-                 "holitok": ("loss", "mel", "kl", "ctc", "speaker_acc")}
+                 "holitok": ("loss", "mel", "kl", "ctc", "speaker_acc"),
+                 "ardit": ("loss", "tts", "eos", "asr", "asr_accuracy")}
 
 
 def data_summary(manifest: str, min_seconds: float = 0.0) -> dict[str, Any]:
