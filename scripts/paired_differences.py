@@ -3,6 +3,7 @@ comparing two rows' intervals when the systems share their tokens).
 
     python scripts/paired_differences.py runs/eval/dev --base sitok-default+vocos-24k
     python scripts/paired_differences.py REPORT --base NAME --source librispeech --metrics wer,stoi,sim
+    python scripts/paired_differences.py REPORT --base NAME --exclude 84-121123-0020   # without one file
 
 Reads ``REPORT/results.jsonl`` (written by ``speechtok eval -o REPORT``) and prints every other
 system minus ``--base`` as a Markdown table (:func:`speechtok.eval.summary.paired_differences`).
@@ -22,6 +23,8 @@ def main() -> int:
     parser.add_argument("report", type=Path, help="a speechtok eval report folder")
     parser.add_argument("--base", required=True, help="system name as in the report's table")
     parser.add_argument("--source", help="only files whose path contains this (e.g. librispeech)")
+    parser.add_argument("--exclude", action="append", default=[],
+                        help="leave out files whose path contains this (repeatable), e.g. to see how much one file decides")
     parser.add_argument("--metrics", default="wer,cer,stoi,sim")
     args = parser.parse_args()
     results = args.report / "results.jsonl"
@@ -31,6 +34,7 @@ def main() -> int:
     records = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
     if args.source:
         records = [r for r in records if args.source in r["path"]]
+    records = [r for r in records if not any(part in r["path"] for part in args.exclude)]
     systems = sorted({r["system"] for r in records})
     if args.base not in systems:
         print(f"error: --base {args.base!r} is not in {results} (systems: {', '.join(systems)})", file=sys.stderr)
