@@ -1,53 +1,90 @@
 #!/usr/bin/env bash
-# Train SiTok on the data engine's corpus on a lent GPU, for the whole lease, in ONE device call
-# (issue 13). Prepared before any GPU is drawn; run it in two halves:
+# Continue sitok-default on the data engine's corpus on a lent GPU, for the whole lease, in ONE device
+# call (issue 13). Two arms share the GPU: `full` trains everything, `decoder` only the flow-matching
+# decoder over frozen codes (the paper's decoder stage), so one lease says where a gain comes from.
 #
-#   here (CPU):   bash scripts/gpu_corpus_job.sh prepare [CORPUS_MANIFEST]   # default /work/corpus/manifest.tsv
-#     packs the corpus as Opus (≤ 50 MiB, `speechtok data pack`), the dev split (≤ 4 MiB), and the wheels
-#     the GPU image lacks (soundfile, soxr) into .gpu/ (git-ignored) — about 60 MiB to carry.
-#   device tool:  run(command="bash scripts/gpu_corpus_job.sh train 540", carry=[".gpu"], timeout_s=600)
-#     trains for 540 s of wall time (the rest of a 10-minute call is start-up and export), then writes the
-#     fp16 export and metrics into $OUT. Extra arguments go to `speechtok train` (e.g. --preset, --init,
-#     --config). Default: sitok-small fine-tuned from the bundled sitok-default with configs/sitok-small-gpu.yaml.
-#   back here:    rejoin the weights (cat model.safetensors.part-* > model.safetensors), compare on the dev split (`speechtok eval --systems sitok-default,<export> ...`) and bundle
-#     with scripts/bundle_checkpoint.py only if it is better.
+#   here (CPU):   bash scripts/gpu_corpus_job.sh prepare [CORPUS_MANIFEST] [TRAIN_MIB]
+#     packs the corpus as Opus (`speechtok data pack`; default 25 MiB ≈ 4.9 h at 12 kbit/s), the dev split
+#     and the wheels the GPU image lacks (soundfile, cffi, soxr) into .gpu/ (git-ignored). The device carries at
+#     most 64 MiB together with the tracked files, so run the call from a throwaway branch that leaves out
+#     the research exports (docs/training.md, "On a lent GPU"), and switch back after it.
+#   device tool:  run(command="bash scripts/gpu_corpus_job.sh train 470", carry=[".gpu"], timeout_s=600)
+#     each arm trains for 470 s of wall time (`train.time_budget_s` fits the cosine schedule to it at the
+#     end of warm-up), then its fp16 export travels back as its difference from sitok-default
+#     (scripts/checkpoint_delta.py), in parts the return path accepts (at most 8 files of 16 MiB).
+#   back here:    bash scripts/gpu_corpus_job.sh unpack FILES_AT OUT_DIR
+#     rebuilds OUT_DIR/sitok-gpu-full and OUT_DIR/sitok-gpu-decoder (hash-checked) with their run logs;
+#     judge them against sitok-default on the dev split and bundle only on a paired gain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode=${1:?usage: gpu_corpus_job.sh prepare [MANIFEST] | train SECONDS [TRAIN ARGS...]}
+mode=${1:?usage: gpu_corpus_job.sh prepare [MANIFEST] [TRAIN_MIB] | train SECONDS | unpack FILES_AT OUT_DIR}
 shift
+arms=(full decoder)
 
-if [ "$mode" = prepare ]; then
-  corpus=${1:-/work/corpus/manifest.tsv}
-  mkdir -p .gpu .gpu/wheels
+case "$mode" in
+prepare)
+  mkdir -p .gpu/wheels
   grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
-  speechtok data pack "$corpus" -o .gpu/train --max-mb 50 --kbps 12
-  speechtok data pack data/splits/dev.tsv -o .gpu/dev --max-mb 4 --kbps 16
-  for wheel in soundfile==0.13.1 soxr==0.5.0.post1; do  # the CUDA image has torch, numpy, safetensors, yaml, tqdm
+  speechtok data pack "${1:-/work/corpus/manifest.tsv}" -o .gpu/train --max-mb "${2:-25}" --kbps 12
+  speechtok data pack data/splits/dev.tsv -o .gpu/dev --max-mb 2 --kbps 16
+  # the CUDA image has torch, numpy, safetensors, yaml and tqdm, but not soundfile (nor its cffi) or soxr
+  for wheel in soundfile==0.13.1 cffi==1.17.1 pycparser==2.22 soxr==0.5.0.post1; do
     python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
       --platform manylinux_2_27_x86_64 -d .gpu/wheels "$wheel"
   done
   du -sh .gpu
-  exit 0
-fi
-
-[ "$mode" = train ] || { echo "unknown mode $mode (prepare or train)" >&2; exit 2; }
-seconds=${1:?train needs a wall-clock budget in seconds}
-shift
-python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/wheels/*.whl
-export PYTHONPATH="/tmp/site:$PWD" PYTHONUNBUFFERED=1
-out=${OUT:-runs/gpu-out}
-run=/tmp/run-sitok-corpus
-mkdir -p "$out"
-nvidia-smi --query-gpu=name,memory.total --format=csv,noheader | tee "$out/gpu.txt" || true
-args=("$@")
-[ ${#args[@]} -gt 0 ] || args=(--preset sitok-small --init sitok-default --config configs/sitok-small-gpu.yaml)
-# The trainer checkpoints every `checkpoint_every` steps; timeout stops it, the last checkpoint is exported.
-timeout --signal=INT "$seconds" python3 -m speechtok.cli train "${args[@]}" --data .gpu/train/manifest.tsv \
-  --valid .gpu/dev/manifest.tsv --out "$run" --no-progress 2>&1 | tail -n 40 || true
-last=$(ls -d "$run"/checkpoints/step_* | sort | tail -n 1)
-python3 scripts/bundle_checkpoint.py "$last" sitok-corpus-gpu --vocoder vocos-24k --out-dir "$out"
-cp "$run/metrics.jsonl" "$run/spec.json" "$out/"
-# Files come back at most 16 MiB each: rejoin here with `cat model.safetensors.part-* > model.safetensors`.
-(cd "$out/sitok-corpus-gpu" && split -b 15m model.safetensors model.safetensors.part- && rm model.safetensors)
-ls -la "$out" "$out/sitok-corpus-gpu"
+  git ls-files -z | du -ch --files0-from=- | tail -n 1 | sed 's/total/tracked files (with .gpu at most 64 MiB)/'
+  ;;
+unpack)
+  back=${1:?unpack needs the folder the files came back in}; dest=${2:?unpack needs an output folder}
+  for arm in "${arms[@]}"; do
+    [ -f "$back/$arm/meta.tar" ] || { echo "$back/$arm: nothing came back for this arm" >&2; continue; }
+    delta=$dest/delta-$arm
+    mkdir -p "$delta"
+    tar -xf "$back/$arm/meta.tar" -C "$delta"
+    cat "$back/$arm"/weights.part-* > "$delta/changed.safetensors"
+    python scripts/checkpoint_delta.py apply "$delta" sitok-default "$dest/sitok-gpu-$arm"
+  done
+  ;;
+train)
+  seconds=${1:?train needs a wall-clock budget in seconds}
+  if [ -d .gpu/wheels ]; then
+    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/wheels/*.whl
+    export PYTHONPATH="/tmp/site:$PWD"
+  fi
+  export PYTHONUNBUFFERED=1
+  out=${OUT:-runs/gpu-out}
+  mkdir -p "$out"
+  nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$out/gpu.txt" 2>&1 || true
+  config=/tmp/sitok-gpu-corpus.yaml
+  # GPU_JOB_CONFIG: another recipe (e.g. a tiny one to rehearse the job on a CPU); `train:` must be its last section
+  { cat "${GPU_JOB_CONFIG:-configs/sitok-gpu-corpus.yaml}"; echo "  time_budget_s: $seconds"; } > "$config"
+  pids=()
+  for arm in "${arms[@]}"; do
+    stage=full; [ "$arm" = decoder ] && stage=decoder
+    # `timeout` is only the safety net: the budget ends each run itself, with a final checkpoint
+    timeout --signal=INT $((seconds + 90)) python3 -m speechtok.cli train --preset sitok-small --init sitok-default \
+      --config "$config" --stage "$stage" --data .gpu/train/manifest.tsv --valid .gpu/dev/manifest.tsv \
+      --out "/tmp/run-$arm" --no-progress > "/tmp/$arm.log" 2>&1 &
+    pids+=($!)
+  done
+  for pid in "${pids[@]}"; do wait "$pid" || true; done
+  for arm in "${arms[@]}"; do
+    echo "== $arm"; grep -v '^\s*$' "/tmp/$arm.log" | tail -n 4
+    last=$(ls -d /tmp/run-"$arm"/checkpoints/step_* 2>/dev/null | sort | tail -n 1) || true
+    [ -n "$last" ] || continue
+    python3 scripts/bundle_checkpoint.py "$last" "sitok-gpu-$arm" --vocoder vocos-24k --sample-steps 4 --cfg-scale 1 \
+      --sample-temperature 0 --out-dir /tmp/export
+    python3 scripts/checkpoint_delta.py diff "/tmp/export/sitok-gpu-$arm" sitok-default "/tmp/delta-$arm"
+    cp "/tmp/run-$arm/metrics.jsonl" "/tmp/$arm.log" "/tmp/delta-$arm/"
+    mkdir -p "$out/$arm"
+    tar -cf "$out/$arm/meta.tar" -C "/tmp/delta-$arm" config.json keys.json metrics.jsonl "$arm.log"
+    size=$(stat -c %s "/tmp/delta-$arm/changed.safetensors")
+    split -d -n $(( (size + 15999999) / 16000000 )) "/tmp/delta-$arm/changed.safetensors" "$out/$arm/weights.part-"
+  done
+  ls -la "$out" "$out"/*/
+  ;;
+*)
+  echo "unknown mode $mode (prepare, train or unpack)" >&2; exit 2 ;;
+esac

@@ -117,3 +117,24 @@ def test_fine_tuning_accepts_a_checkpoint_that_differs_only_in_decoding_defaults
     assert main(["train", *common, "--init", str(tmp_path / "guided"), "--out", str(tmp_path / "a")]) == 0
     assert main(["train", *common, "--init", str(tmp_path / "narrow"), "--out", str(tmp_path / "b")]) == 2
     assert "differs from this run's in dim;" in capsys.readouterr().err
+
+
+def test_a_time_budget_cuts_steps_at_the_end_of_warm_up_and_keeps_the_cut_in_the_run(tmp_path, real_manifest):
+    from speechtok.train.config import TrainConfig
+    from speechtok.train.trainer import fit_steps
+
+    cfg = TrainConfig(steps=10_000, time_budget_s=100.0)
+    assert fit_steps(50, 0.1, 5.0, cfg) == 50 + int(0.95 * 95 / 0.1)
+    assert fit_steps(50, 0.001, 5.0, cfg) == 10_000  # the budget never adds steps
+    assert fit_steps(50, 0.1, 200.0, cfg) == 50  # overspent: stop at once
+
+    config = tmp_path / "budget.yaml"
+    config.write_text("train:\n  steps: 8\n  warmup_steps: 2\n  batch_seconds: 6.0\n  max_seconds: 3.0\n"
+                      "  log_every: 1\n  checkpoint_every: 4\n  time_budget_s: 0.001\n")
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "sitok-tiny", "--data", str(real_manifest), "--config", str(config),
+                 "--out", str(run), "--no-progress"]) == 0
+    assert sorted(p.name for p in (run / "checkpoints").glob("step_*")) == ["step_0000002"]  # the final one
+    assert json.loads((run / "spec.json").read_text())["train"]["steps"] == 2
+    trainer_state = json.loads((run / "checkpoints" / "step_0000002" / "trainer.json").read_text())
+    assert trainer_state["spec"]["train"]["steps"] == 2  # what --resume reads

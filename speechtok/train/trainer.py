@@ -74,6 +74,13 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
+def fit_steps(step: int, sec_per_step: float, elapsed: float, cfg: TrainConfig) -> int:
+    """The step count that ends within ``cfg.time_budget_s`` at ``sec_per_step`` (5 % kept for validation
+    and checkpoints), never more than ``cfg.steps`` and never before ``step``."""
+    fitting = int(0.95 * max(0.0, cfg.time_budget_s - elapsed) / max(sec_per_step, 1e-6))
+    return max(step, min(cfg.steps, step + fitting))
+
+
 class Trainer:
     def __init__(self, spec: RunSpec, run_dir: str | Path, *, resume_from: str | Path | None = None,
                  init_from: str | Path | None = None, progress: bool = True) -> None:
@@ -284,8 +291,24 @@ class Trainer:
                 if key != "step" and isinstance(value, (int, float)):
                     self.writer.add_scalar(key, value, record["step"])
 
+    def _fit_to_budget(self, sec_per_step: float, elapsed: float) -> None:
+        """Cut ``steps`` to the time budget (same count on every process) and keep it in the run's spec."""
+        steps = fit_steps(self.step, sec_per_step, elapsed, self.cfg)
+        if self.info.enabled:
+            agreed = torch.tensor([steps], device=self.info.device)
+            dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
+            steps = int(agreed.item())
+        self.cfg = dataclasses.replace(self.cfg, steps=steps)
+        self.spec = self.spec.replace(train=self.cfg)
+        if self.info.is_main:
+            (self.run_dir / "spec.json").write_text(json.dumps(self.spec.to_json(), indent=2))
+            print(f"time budget {self.cfg.time_budget_s:g} s: {sec_per_step:.3f} s/step after warm-up,"
+                  f" training to step {steps}", flush=True)
+
     def run(self) -> Path | None:
         cfg = self.cfg
+        run_started = time.perf_counter()
+        sec_per_step = None  # of the last log window: what the budget fit measures
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "spec.json").write_text(json.dumps(self.spec.to_json(), indent=2))
@@ -309,9 +332,15 @@ class Trainer:
                 record = {"step": self.step, "epoch": self.epoch, **averaged, **self.recipe.log_metrics(self.step),
                           "sec_per_step": elapsed / window_steps,
                           "audio_sec_per_sec": audio_seconds * self.info.world_size / elapsed}
+                sec_per_step = record["sec_per_step"]
                 bar.set_postfix({k: f"{record[k]:.3f}" for k in self.recipe.progress_keys if k in record})
                 self._log(record)
                 window, window_steps, audio_seconds, started = {}, 0, 0.0, time.perf_counter()
+            if cfg.time_budget_s > 0 and self.step == max(1, cfg.warmup_steps):
+                self._fit_to_budget(sec_per_step or (time.perf_counter() - run_started) / self.step,
+                                    time.perf_counter() - run_started)
+                cfg = self.cfg
+                bar.total = cfg.steps
             if self.valid is not None and (self.step % cfg.valid_every == 0 or self.step == cfg.steps):
                 self._log({"step": self.step, **self.validate()})
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
