@@ -20,6 +20,8 @@ from safetensors.torch import load_file, save_file
 
 from speechtok.bundled import resolve
 from speechtok.checkpoint import WEIGHTS_FILE, load_checkpoint, save_checkpoint
+from speechtok.config import from_dict
+from speechtok.train.families import family
 
 
 def diff(export: Path, base: Path, delta: Path) -> None:
@@ -39,7 +41,8 @@ def apply(delta: Path, base: Path, out: Path) -> None:
     weights.update(load_file(str(delta / "changed.safetensors")))
     keys = json.loads((delta / "keys.json").read_text())
     dtype = getattr(torch, meta["weights"]["dtype"])
-    save_checkpoint(out, meta["kind"], meta["config"], {k: weights[k] for k in keys}, dtype=dtype, info=meta["info"])
+    config = from_dict(family(meta["kind"]).config_class, meta["config"], "config")
+    save_checkpoint(out, meta["kind"], config, {k: weights[k] for k in keys}, dtype=dtype, info=meta["info"])
     rebuilt = json.loads((out / "config.json").read_text())["weights"]["sha256"]
     if rebuilt != meta["weights"]["sha256"]:
         sys.exit(f"{out}: the rebuilt weights differ from the export's (sha256 {rebuilt[:12]}… vs"

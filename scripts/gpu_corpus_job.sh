@@ -4,12 +4,13 @@
 # decoder over frozen codes (the paper's decoder stage), so one lease says where a gain comes from.
 #
 #   here (CPU):   bash scripts/gpu_corpus_job.sh prepare [CORPUS_MANIFEST] [TRAIN_MIB]
-#     packs the corpus as Opus (`speechtok data pack`; default 25 MiB ≈ 4.9 h at 12 kbit/s), the dev split
+#     packs the corpus as Opus (`speechtok data pack`; default 21 MiB ≈ 3.8 h at 12 kbit/s), the dev split
 #     and the wheels the GPU image lacks (soundfile, cffi, soxr) into .gpu/ (git-ignored). The device carries at
-#     most 64 MiB together with the tracked files, so run the call from a throwaway branch that leaves out
-#     the research exports (docs/training.md, "On a lent GPU"), and switch back after it.
-#   device tool:  run(command="bash scripts/gpu_corpus_job.sh train 470", carry=[".gpu"], timeout_s=600)
-#     each arm trains for 470 s of wall time (`train.time_budget_s` fits the cosine schedule to it at the
+#     most 64 MiB together with the tracked files, counted with ~1 KiB per file of archive overhead, so run
+#     the call from a throwaway branch that keeps only the code and sitok-default (docs/training.md, "On a
+#     lent GPU": 33.6 MB tracked + 21 MiB of pack passed, 25 MiB did not), and switch back after it.
+#   device tool:  run(command="bash scripts/gpu_corpus_job.sh train 450", carry=[".gpu"], timeout_s=600)
+#     each arm trains for 450 s of wall time (`train.time_budget_s` fits the cosine schedule to it at the
 #     end of warm-up), then its fp16 export travels back as its difference from sitok-default
 #     (scripts/checkpoint_delta.py), in parts the return path accepts (at most 8 files of 16 MiB).
 #   back here:    bash scripts/gpu_corpus_job.sh unpack FILES_AT OUT_DIR
@@ -25,7 +26,7 @@ case "$mode" in
 prepare)
   mkdir -p .gpu/wheels
   grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
-  speechtok data pack "${1:-/work/corpus/manifest.tsv}" -o .gpu/train --max-mb "${2:-25}" --kbps 12
+  speechtok data pack "${1:-/work/corpus/manifest.tsv}" -o .gpu/train --max-mb "${2:-21}" --kbps 12
   speechtok data pack data/splits/dev.tsv -o .gpu/dev --max-mb 2 --kbps 16
   # the CUDA image has torch, numpy, safetensors, yaml and tqdm, but not soundfile (nor its cffi) or soxr
   for wheel in soundfile==0.13.1 cffi==1.17.1 pycparser==2.22 soxr==0.5.0.post1; do

@@ -121,3 +121,31 @@ def test_bundled_checkpoints_stay_small():
 
     total = sum(p.stat().st_size for p in BUNDLED_DIR.rglob("*") if p.is_file())
     assert total < 60e6, f"bundled checkpoints take {total / 1e6:.1f} MB"
+
+
+def test_a_checkpoint_travels_as_its_difference_and_is_rebuilt_byte_for_byte(tiny_model, tmp_path, capsys):
+    """scripts/checkpoint_delta.py: what a lent GPU sends back (the 64 MiB return path)."""
+    import importlib.util
+    from pathlib import Path
+
+    from safetensors.torch import load_file
+
+    script = Path(__file__).resolve().parents[1] / "scripts" / "checkpoint_delta.py"
+    spec = importlib.util.spec_from_file_location("checkpoint_delta", script)
+    delta = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(delta)
+
+    tiny_model.save_pretrained(tmp_path / "base", dtype=torch.float16)
+    with torch.no_grad():
+        for p in tiny_model.decoder.parameters():
+            p.add_(0.01)
+    tiny_model.save_pretrained(tmp_path / "tuned", dtype=torch.float16, info={"note": "decoder stage"})
+    delta.diff(tmp_path / "tuned", tmp_path / "base", tmp_path / "delta")
+    changed = load_file(str(tmp_path / "delta" / "changed.safetensors"))
+    assert changed and all(k.startswith("decoder.") for k in changed)  # the frozen rest stays home
+    delta.apply(tmp_path / "delta", tmp_path / "base", tmp_path / "rebuilt")
+    assert (tmp_path / "rebuilt" / "model.safetensors").read_bytes() == (tmp_path / "tuned" / "model.safetensors").read_bytes()
+    torch.manual_seed(1)
+    SiTok.from_preset("sitok-tiny").save_pretrained(tmp_path / "stranger", dtype=torch.float16)
+    with pytest.raises(SystemExit, match="wrong base"):
+        delta.apply(tmp_path / "delta", tmp_path / "stranger", tmp_path / "other")
