@@ -34,9 +34,11 @@ ROOT = Path(__file__).resolve().parents[1]
 # The first bundled default (16 steps, two-pass CFG 2), kept in the repository for comparisons.
 FIRST_DEFAULT = "sitok-default-v1+vocos-24k"
 HOLITOK_SYSTEMS = ("identity", "holitok-default", "vocoder:vocos-24k", "opus-6k", "codec2-1200", "codec2-700c")
-# The bundled default as decoded before 2026-12-03 (2 steps, one-pass CFG 2, noise temperature 1): same weights.
-PREVIOUS_DECODING = "sitok-default@steps=2@cfg=2@temperature=1"
-QUALITY_SYSTEMS = ("identity", "sitok:sitok-default", "sitok:sitok-default:griffin-lim", PREVIOUS_DECODING,
+# The bundle before 2026-12-04's GPU decoder stage, decoded as it was (4 steps, CFG 1, temperature 0): the weights of
+# checkpoints/sitok-corpus2 plus a guidance adapter that CFG 1 never runs. Same tokens as today's default.
+PREVIOUS_DEFAULT = "checkpoints/sitok-corpus2@steps=4@cfg=1@temperature=0"
+PREVIOUS_DEFAULT_ROW = "sitok-corpus2+vocos-24k@steps=4@cfg=1@temperature=0"
+QUALITY_SYSTEMS = ("identity", "sitok:sitok-default", "sitok:sitok-default:griffin-lim", PREVIOUS_DEFAULT,
                    "sitok:checkpoints/sitok-default-v1", "vocoder:vocos-24k", "codec2-700c", "codec2-1200", "opus-6k")
 
 
@@ -60,11 +62,11 @@ TABLES = {
                        "opus-6k", "speex-q0", "amr-nb-4.75"),
                       ("docs/evaluation.md",)),
     "quality": Table("quality-table", QUALITY_SYSTEMS, ("README.md", "docs/vocoder.md"),
-                     metrics="wer,stoi,pesq,sim,dnsmos", paired_base=FIRST_DEFAULT, goal="codec2-700c",
+                     metrics="wer,stoi,pesq,sim,dnsmos", paired_base=PREVIOUS_DEFAULT_ROW, goal="codec2-700c",
                      info_checkpoint="sitok-default"),
     # the same systems on the dev split's LibriSpeech speakers only (read English, never trained on)
     "quality-librispeech": Table("quality-librispeech-table", QUALITY_SYSTEMS, ("README.md",),
-                                 metrics="wer,stoi,pesq,sim,dnsmos", paired_base=FIRST_DEFAULT, goal="codec2-700c",
+                                 metrics="wer,stoi,pesq,sim,dnsmos", paired_base=PREVIOUS_DEFAULT_ROW, goal="codec2-700c",
                                  source="librispeech"),
     "holitok": Table("holitok-default-table", HOLITOK_SYSTEMS, ("docs/holitok.md",),
                      metrics="wer,stoi,pesq,sim,dnsmos", info_checkpoint="holitok-default"),
