@@ -20,7 +20,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:?usage: gpu_corpus_job.sh prepare [MANIFEST] [TRAIN_MIB] | train SECONDS | unpack FILES_AT OUT_DIR}
 shift
-arms=(full decoder)
+# GPU_JOB_ARMS: which arms (default both), e.g. "decoder" alone for a short second lease
+read -r -a arms <<< "${GPU_JOB_ARMS:-full decoder}"
 
 case "$mode" in
 prepare)
