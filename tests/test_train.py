@@ -119,7 +119,7 @@ def test_fine_tuning_accepts_a_checkpoint_that_differs_only_in_decoding_defaults
     assert "differs from this run's in dim;" in capsys.readouterr().err
 
 
-def test_a_time_budget_cuts_steps_at_the_end_of_warm_up_and_keeps_the_cut_in_the_run(tmp_path, real_manifest):
+def test_a_time_budget_cuts_steps_at_the_end_of_warm_up_and_keeps_the_cut_in_the_run(tmp_path, real_manifest, capsys):
     from speechtok.train.config import TrainConfig
     from speechtok.train.trainer import fit_steps
 
@@ -134,6 +134,7 @@ def test_a_time_budget_cuts_steps_at_the_end_of_warm_up_and_keeps_the_cut_in_the
     run = tmp_path / "run"
     assert main(["train", "--preset", "sitok-tiny", "--data", str(real_manifest), "--config", str(config),
                  "--out", str(run), "--no-progress"]) == 0
+    assert "warm-up ended inside the first epoch" in capsys.readouterr().out  # 2 steps: still loading data
     assert sorted(p.name for p in (run / "checkpoints").glob("step_*")) == ["step_0000002"]  # the final one
     assert json.loads((run / "spec.json").read_text())["train"]["steps"] == 2
     trainer_state = json.loads((run / "checkpoints" / "step_0000002" / "trainer.json").read_text())

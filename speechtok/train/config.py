@@ -32,4 +32,5 @@ class TrainConfig:
     # > 0: a wall-clock budget (a lent GPU's lease). At the end of warm-up, where the schedule does not yet
     # depend on `steps`, `steps` is cut to what the measured step time fits in the rest of the budget, so
     # the cosine decay still ends at the last step; the cut is stored in the run, so resuming is exact.
+    # Warm-up should outlast the first epoch: its steps also load (and cache) the data.
     time_budget_s: float = 0.0

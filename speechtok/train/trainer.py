@@ -304,6 +304,10 @@ class Trainer:
             (self.run_dir / "spec.json").write_text(json.dumps(self.spec.to_json(), indent=2))
             print(f"time budget {self.cfg.time_budget_s:g} s: {sec_per_step:.3f} s/step after warm-up,"
                   f" training to step {steps}", flush=True)
+            if self.epoch == 0:  # the datasets cache each utterance on first use: these steps also loaded data
+                print("warning: warm-up ended inside the first epoch, while data was still being loaded, so the"
+                      " measured step time is too long and the run will end early; make warmup_steps cover an epoch",
+                      flush=True)
 
     def run(self) -> Path | None:
         cfg = self.cfg
