@@ -10,8 +10,8 @@
 #     the call from a throwaway branch that keeps only the code and sitok-default (docs/training.md, "On a
 #     lent GPU": 33.6 MB tracked + 21 MiB of pack passed, 25 MiB did not), and switch back after it.
 #   device tool:  run(command="bash scripts/gpu_corpus_job.sh train 450", carry=[".gpu"], timeout_s=600)
-#     each arm trains for 450 s of wall time (`train.time_budget_s` fits the cosine schedule to it at the
-#     end of warm-up), then its fp16 export travels back as its difference from sitok-default
+#     each arm trains for 450 s of wall time (`train.time_budget_s` fits the cosine schedule to it after the
+#     first epoch), then its fp16 export travels back as its difference from sitok-default
 #     (scripts/checkpoint_delta.py), in parts the return path accepts (at most 8 files of 16 MiB).
 #   back here:    bash scripts/gpu_corpus_job.sh unpack FILES_AT OUT_DIR
 #     rebuilds OUT_DIR/sitok-gpu-full and OUT_DIR/sitok-gpu-decoder (hash-checked) with their run logs;

@@ -134,8 +134,19 @@ def test_a_time_budget_cuts_steps_at_the_end_of_warm_up_and_keeps_the_cut_in_the
     run = tmp_path / "run"
     assert main(["train", "--preset", "sitok-tiny", "--data", str(real_manifest), "--config", str(config),
                  "--out", str(run), "--no-progress"]) == 0
-    assert "warm-up ended inside the first epoch" in capsys.readouterr().out  # 2 steps: still loading data
+    assert "half the time budget went by" in capsys.readouterr().out  # overspent before a clean window
     assert sorted(p.name for p in (run / "checkpoints").glob("step_*")) == ["step_0000002"]  # the final one
     assert json.loads((run / "spec.json").read_text())["train"]["steps"] == 2
     trainer_state = json.loads((run / "checkpoints" / "step_0000002" / "trainer.json").read_text())
-    assert trainer_state["spec"]["train"]["steps"] == 2  # what --resume reads
+    # what --resume reads: the cut, and no budget left to fit again
+    assert trainer_state["spec"]["train"]["steps"] == 2 and trainer_state["spec"]["train"]["time_budget_s"] == 0
+
+    # A budget that fits more than the ceiling: fitted only once a log window ran past the first epoch
+    # (while data loads the step time is not the run's), and it never adds steps.
+    config.write_text(config.read_text().replace("time_budget_s: 0.001", "time_budget_s: 1000"))
+    assert main(["train", "--preset", "sitok-tiny", "--data", str(real_manifest), "--config", str(config),
+                 "--out", str(tmp_path / "roomy"), "--no-progress"]) == 0
+    records = [json.loads(line) for line in (tmp_path / "roomy" / "metrics.jsonl").read_text().splitlines()]
+    fit = [r for r in records if "budget_steps" in r]
+    first_step_of_epoch_1 = min(r["step"] for r in records if r.get("epoch", 0) >= 1)
+    assert len(fit) == 1 and fit[0]["budget_steps"] == 8 and fit[0]["step"] > first_step_of_epoch_1

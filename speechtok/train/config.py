@@ -29,8 +29,9 @@ class TrainConfig:
     strategy: Literal["auto", "ddp", "fsdp"] = "auto"  # auto: FSDP for presets over 300M parameters
     usage_window: int = 500  # codebook usage = codes used in the last N steps
     threads: int = 0  # torch CPU threads per process; 0 = leave torch's default
-    # > 0: a wall-clock budget (a lent GPU's lease). At the end of warm-up, where the schedule does not yet
-    # depend on `steps`, `steps` is cut to what the measured step time fits in the rest of the budget, so
-    # the cosine decay still ends at the last step; the cut is stored in the run, so resuming is exact.
-    # Warm-up should outlast the first epoch: its steps also load (and cache) the data.
+    # > 0: a wall-clock budget (a lent GPU's lease). After warm-up, at the first log window that ran wholly
+    # past the first epoch (whose steps also load the data) or once half the budget is spent, `steps` is cut
+    # to what the measured step time fits in the rest, so the cosine decay still ends at the last step
+    # (before the cut it has barely begun: the ceiling `steps` is far). The run's spec keeps the cut and
+    # drops the budget, so resuming is exact.
     time_budget_s: float = 0.0

@@ -291,34 +291,51 @@ class Trainer:
                 if key != "step" and isinstance(value, (int, float)):
                     self.writer.add_scalar(key, value, record["step"])
 
-    def _fit_to_budget(self, sec_per_step: float, elapsed: float) -> None:
-        """Cut ``steps`` to the time budget (same count on every process) and keep it in the run's spec."""
+    def _budget_fit_due(self, clean_window: bool, elapsed: float) -> bool:
+        """Fit once warm-up is over and a log window ran wholly after the first epoch (whose steps also
+        load and cache the data), or once half the budget is spent; decided together on every process."""
+        cfg = self.cfg
+        if cfg.time_budget_s <= 0:  # the same on every process: no collective needed
+            return False
+        due = self.step >= cfg.warmup_steps and (
+            clean_window or elapsed >= cfg.time_budget_s / 2)
+        if self.info.enabled:
+            flag = torch.tensor([int(due)], device=self.info.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            due = bool(flag.item())
+        return due
+
+    def _fit_to_budget(self, sec_per_step: float, elapsed: float, clean_window: bool) -> None:
+        """Cut ``steps`` to the time budget (same count on every process). The spec keeps the cut and
+        drops the budget, so a resume continues the same schedule instead of fitting again."""
         steps = fit_steps(self.step, sec_per_step, elapsed, self.cfg)
         if self.info.enabled:
             agreed = torch.tensor([steps], device=self.info.device)
             dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
             steps = int(agreed.item())
-        self.cfg = dataclasses.replace(self.cfg, steps=steps)
+        budget = self.cfg.time_budget_s
+        self.cfg = dataclasses.replace(self.cfg, steps=steps, time_budget_s=0.0)
         self.spec = self.spec.replace(train=self.cfg)
+        self._log({"step": self.step, "budget_s": budget, "budget_sec_per_step": sec_per_step, "budget_steps": steps})
         if self.info.is_main:
             (self.run_dir / "spec.json").write_text(json.dumps(self.spec.to_json(), indent=2))
-            print(f"time budget {self.cfg.time_budget_s:g} s: {sec_per_step:.3f} s/step after warm-up,"
+            print(f"time budget {budget:g} s: {sec_per_step:.3f} s/step at step {self.step},"
                   f" training to step {steps}", flush=True)
-            if self.epoch == 0:  # the datasets cache each utterance on first use: these steps also loaded data
-                print("warning: warm-up ended inside the first epoch, while data was still being loaded, so the"
-                      " measured step time is too long and the run will end early; make warmup_steps cover an epoch",
-                      flush=True)
+            if not clean_window:
+                print("warning: half the time budget went by before a whole log window ran after the first epoch"
+                      " (which also loads the data), so the measured step time may be too long", flush=True)
 
     def run(self) -> Path | None:
         cfg = self.cfg
         run_started = time.perf_counter()
-        sec_per_step = None  # of the last log window: what the budget fit measures
+        sec_per_step = 0.0  # of the last log window: what the budget fit measures
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             (self.run_dir / "spec.json").write_text(json.dumps(self.spec.to_json(), indent=2))
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, desc="train", unit="step")
         window: dict[str, tuple[float, int]] = {}  # metric → (sum, steps that reported it)
         window_steps, audio_seconds, started = 0, 0.0, time.perf_counter()
+        window_epoch = self.epoch  # the epoch a log window began in: after the first, data comes from the cache
         last_checkpoint = None
         while self.step < cfg.steps:
             batch = self._next_batch()
@@ -340,11 +357,11 @@ class Trainer:
                 bar.set_postfix({k: f"{record[k]:.3f}" for k in self.recipe.progress_keys if k in record})
                 self._log(record)
                 window, window_steps, audio_seconds, started = {}, 0, 0.0, time.perf_counter()
-            if cfg.time_budget_s > 0 and self.step == max(1, cfg.warmup_steps):
-                self._fit_to_budget(sec_per_step or (time.perf_counter() - run_started) / self.step,
-                                    time.perf_counter() - run_started)
-                cfg = self.cfg
-                bar.total = cfg.steps
+                clean_window, window_epoch = window_epoch >= 1, self.epoch
+                if self._budget_fit_due(clean_window, time.perf_counter() - run_started):
+                    self._fit_to_budget(sec_per_step, time.perf_counter() - run_started, clean_window)
+                    cfg = self.cfg
+                    bar.total = cfg.steps
             if self.valid is not None and (self.step % cfg.valid_every == 0 or self.step == cfg.steps):
                 self._log({"step": self.step, **self.validate()})
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
