@@ -3,8 +3,9 @@
 # call (issue 13). Two arms share the GPU: `full` trains everything, `decoder` only the flow-matching
 # decoder over frozen codes (the paper's decoder stage), so one lease says where a gain comes from.
 #
-#   here (CPU):   bash scripts/gpu_corpus_job.sh prepare [CORPUS_MANIFEST] [TRAIN_MIB]
-#     packs the corpus as Opus (`speechtok data pack`; default 21 MiB ≈ 3.8 h at 12 kbit/s), the dev split
+#   here (CPU):   bash scripts/gpu_corpus_job.sh prepare [CORPUS_MANIFEST] [TRAIN_MIB] [KBPS]
+#     packs the corpus as Opus (`speechtok data pack`; default 21 MiB ≈ 2.3 h at 20 kbit/s, the lowest rate
+#     that keeps most of the band above 8 kHz: 12 kbit/s, which session 18 used, cuts it), the dev split
 #     and the wheels the GPU image lacks (soundfile, cffi, soxr) into .gpu/ (git-ignored). The device carries at
 #     most 64 MiB together with the tracked files, counted with ~1 KiB per file of archive overhead, so run
 #     the call from a throwaway branch that keeps only the code and sitok-default (docs/training.md, "On a
@@ -18,7 +19,7 @@
 #     judge them against sitok-default on the dev split and bundle only on a paired gain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode=${1:?usage: gpu_corpus_job.sh prepare [MANIFEST] [TRAIN_MIB] | train SECONDS | unpack FILES_AT OUT_DIR}
+mode=${1:?usage: gpu_corpus_job.sh prepare [MANIFEST] [TRAIN_MIB] [KBPS] | train SECONDS | unpack FILES_AT OUT_DIR}
 shift
 # GPU_JOB_ARMS: which arms (default both), e.g. "decoder" alone for a short second lease
 read -r -a arms <<< "${GPU_JOB_ARMS:-full decoder}"
@@ -27,7 +28,7 @@ case "$mode" in
 prepare)
   mkdir -p .gpu/wheels
   grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
-  speechtok data pack "${1:-/work/corpus/manifest.tsv}" -o .gpu/train --max-mb "${2:-21}" --kbps 12
+  speechtok data pack "${1:-/work/corpus/manifest.tsv}" -o .gpu/train --max-mb "${2:-21}" --kbps "${3:-20}"
   speechtok data pack data/splits/dev.tsv -o .gpu/dev --max-mb 2 --kbps 16
   # the CUDA image has torch, numpy, safetensors, yaml and tqdm, but not soundfile (nor its cffi) or soxr
   for wheel in soundfile==0.13.1 cffi==1.17.1 pycparser==2.22 soxr==0.5.0.post1; do
