@@ -40,14 +40,22 @@ def apply(delta: Path, base: Path, out: Path) -> None:
     weights = load_file(str(base / WEIGHTS_FILE))
     weights.update(load_file(str(delta / "changed.safetensors")))
     keys = json.loads((delta / "keys.json").read_text())
+    missing = [k for k in keys if k not in weights]
+    if missing:
+        sys.exit(f"{base}: lacks {len(missing)} of the export's tensors (e.g. {missing[0]}): wrong base?")
     dtype = getattr(torch, meta["weights"]["dtype"])
     config = from_dict(family(meta["kind"]).config_class, meta["config"], "config")
-    save_checkpoint(out, meta["kind"], config, {k: weights[k] for k in keys}, dtype=dtype, info=meta["info"])
-    rebuilt = json.loads((out / "config.json").read_text())["weights"]["sha256"]
+    staging = out.with_name(f".{out.name}.tmp")  # renamed into place only once its hash is the export's
+    shutil.rmtree(staging, ignore_errors=True)
+    save_checkpoint(staging, meta["kind"], config, {k: weights[k] for k in keys}, dtype=dtype, info=meta["info"])
+    rebuilt = json.loads((staging / "config.json").read_text())["weights"]["sha256"]
     if rebuilt != meta["weights"]["sha256"]:
+        shutil.rmtree(staging)
         sys.exit(f"{out}: the rebuilt weights differ from the export's (sha256 {rebuilt[:12]}… vs"
                  f" {meta['weights']['sha256'][:12]}…): wrong base?")
-    load_checkpoint(out, expected_kind=meta["kind"])
+    load_checkpoint(staging, expected_kind=meta["kind"])
+    shutil.rmtree(out, ignore_errors=True)
+    staging.rename(out)
     print(f"rebuilt {out} (sha256 {rebuilt[:12]}…)")
 
 

@@ -31,8 +31,6 @@ from speechtok.eval.systems import SiTokSystem
 ROOT = Path(__file__).resolve().parents[1]
 
 
-# The first bundled default (16 steps, two-pass CFG 2), kept in the repository for comparisons.
-FIRST_DEFAULT = "sitok-default-v1+vocos-24k"
 HOLITOK_SYSTEMS = ("identity", "holitok-default", "vocoder:vocos-24k", "opus-6k", "codec2-1200", "codec2-700c")
 # The bundle before 2026-12-04's GPU decoder stage, decoded as it was (4 steps, CFG 1, temperature 0): the weights of
 # checkpoints/sitok-corpus2 plus a guidance adapter that CFG 1 never runs. Same tokens as today's default.

@@ -6,7 +6,7 @@
 #   here (CPU):   bash scripts/gpu_corpus_job.sh prepare [CORPUS_MANIFEST] [TRAIN_MIB] [KBPS]
 #     packs the corpus as Opus (`speechtok data pack`; default 21 MiB ≈ 2.3 h at 20 kbit/s, the lowest rate
 #     that keeps most of the band above 8 kHz: 12 kbit/s, which session 18 used, cuts it), the dev split
-#     and the wheels the GPU image lacks (soundfile, cffi, soxr) into .gpu/ (git-ignored). The device carries at
+#     and the wheels the GPU image lacks (soundfile with cffi and pycparser, soxr) into .gpu/ (git-ignored). The device carries at
 #     most 64 MiB together with the tracked files, counted with ~1 KiB per file of archive overhead, so run
 #     the call from a throwaway branch that keeps only the code and sitok-default (docs/training.md, "On a
 #     lent GPU": 33.6 MB tracked + 21 MiB of pack passed, 25 MiB did not), and switch back after it.
@@ -15,7 +15,8 @@
 #     first epoch), then its fp16 export travels back as its difference from sitok-default
 #     (scripts/checkpoint_delta.py), in parts the return path accepts (at most 8 files of 16 MiB).
 #   back here:    bash scripts/gpu_corpus_job.sh unpack FILES_AT OUT_DIR
-#     rebuilds OUT_DIR/sitok-gpu-full and OUT_DIR/sitok-gpu-decoder (hash-checked) with their run logs;
+#     rebuilds OUT_DIR/sitok-gpu-full and OUT_DIR/sitok-gpu-decoder (hash-checked; run logs and metrics in
+#     OUT_DIR/delta-ARM);
 #     judge them against sitok-default on the dev split and bundle only on a paired gain.
 set -euo pipefail
 cd "$(dirname "$0")/.."

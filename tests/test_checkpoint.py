@@ -123,7 +123,7 @@ def test_bundled_checkpoints_stay_small():
     assert total < 60e6, f"bundled checkpoints take {total / 1e6:.1f} MB"
 
 
-def test_a_checkpoint_travels_as_its_difference_and_is_rebuilt_byte_for_byte(tiny_model, tmp_path, capsys):
+def test_a_checkpoint_travels_as_its_difference_and_is_rebuilt_byte_for_byte(tiny_model, tmp_path):
     """scripts/checkpoint_delta.py: what a lent GPU sends back (the 64 MiB return path)."""
     import importlib.util
     from pathlib import Path
@@ -149,3 +149,4 @@ def test_a_checkpoint_travels_as_its_difference_and_is_rebuilt_byte_for_byte(tin
     SiTok.from_preset("sitok-tiny").save_pretrained(tmp_path / "stranger", dtype=torch.float16)
     with pytest.raises(SystemExit, match="wrong base"):
         delta.apply(tmp_path / "delta", tmp_path / "stranger", tmp_path / "other")
+    assert not (tmp_path / "other").exists()  # nothing half-right is left behind

@@ -43,8 +43,8 @@ def _reference_decode(model: SiTok, codes: torch.Tensor, steps: int, cfg: float)
 @pytest.mark.parametrize("source", [V1_DEFAULT, "sitok-default"])
 def test_trained_decoders_decode_exactly_as_before(source):
     """Shortcut off (the default, and every checkpoint before it): no step-size input, no new weight,
-    and the decoded mel equals the old decoder loop: at guidance 2.0 and without for the first default
-    (two passes), unguided for today's (its guidance is one distilled pass, tests/test_sitok_guidance_distill.py).
+    and the decoded mel equals the old decoder loop, at guidance 2.0 (two passes) and without, for the first
+    default and today's (neither carries a guidance adapter; one-pass guidance: tests/test_sitok_guidance_distill.py).
     Only the precomputed sampler's batching of the two guidance halves may move a float's last bits
     (1.4e-6 measured on a mel of magnitude ~1; the bound is the one of test_sitok_decode_precompute)."""
     model = SiTok.from_pretrained(str(source))

@@ -119,12 +119,19 @@ def test_fine_tuning_accepts_a_checkpoint_that_differs_only_in_decoding_defaults
     assert "differs from this run's in dim;" in capsys.readouterr().err
 
 
-def test_a_time_budget_cuts_steps_at_the_end_of_warm_up_and_keeps_the_cut_in_the_run(tmp_path, real_manifest, capsys):
+def test_a_time_budget_cuts_steps_once_the_data_is_cached_and_keeps_the_cut_in_the_run(tmp_path, real_manifest, capsys):
     from speechtok.train.config import TrainConfig
     from speechtok.train.trainer import fit_steps
 
+    from speechtok.train.trainer import lr_factor
+
     cfg = TrainConfig(steps=10_000, time_budget_s=100.0)
     assert fit_steps(50, 0.1, 5.0, cfg) == 50 + int(0.95 * 95 / 0.1)
+    # the lr waits flat for the cut, then decays from the cut to the new last step
+    assert lr_factor(5_000, cfg) == 1.0
+    cut = TrainConfig(steps=1_000, warmup_steps=100, decay_from=600, min_lr_ratio=0.1)
+    assert lr_factor(600, cut) == pytest.approx(1.0) and lr_factor(800, cut) == pytest.approx(0.55)
+    assert lr_factor(1_000, cut) == pytest.approx(0.1)
     assert fit_steps(50, 0.001, 5.0, cfg) == 10_000  # the budget never adds steps
     assert fit_steps(50, 0.1, 200.0, cfg) == 50  # overspent: stop at once
 
@@ -134,12 +141,14 @@ def test_a_time_budget_cuts_steps_at_the_end_of_warm_up_and_keeps_the_cut_in_the
     run = tmp_path / "run"
     assert main(["train", "--preset", "sitok-tiny", "--data", str(real_manifest), "--config", str(config),
                  "--out", str(run), "--no-progress"]) == 0
-    assert "half the time budget went by" in capsys.readouterr().out  # overspent before a clean window
-    assert sorted(p.name for p in (run / "checkpoints").glob("step_*")) == ["step_0000002"]  # the final one
-    assert json.loads((run / "spec.json").read_text())["train"]["steps"] == 2
-    trainer_state = json.loads((run / "checkpoints" / "step_0000002" / "trainer.json").read_text())
+    # overspent at the first log step, before a clean window and even before warm-up ends: cut at once
+    assert "half the time budget went by" in capsys.readouterr().out
+    assert sorted(p.name for p in (run / "checkpoints").glob("step_*")) == ["step_0000001"]  # the final one
+    assert json.loads((run / "spec.json").read_text())["train"]["steps"] == 1
+    trainer_state = json.loads((run / "checkpoints" / "step_0000001" / "trainer.json").read_text())
     # what --resume reads: the cut, and no budget left to fit again
-    assert trainer_state["spec"]["train"]["steps"] == 2 and trainer_state["spec"]["train"]["time_budget_s"] == 0
+    saved = trainer_state["spec"]["train"]
+    assert saved["steps"] == 1 and saved["time_budget_s"] == 0 and saved["decay_from"] == 1
 
     # A budget that fits more than the ceiling: fitted only once a log window ran past the first epoch
     # (while data loads the step time is not the run's), and it never adds steps.

@@ -29,9 +29,11 @@ class TrainConfig:
     strategy: Literal["auto", "ddp", "fsdp"] = "auto"  # auto: FSDP for presets over 300M parameters
     usage_window: int = 500  # codebook usage = codes used in the last N steps
     threads: int = 0  # torch CPU threads per process; 0 = leave torch's default
-    # > 0: a wall-clock budget (a lent GPU's lease). After warm-up, at the first log window that ran wholly
-    # past the first epoch (whose steps also load the data) or once half the budget is spent, `steps` is cut
-    # to what the measured step time fits in the rest, so the cosine decay still ends at the last step
-    # (before the cut it has barely begun: the ceiling `steps` is far). The run's spec keeps the cut and
-    # drops the budget, so resuming is exact.
+    # > 0: a wall-clock budget (a lent GPU's lease), counted from this process's start of training. The lr
+    # stays flat after warm-up until, at the first log window that ran wholly past this process's first epoch
+    # (whose steps also load the data) and warm-up, or once half the budget is spent, `steps` is cut to what
+    # the measured step time fits in the rest; the cosine decay then runs from there (`decay_from`) to the
+    # new last step. The run's spec keeps the cut and drops the budget, so resuming after it is exact; a
+    # resume from before the cut fits again, with the budget counted afresh.
     time_budget_s: float = 0.0
+    decay_from: int = 0  # the step the cosine decay starts at (0: the end of warm-up); set by a budget's cut

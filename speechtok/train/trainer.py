@@ -67,10 +67,14 @@ class RunSpec:
 
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
-    """Linear warm-up to 1, then cosine decay to ``min_lr_ratio`` at ``steps``."""
+    """Linear warm-up to 1, then cosine decay to ``min_lr_ratio`` at ``steps``, starting at ``decay_from``
+    when that is later; flat while a time budget still waits to fix ``steps``."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
-    progress = min(1.0, (step - cfg.warmup_steps) / max(1, cfg.steps - cfg.warmup_steps))
+    if cfg.time_budget_s > 0:
+        return 1.0
+    start = max(cfg.warmup_steps, cfg.decay_from)
+    progress = min(1.0, max(0, step - start) / max(1, cfg.steps - start))
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
@@ -292,13 +296,13 @@ class Trainer:
                     self.writer.add_scalar(key, value, record["step"])
 
     def _budget_fit_due(self, clean_window: bool, elapsed: float) -> bool:
-        """Fit once warm-up is over and a log window ran wholly after the first epoch (whose steps also
-        load and cache the data), or once half the budget is spent; decided together on every process."""
+        """Fit once warm-up is over and a log window ran wholly after this process's first epoch (whose
+        steps also load and cache the data), or once half the budget is spent; decided together on every
+        process."""
         cfg = self.cfg
         if cfg.time_budget_s <= 0:  # the same on every process: no collective needed
             return False
-        due = self.step >= cfg.warmup_steps and (
-            clean_window or elapsed >= cfg.time_budget_s / 2)
+        due = elapsed >= cfg.time_budget_s / 2 or (self.step >= cfg.warmup_steps and clean_window)
         if self.info.enabled:
             flag = torch.tensor([int(due)], device=self.info.device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
@@ -306,15 +310,15 @@ class Trainer:
         return due
 
     def _fit_to_budget(self, sec_per_step: float, elapsed: float, clean_window: bool) -> None:
-        """Cut ``steps`` to the time budget (same count on every process). The spec keeps the cut and
-        drops the budget, so a resume continues the same schedule instead of fitting again."""
+        """Cut ``steps`` to the time budget (same count on every process); the cosine decay starts here.
+        The spec keeps the cut and drops the budget, so a resume continues the same schedule."""
         steps = fit_steps(self.step, sec_per_step, elapsed, self.cfg)
         if self.info.enabled:
             agreed = torch.tensor([steps], device=self.info.device)
             dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
             steps = int(agreed.item())
         budget = self.cfg.time_budget_s
-        self.cfg = dataclasses.replace(self.cfg, steps=steps, time_budget_s=0.0)
+        self.cfg = dataclasses.replace(self.cfg, steps=steps, time_budget_s=0.0, decay_from=self.step)
         self.spec = self.spec.replace(train=self.cfg)
         self._log({"step": self.step, "budget_s": budget, "budget_sec_per_step": sec_per_step, "budget_steps": steps})
         if self.info.is_main:
@@ -323,7 +327,7 @@ class Trainer:
                   f" training to step {steps}", flush=True)
             if not clean_window:
                 print("warning: half the time budget went by before a whole log window ran after the first epoch"
-                      " (which also loads the data), so the measured step time may be too long", flush=True)
+                      " (which also loads the data) and warm-up, so the measured step time may be too long", flush=True)
 
     def run(self) -> Path | None:
         cfg = self.cfg
@@ -335,7 +339,8 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, desc="train", unit="step")
         window: dict[str, tuple[float, int]] = {}  # metric → (sum, steps that reported it)
         window_steps, audio_seconds, started = 0, 0.0, time.perf_counter()
-        window_epoch = self.epoch  # the epoch a log window began in: after the first, data comes from the cache
+        # the epoch a log window began in: after this process's first, data comes from the in-memory cache
+        first_epoch = window_epoch = self.epoch
         last_checkpoint = None
         while self.step < cfg.steps:
             batch = self._next_batch()
@@ -357,7 +362,7 @@ class Trainer:
                 bar.set_postfix({k: f"{record[k]:.3f}" for k in self.recipe.progress_keys if k in record})
                 self._log(record)
                 window, window_steps, audio_seconds, started = {}, 0, 0.0, time.perf_counter()
-                clean_window, window_epoch = window_epoch >= 1, self.epoch
+                clean_window, window_epoch = window_epoch > first_epoch, self.epoch
                 if self._budget_fit_due(clean_window, time.perf_counter() - run_started):
                     self._fit_to_budget(sec_per_step, time.perf_counter() - run_started, clean_window)
                     cfg = self.cfg
