@@ -3,7 +3,7 @@
 # call (issue 13). Two arms share the GPU: `full` trains everything, `decoder` only the flow-matching
 # decoder over frozen codes (the paper's decoder stage), so one lease says where a gain comes from.
 #
-#   here (CPU):   bash scripts/gpu_corpus_job.sh prepare [CORPUS_MANIFEST] [TRAIN_MIB] [KBPS]
+#   here (CPU):   bash scripts/gpu_corpus_job.sh prepare [CORPUS_MANIFEST] [TRAIN_MIB] [KBPS] [ARM]
 #     packs the corpus as Opus (`speechtok data pack`; default 21 MiB ≈ 2.3 h at 20 kbit/s, the lowest rate
 #     that keeps most of the band above 8 kHz: 12 kbit/s, which session 18 used, cuts it), the dev split
 #     and the wheels the GPU image lacks (soundfile with cffi and pycparser, soxr) into .gpu/ (git-ignored). The device carries at
@@ -20,17 +20,20 @@
 #     judge them against sitok-default on the dev split and bundle only on a paired gain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode=${1:?usage: gpu_corpus_job.sh prepare [MANIFEST] [TRAIN_MIB] [KBPS] | train SECONDS | unpack FILES_AT OUT_DIR}
+mode=${1:?usage: gpu_corpus_job.sh prepare [MANIFEST] [TRAIN_MIB] [KBPS] [ARM] | train SECONDS | unpack FILES_AT OUT_DIR}
 shift
-# GPU_JOB_ARMS: which arms (default both), e.g. "decoder" alone for a short second lease
+# GPU_JOB_ARMS: which arms (default both), e.g. "decoder" alone for a short second lease. An arm whose name
+# starts with "decoder" trains the decoder stage, any other everything; an arm reads its own pack
+# .gpu/train-ARM when `prepare ... ARM` made one (e.g. "decoder12 decoder20": one band-limited, one full-band
+# pack), else the shared .gpu/train.
 read -r -a arms <<< "${GPU_JOB_ARMS:-full decoder}"
 
 case "$mode" in
 prepare)
   mkdir -p .gpu/wheels
   grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
-  speechtok data pack "${1:-/work/corpus/manifest.tsv}" -o .gpu/train --max-mb "${2:-21}" --kbps "${3:-20}"
-  speechtok data pack data/splits/dev.tsv -o .gpu/dev --max-mb 2 --kbps 16
+  speechtok data pack "${1:-/work/corpus/manifest.tsv}" -o ".gpu/train${4:+-$4}" --max-mb "${2:-21}" --kbps "${3:-20}"
+  [ -f .gpu/dev/manifest.tsv ] || speechtok data pack data/splits/dev.tsv -o .gpu/dev --max-mb 2 --kbps 16
   # the CUDA image has torch, numpy, safetensors, yaml and tqdm, but not soundfile (nor its cffi) or soxr
   for wheel in soundfile==0.13.1 cffi==1.17.1 pycparser==2.22 soxr==0.5.0.post1; do
     python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
@@ -66,10 +69,11 @@ train)
   { cat "${GPU_JOB_CONFIG:-configs/sitok-gpu-corpus.yaml}"; echo "  time_budget_s: $seconds"; } > "$config"
   pids=()
   for arm in "${arms[@]}"; do
-    stage=full; [ "$arm" = decoder ] && stage=decoder
+    stage=full; [[ "$arm" == decoder* ]] && stage=decoder
+    data=.gpu/train; [ -d ".gpu/train-$arm" ] && data=.gpu/train-$arm
     # `timeout` is only the safety net: the budget ends each run itself, with a final checkpoint
     timeout --signal=INT $((seconds + 90)) python3 -m speechtok.cli train --preset sitok-small --init sitok-default \
-      --config "$config" --stage "$stage" --data .gpu/train/manifest.tsv --valid .gpu/dev/manifest.tsv \
+      --config "$config" --stage "$stage" --data "$data/manifest.tsv" --valid .gpu/dev/manifest.tsv \
       --out "/tmp/run-$arm" --no-progress > "/tmp/$arm.log" 2>&1 &
     pids+=($!)
   done
