@@ -25,7 +25,7 @@ shift
 # GPU_JOB_ARMS: which arms (default both), e.g. "decoder" alone for a short second lease. An arm whose name
 # starts with "decoder" trains the decoder stage, any other everything; an arm reads its own pack
 # .gpu/train-ARM when `prepare ... ARM` made one (e.g. "decoder12 decoder20": one band-limited, one full-band
-# pack), else the shared .gpu/train.
+# pack), else the shared .gpu/train. Every pack under .gpu/ travels: leave out the ones a lease does not use.
 read -r -a arms <<< "${GPU_JOB_ARMS:-full decoder}"
 
 case "$mode" in
