@@ -95,3 +95,12 @@ def all_reduce_mean(window: dict[str, tuple[float, int]], info: DistInfo) -> dic
     tensor = torch.tensor([list(window.get(k, (0.0, 0))) for k in keys], dtype=torch.float64, device=info.device)
     dist.all_reduce(tensor)
     return {k: total / count for k, (total, count) in zip(keys, tensor.tolist()) if count}
+
+
+def all_reduce_int(value: int, op: dist.ReduceOp, info: DistInfo) -> int:
+    """One integer agreed by every rank (``op``: MIN, MAX, ...); the value itself in a single process."""
+    if not info.enabled:
+        return value
+    tensor = torch.tensor([value], device=info.device)
+    dist.all_reduce(tensor, op=op)
+    return int(tensor.item())

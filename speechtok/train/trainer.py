@@ -295,6 +295,9 @@ class Trainer:
                 if key != "step" and isinstance(value, (int, float)):
                     self.writer.add_scalar(key, value, record["step"])
 
+    def _write_spec(self) -> None:
+        (self.run_dir / "spec.json").write_text(json.dumps(self.spec.to_json(), indent=2))
+
     def _budget_fit_due(self, clean_window: bool, elapsed: float) -> bool:
         """Fit once warm-up is over and a log window ran wholly after this process's first epoch (whose
         steps also load and cache the data), or once half the budget is spent; decided together on every
@@ -303,26 +306,19 @@ class Trainer:
         if cfg.time_budget_s <= 0:  # the same on every process: no collective needed
             return False
         due = elapsed >= cfg.time_budget_s / 2 or (self.step >= cfg.warmup_steps and clean_window)
-        if self.info.enabled:
-            flag = torch.tensor([int(due)], device=self.info.device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            due = bool(flag.item())
-        return due
+        return bool(dist_utils.all_reduce_int(int(due), dist.ReduceOp.MAX, self.info))
 
     def _fit_to_budget(self, sec_per_step: float, elapsed: float, clean_window: bool) -> None:
         """Cut ``steps`` to the time budget (same count on every process); the cosine decay starts here.
         The spec keeps the cut and drops the budget, so a resume continues the same schedule."""
-        steps = fit_steps(self.step, sec_per_step, elapsed, self.cfg)
-        if self.info.enabled:
-            agreed = torch.tensor([steps], device=self.info.device)
-            dist.all_reduce(agreed, op=dist.ReduceOp.MIN)
-            steps = int(agreed.item())
+        steps = dist_utils.all_reduce_int(fit_steps(self.step, sec_per_step, elapsed, self.cfg), dist.ReduceOp.MIN,
+                                          self.info)
         budget = self.cfg.time_budget_s
         self.cfg = dataclasses.replace(self.cfg, steps=steps, time_budget_s=0.0, decay_from=self.step)
         self.spec = self.spec.replace(train=self.cfg)
         self._log({"step": self.step, "budget_s": budget, "budget_sec_per_step": sec_per_step, "budget_steps": steps})
         if self.info.is_main:
-            (self.run_dir / "spec.json").write_text(json.dumps(self.spec.to_json(), indent=2))
+            self._write_spec()
             print(f"time budget {budget:g} s: {sec_per_step:.3f} s/step at step {self.step},"
                   f" training to step {steps}", flush=True)
             if not clean_window:
@@ -335,7 +331,7 @@ class Trainer:
         sec_per_step = 0.0  # of the last log window: what the budget fit measures
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
-            (self.run_dir / "spec.json").write_text(json.dumps(self.spec.to_json(), indent=2))
+            self._write_spec()
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, desc="train", unit="step")
         window: dict[str, tuple[float, int]] = {}  # metric → (sum, steps that reported it)
         window_steps, audio_seconds, started = 0, 0.0, time.perf_counter()
