@@ -10,6 +10,14 @@
 #     most 64 MiB together with the tracked files, counted with ~1 KiB per file of archive overhead, so run
 #     the call from a throwaway branch that keeps only the code and sitok-default (docs/training.md, "On a
 #     lent GPU": 33.6 MB tracked + 21 MiB of pack passed, 25 MiB did not), and switch back after it.
+#   more data than one call carries (session 19): pack a bigger corpus copy anywhere, then
+#                 bash scripts/gpu_corpus_job.sh split PACK_DIR MIB [MIB ...]
+#     cuts it into .gpu/part-1.zip, part-2.zip, ... (MIB each, the last one takes the rest; one stored zip per
+#     part: the device counts ~1 KiB per file it carries, a zip entry costs ~0.15 KiB, a tar entry ~0.75).
+#     Carry each part but the last in its own short call,
+#     run(command="bash scripts/gpu_corpus_job.sh receive", carry=[".gpu/part-1.zip"]), back to back while
+#     the machine is warm (it is handed back after ~30 s idle; what was received is then gone and `train`
+#     uses the parts it finds); `train` receives the rest and trains on every part received.
 #   device tool:  run(command="bash scripts/gpu_corpus_job.sh train 450", carry=[".gpu"], timeout_s=600)
 #     each arm trains for 450 s of wall time (`train.time_budget_s` fits the cosine schedule to it after the
 #     first epoch), then its fp16 export travels back as its difference from sitok-default
@@ -20,13 +28,29 @@
 #     judge them against sitok-default on the dev split and bundle only on a paired gain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode=${1:?usage: gpu_corpus_job.sh prepare [MANIFEST] [TRAIN_MIB] [KBPS] [ARM] | train SECONDS | unpack FILES_AT OUT_DIR}
+mode=${1:?usage: gpu_corpus_job.sh prepare [MANIFEST] [TRAIN_MIB] [KBPS] [ARM] | split PACK_DIR MIB... | receive | train SECONDS | unpack FILES_AT OUT_DIR}
 shift
 # GPU_JOB_ARMS: which arms (default both), e.g. "decoder" alone for a short second lease. An arm whose name
 # starts with "decoder" trains the decoder stage, any other everything; an arm reads its own pack
 # .gpu/train-ARM when `prepare ... ARM` made one (e.g. "decoder12 decoder20": one band-limited, one full-band
 # pack), else the shared .gpu/train. Every pack under .gpu/ travels: leave out the ones a lease does not use.
 read -r -a arms <<< "${GPU_JOB_ARMS:-full decoder}"
+# Parts received on the device live outside the working tree, so a later call keeps them (same machine).
+parts=/tmp/gpu-parts
+
+receive() {
+  mkdir -p "$parts"
+  for archive in .gpu/part-*.zip; do
+    [ -f "$archive" ] || continue
+    name=$(basename "$archive" .zip)
+    [ -f "$parts/$name/manifest.tsv" ] || { rm -rf "$parts/$name.tmp" && python3 -m zipfile -e "$archive" "$parts/$name.tmp" \
+      && mv "$parts/$name.tmp" "$parts/$name"; }
+  done
+  for manifest in "$parts"/part-*/manifest.tsv; do
+    [ -f "$manifest" ] && echo "received $(dirname "$manifest"): $(($(wc -l < "$manifest") - 1)) files"
+  done
+  return 0
+}
 
 case "$mode" in
 prepare)
@@ -42,6 +66,40 @@ prepare)
   done
   du -sh .gpu
   git ls-files -z | du -ch --files0-from=- | tail -n 1 | sed 's/total/tracked files (with .gpu at most 64 MiB)/'
+  ;;
+split)
+  pack_dir=${1:?split needs a pack folder (speechtok data pack)}; shift
+  [ $# -ge 1 ] || { echo "split needs the MiB of each part but the last" >&2; exit 2; }
+  [ -f "$pack_dir/manifest.tsv" ] || { echo "$pack_dir: no manifest.tsv (not a pack)" >&2; exit 2; }
+  mkdir -p .gpu
+  grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
+  rm -f .gpu/part-*.zip
+  python3 - "$pack_dir" .gpu "$@" <<'PY'
+import sys, zipfile
+from pathlib import Path
+pack, dest, caps = Path(sys.argv[1]), Path(sys.argv[2]), [float(m) * 2**20 for m in sys.argv[3:]]
+header, *rows = (pack / "manifest.tsv").read_text().splitlines()
+groups, used = [[]], 0
+for row in rows:
+    path = row.split("\t", 1)[0]
+    size = (pack / path).stat().st_size + 80 + 2 * len(path)  # the zip entry's two headers
+    if len(groups) <= len(caps) and used + size > caps[len(groups) - 1]:
+        groups.append([]); used = 0
+    groups[-1].append(row); used += size
+for number, group in enumerate(groups, 1):
+    listing = (header + "\n" + "".join(r + "\n" for r in group)).encode()
+    with zipfile.ZipFile(dest / f"part-{number}.zip", "w", zipfile.ZIP_STORED) as archive:
+        archive.writestr("manifest.tsv", listing)
+        for r in group:
+            path = r.split("\t", 1)[0]
+            archive.write(pack / path, arcname=path)
+    seconds = sum(float(r.split("\t")[1]) for r in group)
+    print(f"{dest}/part-{number}.zip: {len(group)} files, {seconds / 3600:.2f} h, "
+          f"{(dest / f'part-{number}.zip').stat().st_size / 2**20:.1f} MiB")
+PY
+  ;;
+receive)
+  receive
   ;;
 unpack)
   back=${1:?unpack needs the folder the files came back in}; dest=${2:?unpack needs an output folder}
@@ -67,10 +125,20 @@ train)
   config=/tmp/sitok-gpu-corpus.yaml
   # GPU_JOB_CONFIG: another recipe (e.g. a tiny one to rehearse the job on a CPU); `train:` must be its last section
   { cat "${GPU_JOB_CONFIG:-configs/sitok-gpu-corpus.yaml}"; echo "  time_budget_s: $seconds"; } > "$config"
+  receive
+  if compgen -G "$parts/part-*/manifest.tsv" > /dev/null; then  # every received part, as one manifest
+    mkdir -p /tmp/gpu-train
+    { echo -e "path\tseconds\tspeaker\ttranscript"
+      for manifest in "$parts"/part-*/manifest.tsv; do
+        tail -n +2 "$manifest" | sed "s#^#$(dirname "$manifest")/#"
+      done; } > /tmp/gpu-train/manifest.tsv
+  fi
   pids=()
   for arm in "${arms[@]}"; do
     stage=full; [[ "$arm" == decoder* ]] && stage=decoder
     data=.gpu/train; [ -d ".gpu/train-$arm" ] && data=.gpu/train-$arm
+    [ -f /tmp/gpu-train/manifest.tsv ] && data=/tmp/gpu-train
+    rm -rf "/tmp/run-$arm" "/tmp/export/sitok-gpu-$arm" "/tmp/delta-$arm"  # a fresh run, never an old one's checkpoints
     # `timeout` is only the safety net: the budget ends each run itself, with a final checkpoint
     timeout --signal=INT $((seconds + 90)) python3 -m speechtok.cli train --preset sitok-small --init sitok-default \
       --config "$config" --stage "$stage" --data "$data/manifest.tsv" --valid .gpu/dev/manifest.tsv \
