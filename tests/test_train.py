@@ -134,6 +134,8 @@ def test_a_time_budget_cuts_steps_once_the_data_is_cached_and_keeps_the_cut_in_t
     assert lr_factor(1_000, cut) == pytest.approx(0.1)
     assert fit_steps(50, 0.001, 5.0, cfg) == 10_000  # the budget never adds steps
     assert fit_steps(50, 0.1, 200.0, cfg) == 50  # overspent: stop at once
+    # validation and checkpoints measured so far take their share of the rest of the budget
+    assert fit_steps(50, 0.1, 5.0, cfg, pause_per_step=0.1) == 50 + int(0.95 * 95 / 0.2)
 
     config = tmp_path / "budget.yaml"
     config.write_text("train:\n  steps: 8\n  warmup_steps: 2\n  batch_seconds: 6.0\n  max_seconds: 3.0\n"
@@ -159,3 +161,5 @@ def test_a_time_budget_cuts_steps_once_the_data_is_cached_and_keeps_the_cut_in_t
     fit = [r for r in records if "budget_steps" in r]
     first_step_of_epoch_1 = min(r["step"] for r in records if r.get("epoch", 0) >= 1)
     assert len(fit) == 1 and fit[0]["budget_steps"] == 8 and fit[0]["step"] > first_step_of_epoch_1
+    # the checkpoint at step 4 came before the fit: its time counts apart from the step time
+    assert fit[0]["step"] > 4 and fit[0]["budget_pause_per_step"] > 0

@@ -11,6 +11,7 @@ import contextlib
 import dataclasses
 import json
 import math
+import statistics
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -78,10 +79,11 @@ def lr_factor(step: int, cfg: TrainConfig) -> float:
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def fit_steps(step: int, sec_per_step: float, elapsed: float, cfg: TrainConfig) -> int:
-    """The step count that ends within ``cfg.time_budget_s`` at ``sec_per_step`` (5 % kept for validation
-    and checkpoints), never more than ``cfg.steps`` and never before ``step``."""
-    fitting = int(0.95 * max(0.0, cfg.time_budget_s - elapsed) / max(sec_per_step, 1e-6))
+def fit_steps(step: int, sec_per_step: float, elapsed: float, cfg: TrainConfig, pause_per_step: float = 0.0) -> int:
+    """The step count that ends within ``cfg.time_budget_s`` at ``sec_per_step`` of training plus
+    ``pause_per_step`` (validation and checkpoints measured so far, spread over their interval), 5 % kept
+    in reserve, never more than ``cfg.steps`` and never before ``step``."""
+    fitting = int(0.95 * max(0.0, cfg.time_budget_s - elapsed) / max(sec_per_step + pause_per_step, 1e-6))
     return max(step, min(cfg.steps, step + fitting))
 
 
@@ -308,19 +310,20 @@ class Trainer:
         due = elapsed >= cfg.time_budget_s / 2 or (self.step >= cfg.warmup_steps and clean_window)
         return bool(dist_utils.all_reduce_int(int(due), dist.ReduceOp.MAX, self.info))
 
-    def _fit_to_budget(self, sec_per_step: float, elapsed: float, clean_window: bool) -> None:
+    def _fit_to_budget(self, sec_per_step: float, pause_per_step: float, elapsed: float, clean_window: bool) -> None:
         """Cut ``steps`` to the time budget (same count on every process); the cosine decay starts here.
         The spec keeps the cut and drops the budget, so a resume continues the same schedule."""
-        steps = dist_utils.all_reduce_int(fit_steps(self.step, sec_per_step, elapsed, self.cfg), dist.ReduceOp.MIN,
-                                          self.info)
+        steps = dist_utils.all_reduce_int(fit_steps(self.step, sec_per_step, elapsed, self.cfg, pause_per_step),
+                                          dist.ReduceOp.MIN, self.info)
         budget = self.cfg.time_budget_s
         self.cfg = dataclasses.replace(self.cfg, steps=steps, time_budget_s=0.0, decay_from=self.step)
         self.spec = self.spec.replace(train=self.cfg)
-        self._log({"step": self.step, "budget_s": budget, "budget_sec_per_step": sec_per_step, "budget_steps": steps})
+        self._log({"step": self.step, "budget_s": budget, "budget_sec_per_step": sec_per_step,
+                   "budget_pause_per_step": pause_per_step, "budget_steps": steps})
         if self.info.is_main:
             self._write_spec()
-            print(f"time budget {budget:g} s: {sec_per_step:.3f} s/step at step {self.step},"
-                  f" training to step {steps}", flush=True)
+            print(f"time budget {budget:g} s: {sec_per_step:.3f} s/step (+{pause_per_step:.3f} for validation and"
+                  f" checkpoints) at step {self.step}, training to step {steps}", flush=True)
             if not clean_window:
                 print("warning: half the time budget went by before a whole log window ran after the first epoch"
                       " (which also loads the data) and warm-up, so the measured step time may be too long", flush=True)
@@ -328,7 +331,11 @@ class Trainer:
     def run(self) -> Path | None:
         cfg = self.cfg
         run_started = time.perf_counter()
-        sec_per_step = 0.0  # of the last log window: what the budget fit measures
+        sec_per_step = 0.0  # of the last log window's training steps: what the budget fit measures
+        # validation and checkpoints pause training: kept out of the step time, but their mean duration
+        # spread over their interval is what the budget fit adds per step
+        paused = 0.0
+        pauses: dict[str, list[float]] = {"valid": [], "checkpoint": []}
         if self.info.is_main:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             self._write_spec()
@@ -350,23 +357,32 @@ class Trainer:
             bar.update(1)
             if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                 averaged = dist_utils.all_reduce_mean(window, self.info)
-                elapsed = time.perf_counter() - started
+                elapsed = time.perf_counter() - started - paused
                 record = {"step": self.step, "epoch": self.epoch, **averaged, **self.recipe.log_metrics(self.step),
                           "sec_per_step": elapsed / window_steps,
                           "audio_sec_per_sec": audio_seconds * self.info.world_size / elapsed}
                 sec_per_step = record["sec_per_step"]
                 bar.set_postfix({k: f"{record[k]:.3f}" for k in self.recipe.progress_keys if k in record})
                 self._log(record)
-                window, window_steps, audio_seconds, started = {}, 0, 0.0, time.perf_counter()
+                window, window_steps, audio_seconds, started, paused = {}, 0, 0.0, time.perf_counter(), 0.0
                 clean_window, window_epoch = window_epoch > first_epoch, self.epoch
                 if self._budget_fit_due(clean_window, time.perf_counter() - run_started):
-                    self._fit_to_budget(sec_per_step, time.perf_counter() - run_started, clean_window)
+                    pause_per_step = sum(statistics.fmean(pauses[kind]) / every for kind, every in
+                                         (("valid", cfg.valid_every), ("checkpoint", cfg.checkpoint_every))
+                                         if pauses[kind])
+                    self._fit_to_budget(sec_per_step, pause_per_step, time.perf_counter() - run_started, clean_window)
                     cfg = self.cfg
                     bar.total = cfg.steps
             if self.valid is not None and (self.step % cfg.valid_every == 0 or self.step == cfg.steps):
+                pause_started = time.perf_counter()
                 self._log({"step": self.step, **self.validate()})
+                pauses["valid"].append(time.perf_counter() - pause_started)
+                paused += pauses["valid"][-1]
             if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                pause_started = time.perf_counter()
                 last_checkpoint = self.save()
+                pauses["checkpoint"].append(time.perf_counter() - pause_started)
+                paused += pauses["checkpoint"][-1]
         bar.close()
         if self.writer is not None:
             self.writer.close()
