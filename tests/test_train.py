@@ -163,3 +163,31 @@ def test_a_time_budget_cuts_steps_once_the_data_is_cached_and_keeps_the_cut_in_t
     assert len(fit) == 1 and fit[0]["budget_steps"] == 8 and fit[0]["step"] > first_step_of_epoch_1
     # the checkpoint at step 4 came before the fit: its time counts apart from the step time
     assert fit[0]["step"] > 4 and fit[0]["budget_pause_per_step"] > 0
+
+
+def test_a_budget_half_spent_in_the_first_epoch_cuts_provisionally_then_fits_again(tmp_path, real_manifest,
+                                                                                  monkeypatch):
+    """Session 19's lease: loading a 17 h pack took half the budget, and a cut measured on those slow steps
+    stopped the run at half its budget. A provisional cut now keeps the run in time, and the first window
+    past the first epoch fits the last step again (the decay still starts at the first cut)."""
+    import itertools
+    import types
+
+    import speechtok.train.trainer as trainer_module
+
+    ticks = itertools.count()  # a clock that advances one second per reading: the fits come at fixed steps
+    monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(perf_counter=lambda: float(next(ticks))))
+    config = tmp_path / "budget.yaml"
+    config.write_text("train:\n  steps: 40\n  warmup_steps: 1\n  batch_seconds: 4.0\n  max_seconds: 2.0\n"
+                      "  log_every: 1\n  checkpoint_every: 100\n  time_budget_s: 26\n")
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "sitok-tiny", "--data", str(real_manifest), "--config", str(config),
+                 "--out", str(run), "--no-progress"]) == 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    fits = [r for r in records if "budget_steps" in r]
+    first_step_of_epoch_1 = min(r["step"] for r in records if r.get("epoch", 0) >= 1)
+    assert [f["budget_final"] for f in fits] == [False, True]
+    assert fits[0]["step"] <= first_step_of_epoch_1 < fits[1]["step"]
+    saved = json.loads((run / "spec.json").read_text())["train"]
+    assert saved["steps"] == fits[1]["budget_steps"] == max(r["step"] for r in records)
+    assert saved["decay_from"] == fits[0]["step"] and saved["time_budget_s"] == 0
