@@ -14,10 +14,13 @@
 #                 bash scripts/gpu_corpus_job.sh split PACK_DIR MIB [MIB ...]
 #     cuts it into .gpu/part-1.zip, part-2.zip, ... (MIB each, the last one takes the rest; one stored zip per
 #     part: the device counts ~1 KiB per file it carries, a zip entry costs ~0.15 KiB, a tar entry ~0.75).
-#     Carry each part but the last in its own short call,
+#     Carry each part in its own short call,
 #     run(command="bash scripts/gpu_corpus_job.sh receive", carry=[".gpu/part-1.zip"]), back to back while
 #     the machine is warm (it is handed back after ~30 s idle; what was received is then gone and `train`
-#     uses the parts it finds); `train` receives the rest and trains on every part received.
+#     uses the parts it finds); `train` trains on every part received. To leave room for the parts, keep
+#     sitok-default out of the lease branch's tracked files (git rm --cached, listed in .git/info/exclude)
+#     and carry it with the train call: carry=["speechtok/checkpoints/sitok-default", ".gpu/dev", ".gpu/wheels"]
+#     (docs/training.md, "On a lent GPU (session 19)").
 #   device tool:  run(command="bash scripts/gpu_corpus_job.sh train 450", carry=[".gpu"], timeout_s=600)
 #     each arm trains for 450 s of wall time (`train.time_budget_s` fits the cosine schedule to it after the
 #     first epoch), then its fp16 export travels back as its difference from sitok-default
