@@ -32,10 +32,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 HOLITOK_SYSTEMS = ("identity", "holitok-default", "vocoder:vocos-24k", "opus-6k", "codec2-1200", "codec2-700c")
-# The bundle before 2026-12-04's GPU decoder stage, decoded as it was (4 steps, CFG 1, temperature 0): the weights of
-# checkpoints/sitok-corpus2 plus a guidance adapter that CFG 1 never runs. Same tokens as today's default.
-PREVIOUS_DEFAULT = "checkpoints/sitok-corpus2@steps=4@cfg=1@temperature=0"
-PREVIOUS_DEFAULT_ROW = "sitok-corpus2+vocos-24k@steps=4@cfg=1@temperature=0"
+# The bundle before session 19's GPU lease (session 18's decoder stage), kept as it was bundled and decoded the
+# same way as today's default (4 steps, CFG 1, temperature 0).
+PREVIOUS_DEFAULT = "sitok:checkpoints/sitok-default-s18"
+PREVIOUS_DEFAULT_ROW = "sitok-default-s18+vocos-24k"
 QUALITY_SYSTEMS = ("identity", "sitok:sitok-default", "sitok:sitok-default:griffin-lim", PREVIOUS_DEFAULT,
                    "sitok:checkpoints/sitok-default-v1", "vocoder:vocos-24k", "codec2-700c", "codec2-1200", "opus-6k")
 
