@@ -65,7 +65,8 @@ def margins(name: str) -> None:
     print(f"max |z_stream - z_offline| = {max_dz:.3g}; distance change on the best two codes: "
           f"max {change.max():.3g}, median {np.median(change):.3g}")
     print(f"margin d2 - d1: min {gap.min():.3g}, 1st percentile {np.percentile(gap, 1):.3g}, median {np.median(gap):.3g}; "
-          f"tokens with margin < 1e-4: {(gap < 1e-4).sum()}, < 1e-3: {(gap < 1e-3).sum()}, < 1e-2: {(gap < 1e-2).sum()}")
+          f"tokens with margin < 1e-4: {(gap < 1e-4).sum()}, < 1e-3: {(gap < 1e-3).sum()}, < 1e-2: {(gap < 1e-2).sum()}, "
+          f"< 10 x the largest change: {(gap < 10 * change.max()).sum()}")
 
 
 def delay() -> None:
