@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -119,6 +120,16 @@ def test_fine_tuning_accepts_a_checkpoint_that_differs_only_in_decoding_defaults
     assert "differs from this run's in dim;" in capsys.readouterr().err
 
 
+def train_with_budget(tmp_path: Path, manifest: Path, name: str, train_yaml: str) -> Path:
+    """Train sitok-tiny with a ``train:`` section (a time budget among it) into tmp_path/name."""
+    config = tmp_path / f"{name}.yaml"
+    config.write_text("train:\n" + train_yaml)
+    run = tmp_path / name
+    assert main(["train", "--preset", "sitok-tiny", "--data", str(manifest), "--config", str(config),
+                 "--out", str(run), "--no-progress"]) == 0
+    return run
+
+
 def test_a_time_budget_cuts_steps_once_the_data_is_cached_and_keeps_the_cut_in_the_run(tmp_path, real_manifest, capsys):
     from speechtok.train.config import TrainConfig
     from speechtok.train.trainer import fit_steps
@@ -137,12 +148,8 @@ def test_a_time_budget_cuts_steps_once_the_data_is_cached_and_keeps_the_cut_in_t
     # validation and checkpoints measured so far take their share of the rest of the budget
     assert fit_steps(50, 0.1, 5.0, cfg, pause_per_step=0.1) == 50 + int(0.95 * 95 / 0.2)
 
-    config = tmp_path / "budget.yaml"
-    config.write_text("train:\n  steps: 8\n  warmup_steps: 2\n  batch_seconds: 6.0\n  max_seconds: 3.0\n"
-                      "  log_every: 1\n  checkpoint_every: 4\n  time_budget_s: 0.001\n")
-    run = tmp_path / "run"
-    assert main(["train", "--preset", "sitok-tiny", "--data", str(real_manifest), "--config", str(config),
-                 "--out", str(run), "--no-progress"]) == 0
+    recipe = "  steps: 8\n  warmup_steps: 2\n  batch_seconds: 6.0\n  max_seconds: 3.0\n  log_every: 1\n  checkpoint_every: 4\n"
+    run = train_with_budget(tmp_path, real_manifest, "run", recipe + "  time_budget_s: 0.001\n")
     # overspent at the first log step, before a clean window and even before warm-up ends: cut at once
     assert "half the time budget went by" in capsys.readouterr().out
     assert sorted(p.name for p in (run / "checkpoints").glob("step_*")) == ["step_0000001"]  # the final one
@@ -154,10 +161,8 @@ def test_a_time_budget_cuts_steps_once_the_data_is_cached_and_keeps_the_cut_in_t
 
     # A budget that fits more than the ceiling: fitted only once a log window ran past the first epoch
     # (while data loads the step time is not the run's), and it never adds steps.
-    config.write_text(config.read_text().replace("time_budget_s: 0.001", "time_budget_s: 1000"))
-    assert main(["train", "--preset", "sitok-tiny", "--data", str(real_manifest), "--config", str(config),
-                 "--out", str(tmp_path / "roomy"), "--no-progress"]) == 0
-    records = [json.loads(line) for line in (tmp_path / "roomy" / "metrics.jsonl").read_text().splitlines()]
+    roomy = train_with_budget(tmp_path, real_manifest, "roomy", recipe + "  time_budget_s: 1000\n")
+    records = [json.loads(line) for line in (roomy / "metrics.jsonl").read_text().splitlines()]
     fit = [r for r in records if "budget_steps" in r]
     first_step_of_epoch_1 = min(r["step"] for r in records if r.get("epoch", 0) >= 1)
     assert len(fit) == 1 and fit[0]["budget_steps"] == 8 and fit[0]["step"] > first_step_of_epoch_1
@@ -177,12 +182,8 @@ def test_a_budget_half_spent_in_the_first_epoch_cuts_provisionally_then_fits_aga
 
     ticks = itertools.count()  # a clock that advances one second per reading: the fits come at fixed steps
     monkeypatch.setattr(trainer_module, "time", types.SimpleNamespace(perf_counter=lambda: float(next(ticks))))
-    config = tmp_path / "budget.yaml"
-    config.write_text("train:\n  steps: 40\n  warmup_steps: 1\n  batch_seconds: 4.0\n  max_seconds: 2.0\n"
-                      "  log_every: 1\n  checkpoint_every: 100\n  time_budget_s: 26\n")
-    run = tmp_path / "run"
-    assert main(["train", "--preset", "sitok-tiny", "--data", str(real_manifest), "--config", str(config),
-                 "--out", str(run), "--no-progress"]) == 0
+    run = train_with_budget(tmp_path, real_manifest, "run", "  steps: 40\n  warmup_steps: 1\n  batch_seconds: 4.0\n"
+                            "  max_seconds: 2.0\n  log_every: 1\n  checkpoint_every: 100\n  time_budget_s: 26\n")
     records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
     fits = [r for r in records if "budget_steps" in r]
     first_step_of_epoch_1 = min(r["step"] for r in records if r.get("epoch", 0) >= 1)
