@@ -192,3 +192,25 @@ def test_a_budget_half_spent_in_the_first_epoch_cuts_provisionally_then_fits_aga
     saved = json.loads((run / "spec.json").read_text())["train"]
     assert saved["steps"] == fits[1]["budget_steps"] == max(r["step"] for r in records)
     assert saved["decay_from"] == fits[0]["step"] and saved["time_budget_s"] == 0
+
+
+def test_preloading_caches_the_same_examples_and_lets_a_budget_fit_at_once(tmp_path, real_manifest):
+    """`train.preload_workers` loads every utterance up front with threads: the cache holds what lazy
+    loading would have, and the first window already times training alone, so a budget fits there."""
+    from speechtok.data.dataset import MelDataset
+    from speechtok.data.manifest import read_manifest
+    from speechtok.mel import MelSpectrogram
+    from speechtok.text import get_vocabulary
+
+    rows = read_manifest(real_manifest)
+    lazy, eager = (MelDataset(rows, MelSpectrogram(), get_vocabulary("char"), max_seconds=3.0) for _ in range(2))
+    eager.preload(workers=3)
+    assert len(eager._cache) == len(rows) and not lazy._cache
+    for index in range(len(rows)):
+        a, b = lazy.get(index, epoch=1), eager.get(index, epoch=1)
+        assert torch.equal(a.mel, b.mel) and a.labels == b.labels
+
+    run = train_with_budget(tmp_path, real_manifest, "pre", "  steps: 8\n  warmup_steps: 1\n  batch_seconds: 6.0\n"
+                            "  max_seconds: 3.0\n  log_every: 1\n  preload_workers: 2\n  time_budget_s: 1000\n")
+    fit = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines() if "budget_steps" in line]
+    assert len(fit) == 1 and fit[0]["step"] == 1 and fit[0]["budget_final"]

@@ -61,6 +61,9 @@ class SpeechTextData:
     def durations(self) -> list[float]:
         return [seconds for _, _, seconds in self.items]
 
+    def preload(self, workers: int, progress: bool = False) -> None:
+        """Nothing to do: every item was encoded up front."""
+
     def posterior_means(self) -> list[torch.Tensor]:
         dim = self.model.config.latent_dim
         return [features[:, :dim] for _, features, _ in self.items]

@@ -29,6 +29,9 @@ class TrainConfig:
     strategy: Literal["auto", "ddp", "fsdp"] = "auto"  # auto: FSDP for presets over 300M parameters
     usage_window: int = 500  # codebook usage = codes used in the last N steps
     threads: int = 0  # torch CPU threads per process; 0 = leave torch's default
+    # > 0: load and cache the whole training set up front with this many threads (decoding releases the GIL)
+    # instead of during the first epoch, whose slow steps would otherwise mislead a time budget's fit
+    preload_workers: int = 0
     # > 0: a wall-clock budget (a lent GPU's lease), counted from this process's start of training. The lr
     # stays flat after warm-up until, at the first log window that ran wholly past this process's first epoch
     # (whose steps also load the data) and warm-up, or once half the budget is spent, `steps` is cut to what

@@ -27,6 +27,9 @@ class TrainingData(Protocol):
 
     def get(self, index: int, epoch: int) -> Any: ...
 
+    def preload(self, workers: int, progress: bool = False) -> None:
+        """Load every item now with ``workers`` threads (`train.preload_workers`)."""
+
 
 class Recipe:
     kind: ClassVar[str]  # the model kind recorded in checkpoints

@@ -106,6 +106,8 @@ class Trainer:
         self.batcher = DurationBatcher(self.dataset.durations(), self.cfg.batch_seconds, seed=self.cfg.seed,
                                        rank=self.info.rank, world_size=self.info.world_size)
         self.valid = self.recipe.dataset(read_corpus(spec.valid_manifest), self.model) if spec.valid_manifest else None
+        if self.cfg.preload_workers > 0:
+            self.dataset.preload(self.cfg.preload_workers, self.progress)
         # Every trained module: the exported model, then the recipe's auxiliary ones.
         self.modules: dict[str, nn.Module] = {"model": self.model}
         for name, module in self.recipe.auxiliary_modules(self.model).items():
@@ -353,7 +355,9 @@ class Trainer:
         window: dict[str, tuple[float, int]] = {}  # metric → (sum, steps that reported it)
         window_steps, audio_seconds, started = 0, 0.0, time.perf_counter()
         # the epoch a log window began in: after this process's first, data comes from the in-memory cache
-        first_epoch = window_epoch = self.epoch
+        # (from the start when it was preloaded: then every window times training alone)
+        window_epoch = self.epoch
+        first_epoch = self.epoch - 1 if self.cfg.preload_workers > 0 else self.epoch
         last_checkpoint = None
         while self.step < cfg.steps:
             batch = self._next_batch()
