@@ -30,13 +30,12 @@ class TrainConfig:
     usage_window: int = 500  # codebook usage = codes used in the last N steps
     threads: int = 0  # torch CPU threads per process; 0 = leave torch's default
     # > 0: load and cache the whole training set up front with this many threads (decoding releases the GIL)
-    # instead of during the first epoch, whose slow steps would otherwise mislead a time budget's fit
+    # instead of one file at a time during the first epoch
     preload_workers: int = 0
-    # > 0: a wall-clock budget (a lent GPU's lease), counted from this process's start of training. The lr
-    # stays flat after warm-up until, at the first log window that ran wholly past this process's first epoch
-    # (whose steps also load the data) and warm-up, or once half the budget is spent, `steps` is cut to what
-    # the measured step time fits in the rest; the cosine decay then runs from there (`decay_from`) to the
-    # new last step. The run's spec keeps the cut and drops the budget, so resuming after it is exact; a
-    # resume from before the cut fits again, with the budget counted afresh.
+    # > 0: a wall-clock budget (a lent GPU's lease), counted from this process's start of training. After
+    # warm-up (or once half the budget is spent) `steps` is set at every log window to what the last window's
+    # step time, plus validation and checkpoints as measured, fits in the rest, never above the configured
+    # `steps`; the cosine decay runs from the first fit (`decay_from`) to the latest last step. The run's spec
+    # keeps the latest fit and drops the budget, so resuming continues that schedule.
     time_budget_s: float = 0.0
     decay_from: int = 0  # the step the cosine decay starts at (0: the end of warm-up); set by a budget's cut

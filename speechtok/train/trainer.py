@@ -126,8 +126,8 @@ class Trainer:
         self.step, self.epoch, self.position = 0, 0, 0
         if resume_from is not None:
             self._resume(find_checkpoint(resume_from))
-        # what the budget fit needs after a provisional cut has replaced cfg.steps and dropped the budget
-        self._budget_s, self._ceiling, self._provisional = self.cfg.time_budget_s, self.cfg.steps, False
+        # what the budget fits need once the first has replaced cfg.steps and dropped the budget from cfg
+        self._budget_s, self._ceiling = self.cfg.time_budget_s, self.cfg.steps
         self.writer = self._tensorboard() if self.info.is_main else None
 
     def _training_rows(self, manifest: str) -> list[Utterance]:
@@ -304,41 +304,36 @@ class Trainer:
     def _write_spec(self) -> None:
         (self.run_dir / "spec.json").write_text(json.dumps(self.spec.to_json(), indent=2))
 
-    def _budget_fit_due(self, clean_window: bool, elapsed: float) -> tuple[bool, bool]:
-        """Whether to fit now, and whether the fit is final; decided together on every process.
+    def _budget_fit_due(self, elapsed: float) -> bool:
+        """Fit at every log window once warm-up is over (or once half the budget is spent, so that an
+        overspent warm-up still ends in time); decided together on every process."""
+        if self._budget_s <= 0:  # no budget: the same on every process, no collective needed
+            return False
+        due = self.step >= self.cfg.warmup_steps or elapsed >= self._budget_s / 2
+        return bool(dist_utils.all_reduce_int(int(due), dist.ReduceOp.MAX, self.info))
 
-        Final once warm-up is over and a log window ran wholly after every process's first epoch (whose
-        steps also load and cache the data, so they are slower). Provisional once half the budget is
-        spent before that, so a run whose data loading eats the budget still ends in time; the final fit
-        then follows at the first clean window."""
-        if self._budget_s <= 0:  # no budget, or fitted for good: the same on every process
-            return False, False
-        clean = bool(dist_utils.all_reduce_int(int(clean_window), dist.ReduceOp.MIN, self.info))
-        due = (self.step >= self.cfg.warmup_steps and clean) or (not self._provisional and elapsed >= self._budget_s / 2)
-        return bool(dist_utils.all_reduce_int(int(due), dist.ReduceOp.MAX, self.info)), clean
-
-    def _fit_to_budget(self, sec_per_step: float, pause_per_step: float, elapsed: float, final: bool) -> None:
-        """Cut ``steps`` to the time budget (same count on every process); the cosine decay starts at the
-        first cut (a final fit after a provisional one moves only the last step). The spec keeps the cut
-        and drops the budget, so a resume continues the same schedule."""
+    def _fit_to_budget(self, sec_per_step: float, pause_per_step: float, elapsed: float) -> None:
+        """Set ``steps`` to what the last log window's step time fits in the rest of the budget (the same
+        count on every process). The first fit starts the cosine decay; later ones move only its last
+        step, so a first epoch that runs slower (data loading, new batch shapes warming up the GPU) costs
+        no more than the windows it lasted. The spec keeps the latest fit and drops the budget, so a
+        resume continues that schedule."""
         budgeted = dataclasses.replace(self.cfg, steps=self._ceiling, time_budget_s=self._budget_s)
         steps = dist_utils.all_reduce_int(fit_steps(self.step, sec_per_step, elapsed, budgeted, pause_per_step),
                                           dist.ReduceOp.MIN, self.info)
-        decay_from = self.cfg.decay_from if self._provisional else self.step
+        first = self.cfg.time_budget_s > 0
+        decay_from = self.step if first else self.cfg.decay_from
+        changed = first or steps != self.cfg.steps
         self.cfg = dataclasses.replace(self.cfg, steps=steps, time_budget_s=0.0, decay_from=decay_from)
         self.spec = self.spec.replace(train=self.cfg)
-        self._provisional = not final
-        if final:
-            self._budget_s = 0.0
-        self._log({"step": self.step, "budget_s": budgeted.time_budget_s, "budget_sec_per_step": sec_per_step,
-                   "budget_pause_per_step": pause_per_step, "budget_steps": steps, "budget_final": final})
-        if self.info.is_main:
+        self._log({"step": self.step, "budget_s": self._budget_s, "budget_sec_per_step": sec_per_step,
+                   "budget_pause_per_step": pause_per_step, "budget_steps": steps})
+        if self.info.is_main and changed:
             self._write_spec()
-            print(f"time budget {budgeted.time_budget_s:g} s: {sec_per_step:.3f} s/step (+{pause_per_step:.3f} for"
-                  f" validation and checkpoints) at step {self.step}, training to step {steps}", flush=True)
-            if not final:
-                print("half the time budget went by before a whole log window ran after the first epoch (which also"
-                      " loads the data) and warm-up: a provisional cut, fitted again after the first epoch", flush=True)
+            if first:
+                print(f"time budget {self._budget_s:g} s: {sec_per_step:.3f} s/step (+{pause_per_step:.3f} for"
+                      f" validation and checkpoints) at step {self.step}, training to step {steps} (refitted at"
+                      " every log window)", flush=True)
 
     def run(self) -> Path | None:
         cfg = self.cfg
@@ -354,10 +349,6 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, desc="train", unit="step")
         window: dict[str, tuple[float, int]] = {}  # metric → (sum, steps that reported it)
         window_steps, audio_seconds, started = 0, 0.0, time.perf_counter()
-        # the epoch a log window began in: after this process's first, data comes from the in-memory cache
-        # (from the start when it was preloaded: then every window times training alone)
-        window_epoch = self.epoch
-        first_epoch = self.epoch - 1 if self.cfg.preload_workers > 0 else self.epoch
         last_checkpoint = None
         while self.step < cfg.steps:
             batch = self._next_batch()
@@ -379,13 +370,11 @@ class Trainer:
                 bar.set_postfix({k: f"{record[k]:.3f}" for k in self.recipe.progress_keys if k in record})
                 self._log(record)
                 window, window_steps, audio_seconds, started, paused = {}, 0, 0.0, time.perf_counter(), 0.0
-                clean_window, window_epoch = window_epoch > first_epoch, self.epoch
-                due, final = self._budget_fit_due(clean_window, time.perf_counter() - run_started)
-                if due:
+                if self._budget_fit_due(time.perf_counter() - run_started):
                     pause_per_step = sum(statistics.fmean(pauses[kind]) / every for kind, every in
                                          (("valid", cfg.valid_every), ("checkpoint", cfg.checkpoint_every))
                                          if pauses[kind])
-                    self._fit_to_budget(sec_per_step, pause_per_step, time.perf_counter() - run_started, final)
+                    self._fit_to_budget(sec_per_step, pause_per_step, time.perf_counter() - run_started)
                     cfg = self.cfg
                     bar.total = cfg.steps
             if self.valid is not None and (self.step % cfg.valid_every == 0 or self.step == cfg.steps):
