@@ -22,8 +22,10 @@
 #     and carry it with the train call: carry=["speechtok/checkpoints/sitok-default", ".gpu/dev", ".gpu/wheels"]
 #     (docs/training.md, "On a lent GPU (session 19)").
 #   device tool:  run(command="bash scripts/gpu_corpus_job.sh train 450", carry=[".gpu"], timeout_s=600)
-#     each arm trains for 450 s of wall time (`train.time_budget_s` fits the cosine schedule to it after the
-#     first epoch), then its fp16 export travels back as its difference from sitok-default
+#     each arm trains for 450 s of wall time, data loading included (`train.time_budget_s` refits the cosine
+#     schedule to it at every log window and keeps back time for the final validation and checkpoint); the
+#     export after it and the call's start take ~30 s more, so keep SECONDS ≤ timeout_s − 50. Then each
+#     arm's fp16 export travels back as its difference from sitok-default
 #     (scripts/checkpoint_delta.py), in parts the return path accepts (at most 8 files of 16 MiB).
 #   back here:    bash scripts/gpu_corpus_job.sh unpack FILES_AT OUT_DIR
 #     rebuilds OUT_DIR/sitok-gpu-full and OUT_DIR/sitok-gpu-decoder (hash-checked; run logs and metrics in
@@ -41,18 +43,31 @@ read -r -a arms <<< "${GPU_JOB_ARMS:-full decoder}"
 # Parts received on the device live outside the working tree, so a later call keeps them (same machine).
 parts=/tmp/gpu-parts
 
+# Unpack every carried part not yet received (a re-split part with the same name but other contents is
+# unpacked again: the zip's hash is kept beside it). GPU_JOB_PARTS=N makes fewer than N received parts an error.
 receive() {
   mkdir -p "$parts"
   for archive in .gpu/part-*.zip; do
     [ -f "$archive" ] || continue
     name=$(basename "$archive" .zip)
-    [ -f "$parts/$name/manifest.tsv" ] || { rm -rf "$parts/$name.tmp" && python3 -m zipfile -e "$archive" "$parts/$name.tmp" \
-      && mv "$parts/$name.tmp" "$parts/$name"; }
+    hash=$(sha256sum "$archive" | cut -d' ' -f1)
+    if [ "$(cat "$parts/$name/.zip-sha256" 2>/dev/null)" != "$hash" ]; then
+      rm -rf "$parts/$name" "$parts/$name.tmp"
+      python3 -m zipfile -e "$archive" "$parts/$name.tmp"
+      echo "$hash" > "$parts/$name.tmp/.zip-sha256"
+      mv "$parts/$name.tmp" "$parts/$name"
+    fi
   done
+  received=0
   for manifest in "$parts"/part-*/manifest.tsv; do
-    [ -f "$manifest" ] && echo "received $(dirname "$manifest"): $(($(wc -l < "$manifest") - 1)) files"
+    [ -f "$manifest" ] || continue
+    received=$((received + 1))
+    echo "received $(dirname "$manifest"): $(($(wc -l < "$manifest") - 1)) files"
   done
-  return 0
+  if [ "$received" -lt "${GPU_JOB_PARTS:-0}" ]; then
+    echo "only $received of GPU_JOB_PARTS=$GPU_JOB_PARTS parts received (the machine was handed back between calls?)" >&2
+    exit 2
+  fi
 }
 
 case "$mode" in
@@ -82,12 +97,12 @@ import sys, zipfile
 from pathlib import Path
 pack, dest, caps = Path(sys.argv[1]), Path(sys.argv[2]), [float(m) * 2**20 for m in sys.argv[3:]]
 header, *rows = (pack / "manifest.tsv").read_text().splitlines()
-groups, used = [[]], 0
+groups, used = [[]], len(header) + 200  # the part's manifest and its zip entry
 for row in rows:
     path = row.split("\t", 1)[0]
-    size = (pack / path).stat().st_size + 80 + 2 * len(path)  # the zip entry's two headers
-    if len(groups) <= len(caps) and used + size > caps[len(groups) - 1]:
-        groups.append([]); used = 0
+    size = (pack / path).stat().st_size + 80 + 2 * len(path) + len(row) + 1  # the file, its zip entry, its row
+    if groups[-1] and len(groups) <= len(caps) and used + size > caps[len(groups) - 1]:
+        groups.append([]); used = len(header) + 200
     groups[-1].append(row); used += size
 for number, group in enumerate(groups, 1):
     listing = (header + "\n" + "".join(r + "\n" for r in group)).encode()
@@ -97,8 +112,9 @@ for number, group in enumerate(groups, 1):
             path = r.split("\t", 1)[0]
             archive.write(pack / path, arcname=path)
     seconds = sum(float(r.split("\t")[1]) for r in group)
-    print(f"{dest}/part-{number}.zip: {len(group)} files, {seconds / 3600:.2f} h, "
-          f"{(dest / f'part-{number}.zip').stat().st_size / 2**20:.1f} MiB")
+    mib = (dest / f"part-{number}.zip").stat().st_size / 2**20
+    over = f" (over its cap of {sys.argv[2 + number]} MiB)" if number <= len(caps) and mib * 2**20 > caps[number - 1] else ""
+    print(f"{dest}/part-{number}.zip: {len(group)} files, {seconds / 3600:.2f} h, {mib:.1f} MiB{over}")
 PY
   ;;
 receive)
@@ -139,8 +155,9 @@ train)
   pids=()
   for arm in "${arms[@]}"; do
     stage=full; [[ "$arm" == decoder* ]] && stage=decoder
-    data=.gpu/train; [ -d ".gpu/train-$arm" ] && data=.gpu/train-$arm
+    data=.gpu/train  # an arm's own pack first, then the received parts, then the shared pack
     [ -f /tmp/gpu-train/manifest.tsv ] && data=/tmp/gpu-train
+    [ -d ".gpu/train-$arm" ] && data=.gpu/train-$arm
     rm -rf "/tmp/run-$arm" "/tmp/export/sitok-gpu-$arm" "/tmp/delta-$arm"  # a fresh run, never an old one's checkpoints
     # `timeout` is only the safety net: the budget ends each run itself, with a final checkpoint
     timeout --signal=INT $((seconds + 90)) python3 -m speechtok.cli train --preset sitok-small --init sitok-default \

@@ -22,7 +22,7 @@ from speechtok.train.trainer import RunSpec, Trainer
 def spec(family: str, manifest: str, strategy: str, tokenizer: str) -> RunSpec:
     """A tiny run of one model family: SiTok (``sitok-rvq``: its residual-VQ variant), HoliTok stage III
     (GAN, flow and semantic heads, all DDP-wrapped) or the AR+DiT model over a HoliTok tokenizer."""
-    # time_budget_s: the budget's fit decision and cut are collective (a roomy budget: it never cuts)
+    # time_budget_s: the budget's fit decisions and fits are collective (a roomy budget: they keep the ceiling)
     train = TrainConfig(steps=3, lr=1e-3, warmup_steps=1, batch_seconds=8.0, max_seconds=4.0, log_every=1,
                         checkpoint_every=3, strategy=strategy, time_budget_s=1000.0)
     if family == "holitok":

@@ -132,9 +132,7 @@ def train_tiny(tmp_path: Path, manifest: Path, name: str, train_yaml: str) -> Pa
 
 def test_a_time_budget_fits_steps_at_every_window_and_keeps_the_fit_in_the_run(tmp_path, real_manifest, capsys):
     from speechtok.train.config import TrainConfig
-    from speechtok.train.trainer import fit_steps
-
-    from speechtok.train.trainer import lr_factor
+    from speechtok.train.trainer import fit_steps, keep_decay_position, lr_factor
 
     cfg = TrainConfig(steps=10_000, time_budget_s=100.0)
     assert fit_steps(50, 0.1, 5.0, cfg) == 50 + int(0.95 * 95 / 0.1)
@@ -145,8 +143,17 @@ def test_a_time_budget_fits_steps_at_every_window_and_keeps_the_fit_in_the_run(t
     assert lr_factor(1_000, cut) == pytest.approx(0.1)
     assert fit_steps(50, 0.001, 5.0, cfg) == 10_000  # the budget never adds steps
     assert fit_steps(50, 0.1, 200.0, cfg) == 50  # overspent: stop at once
-    # validation and checkpoints measured so far take their share of the rest of the budget
+    # validation and checkpoints measured so far take their share of the rest of the budget, and the last
+    # step's validation and checkpoint are set aside
     assert fit_steps(50, 0.1, 5.0, cfg, pause_per_step=0.1) == 50 + int(0.95 * 95 / 0.2)
+    assert fit_steps(50, 0.1, 5.0, cfg, reserve_s=15.0) == 50 + int(0.95 * 80 / 0.1)
+    # a refit moves the last step without moving the learning rate
+    decaying = TrainConfig(steps=1_000, warmup_steps=100, decay_from=300)
+    for new_steps in (700, 1_500, 600):
+        moved = TrainConfig(steps=new_steps, warmup_steps=100,
+                            decay_from=keep_decay_position(500, decaying, new_steps))
+        assert lr_factor(500, moved) == pytest.approx(lr_factor(500, decaying), abs=2e-3)
+        assert lr_factor(new_steps, moved) == pytest.approx(0.1)
 
     recipe = "  steps: 8\n  warmup_steps: 2\n  batch_seconds: 6.0\n  max_seconds: 3.0\n  log_every: 1\n  checkpoint_every: 4\n"
     run = train_tiny(tmp_path, real_manifest, "run", recipe + "  time_budget_s: 0.001\n")
@@ -169,9 +176,10 @@ def test_a_time_budget_fits_steps_at_every_window_and_keeps_the_fit_in_the_run(t
 
 
 def test_a_budget_refits_as_the_step_time_falls(tmp_path, real_manifest, monkeypatch):
-    """Session 19's leases: the first few hundred steps ran ~3x slower than the rest (data loading, then new
-    batch shapes warming up the GPU), and a single fit on them stopped the runs at half their budget. Fits
-    at every window follow the step time; the decay still starts at the first."""
+    """Session 19's leases: the first few hundred steps ran ~3x slower than the rest, and a single fit on
+    them stopped the runs at half their budget. Fits at every window follow the step time, and the
+    learning rate never jumps back up when a fit gives steps back. (The fake clock advances per reading,
+    so the fits land on fixed steps.)"""
     import types
 
     import speechtok.train.trainer as trainer_module
@@ -192,10 +200,12 @@ def test_a_budget_refits_as_the_step_time_falls(tmp_path, real_manifest, monkeyp
     assert fits[-1]["budget_steps"] > min(f["budget_steps"] for f in fits)  # faster windows gave steps back
     saved = json.loads((run / "spec.json").read_text())["train"]
     assert saved["steps"] == fits[-1]["budget_steps"] == max(r["step"] for r in records)
-    assert saved["decay_from"] == 2 and saved["time_budget_s"] == 0
+    assert saved["time_budget_s"] == 0
+    rates = [r["lr"] for r in records if "lr" in r and r["step"] > fits[0]["step"]]
+    assert all(later <= earlier + 1e-12 for earlier, later in zip(rates, rates[1:]))
 
 
-def test_preloading_caches_the_same_examples(tmp_path, real_manifest):
+def test_preloading_caches_the_same_examples(tmp_path, real_manifest, monkeypatch):
     """`train.preload_workers` loads every utterance up front with threads: the cache holds what lazy
     loading would have, and a run that preloads trains."""
     from speechtok.data.dataset import MelDataset
@@ -211,6 +221,9 @@ def test_preloading_caches_the_same_examples(tmp_path, real_manifest):
         a, b = lazy.get(index, epoch=1), eager.get(index, epoch=1)
         assert torch.equal(a.mel, b.mel) and a.labels == b.labels
 
+    calls = []
+    monkeypatch.setattr(MelDataset, "preload", lambda self, workers, progress=False: calls.append((len(self), workers)))
     run = train_tiny(tmp_path, real_manifest, "pre", "  steps: 3\n  warmup_steps: 1\n  batch_seconds: 6.0\n"
                      "  max_seconds: 3.0\n  log_every: 1\n  preload_workers: 2\n")
+    assert calls == [(len(rows), 2)]  # the training set, not the validation set
     assert (run / "checkpoints" / "step_0000003").is_dir()

@@ -26,8 +26,7 @@ def preload(load: Callable[[int], Any], count: int, workers: int, progress: bool
     """Call ``load`` on every index with ``workers`` threads, filling a lazy dataset's cache up front.
 
     Decoding and resampling run in C libraries that release the GIL, so threads scale: a lent GPU's
-    16 cores load a 17 h Opus pack in seconds, where the first epoch alone spent half a 550 s lease
-    loading it one file at a time (docs/training.md, session 19)."""
+    cores load a pack together instead of one file at a time during the first epoch."""
     with ThreadPoolExecutor(max_workers=workers) as pool:
         for _ in tqdm(pool.map(load, range(count)), total=count, desc="preload", unit="utt", disable=not progress,
                       dynamic_ncols=True):

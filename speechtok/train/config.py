@@ -38,4 +38,4 @@ class TrainConfig:
     # `steps`; the cosine decay runs from the first fit (`decay_from`) to the latest last step. The run's spec
     # keeps the latest fit and drops the budget, so resuming continues that schedule.
     time_budget_s: float = 0.0
-    decay_from: int = 0  # the step the cosine decay starts at (0: the end of warm-up); set by a budget's cut
+    decay_from: int = 0  # the step the cosine decay starts at (0: the end of warm-up); set by a budget's fits

@@ -69,27 +69,43 @@ class RunSpec:
 
 def lr_factor(step: int, cfg: TrainConfig) -> float:
     """Linear warm-up to 1, then cosine decay to ``min_lr_ratio`` at ``steps``, starting at ``decay_from``
-    when that is later; flat while a time budget still waits to fix ``steps``."""
+    (0: the end of warm-up); flat while a time budget still waits to fix ``steps``."""
     if step < cfg.warmup_steps:
         return (step + 1) / cfg.warmup_steps
     if cfg.time_budget_s > 0:
         return 1.0
-    start = max(cfg.warmup_steps, cfg.decay_from)
+    start = cfg.decay_from or cfg.warmup_steps
     progress = min(1.0, max(0, step - start) / max(1, cfg.steps - start))
     return cfg.min_lr_ratio + (1 - cfg.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
 
 
-def fit_steps(step: int, sec_per_step: float, elapsed: float, cfg: TrainConfig, pause_per_step: float = 0.0) -> int:
+def fit_steps(step: int, sec_per_step: float, elapsed: float, cfg: TrainConfig, pause_per_step: float = 0.0,
+              reserve_s: float = 0.0) -> int:
     """The step count that ends within ``cfg.time_budget_s`` at ``sec_per_step`` of training plus
-    ``pause_per_step`` (validation and checkpoints measured so far, spread over their interval), 5 % kept
-    in reserve, never more than ``cfg.steps`` and never before ``step``."""
-    fitting = int(0.95 * max(0.0, cfg.time_budget_s - elapsed) / max(sec_per_step + pause_per_step, 1e-6))
+    ``pause_per_step`` (validation and checkpoints measured so far, spread over their interval), after
+    ``reserve_s`` (the final validation and checkpoint) and 5 % of the rest are set aside, never more than
+    ``cfg.steps`` and never before ``step``."""
+    left = max(0.0, cfg.time_budget_s - elapsed - reserve_s)
+    fitting = int(0.95 * left / max(sec_per_step + pause_per_step, 1e-6))
     return max(step, min(cfg.steps, step + fitting))
+
+
+def keep_decay_position(step: int, cfg: TrainConfig, new_steps: int) -> int:
+    """The ``decay_from`` that leaves ``step`` at the same point of the cosine decay when its last step
+    moves to ``new_steps``, so a budget refit never makes the learning rate jump."""
+    start = cfg.decay_from or cfg.warmup_steps
+    if step <= start or new_steps <= step:
+        return cfg.decay_from
+    # at (or past) the old last step the decay has reached its floor: keep the rest near it
+    progress = min(0.999, (step - start) / max(1, cfg.steps - start))
+    anchored = round((step - progress * new_steps) / (1.0 - progress))
+    return anchored or -1  # 0 would read as "the end of warm-up"
 
 
 class Trainer:
     def __init__(self, spec: RunSpec, run_dir: str | Path, *, resume_from: str | Path | None = None,
                  init_from: str | Path | None = None, progress: bool = True) -> None:
+        self._created = time.perf_counter()  # a time budget counts from here: loading the data is part of it
         spec = spec.replace(model=family(spec.kind).recipe.complete_model_config(spec.model))
         self.spec = spec
         self.cfg = spec.train
@@ -126,7 +142,8 @@ class Trainer:
         self.step, self.epoch, self.position = 0, 0, 0
         if resume_from is not None:
             self._resume(find_checkpoint(resume_from))
-        # what the budget fits need once the first has replaced cfg.steps and dropped the budget from cfg
+        # what the budget fits need once the first has replaced cfg.steps and dropped the budget from cfg;
+        # a resumed run's ceiling is its last fit unless --steps raises it
         self._budget_s, self._ceiling = self.cfg.time_budget_s, self.cfg.steps
         self.writer = self._tensorboard() if self.info.is_main else None
 
@@ -312,17 +329,17 @@ class Trainer:
         due = self.step >= self.cfg.warmup_steps or elapsed >= self._budget_s / 2
         return bool(dist_utils.all_reduce_int(int(due), dist.ReduceOp.MAX, self.info))
 
-    def _fit_to_budget(self, sec_per_step: float, pause_per_step: float, elapsed: float) -> None:
+    def _fit_to_budget(self, sec_per_step: float, pause_per_step: float, reserve_s: float, elapsed: float) -> None:
         """Set ``steps`` to what the last log window's step time fits in the rest of the budget (the same
-        count on every process). The first fit starts the cosine decay; later ones move only its last
-        step, so a first epoch that runs slower (data loading, new batch shapes warming up the GPU) costs
-        no more than the windows it lasted. The spec keeps the latest fit and drops the budget, so a
-        resume continues that schedule."""
+        count on every process). The first fit starts the cosine decay; later ones move its last step and
+        re-anchor its start so that the learning rate goes on from where it is: a first epoch that runs
+        slower (data loading, new batch shapes warming up the GPU) costs no more than the windows it
+        lasted. The spec keeps the latest fit and drops the budget, so a resume continues that schedule."""
         budgeted = dataclasses.replace(self.cfg, steps=self._ceiling, time_budget_s=self._budget_s)
-        steps = dist_utils.all_reduce_int(fit_steps(self.step, sec_per_step, elapsed, budgeted, pause_per_step),
-                                          dist.ReduceOp.MIN, self.info)
+        steps = dist_utils.all_reduce_int(fit_steps(self.step, sec_per_step, elapsed, budgeted, pause_per_step,
+                                                    reserve_s), dist.ReduceOp.MIN, self.info)
         first = self.cfg.time_budget_s > 0
-        decay_from = self.step if first else self.cfg.decay_from
+        decay_from = self.step if first else keep_decay_position(self.step, self.cfg, steps)
         changed = first or steps != self.cfg.steps
         self.cfg = dataclasses.replace(self.cfg, steps=steps, time_budget_s=0.0, decay_from=decay_from)
         self.spec = self.spec.replace(train=self.cfg)
@@ -337,7 +354,7 @@ class Trainer:
 
     def run(self) -> Path | None:
         cfg = self.cfg
-        run_started = time.perf_counter()
+        run_started = self._created
         sec_per_step = 0.0  # of the last log window's training steps: what the budget fit measures
         # validation and checkpoints pause training: kept out of the step time, but their mean duration
         # spread over their interval is what the budget fit adds per step
@@ -371,10 +388,12 @@ class Trainer:
                 self._log(record)
                 window, window_steps, audio_seconds, started, paused = {}, 0, 0.0, time.perf_counter(), 0.0
                 if self._budget_fit_due(time.perf_counter() - run_started):
-                    pause_per_step = sum(statistics.fmean(pauses[kind]) / every for kind, every in
-                                         (("valid", cfg.valid_every), ("checkpoint", cfg.checkpoint_every))
-                                         if pauses[kind])
-                    self._fit_to_budget(sec_per_step, pause_per_step, time.perf_counter() - run_started)
+                    mean_pause = {kind: statistics.fmean(times) if times else 0.0 for kind, times in pauses.items()}
+                    pause_per_step = (mean_pause["valid"] / cfg.valid_every
+                                      + mean_pause["checkpoint"] / cfg.checkpoint_every)
+                    # the last step validates (with validation data) and saves whatever the interval
+                    reserve_s = mean_pause["valid"] + mean_pause["checkpoint"]
+                    self._fit_to_budget(sec_per_step, pause_per_step, reserve_s, time.perf_counter() - run_started)
                     cfg = self.cfg
                     bar.total = cfg.steps
             if self.valid is not None and (self.step % cfg.valid_every == 0 or self.step == cfg.steps):
