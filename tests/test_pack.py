@@ -60,7 +60,18 @@ def test_smaller_cap_is_a_prefix_and_a_larger_cap_continues(manifest: Path, tmp_
     assert all(p.stat().st_mtime_ns == written[p.name] for p in pack_files(small) if p.name in written)
 
 
+def test_workers_make_the_same_pack_and_leave_nothing_past_the_cap(manifest: Path, tmp_path: Path) -> None:
+    one, three = tmp_path / "one", tmp_path / "three"
+    assert main(["data", "pack", str(manifest), "-o", str(one), "--max-mb", "0.03"]) == 0
+    assert main(["data", "pack", str(manifest), "-o", str(three), "--max-mb", "0.03", "--workers", "3"]) == 0
+    assert (one / "manifest.tsv").read_text().replace(str(one), "") == (three / "manifest.tsv").read_text().replace(str(three), "")
+    assert [p.name for p in pack_files(one)] == [p.name for p in pack_files(three)]  # the look-ahead was removed
+    # the same audio (the Ogg stream serial numbers are random, so not the same bytes)
+    assert all(np.array_equal(load_audio(a)[0], load_audio(b)[0]) for a, b in zip(pack_files(one), pack_files(three)))
+
+
 @pytest.mark.parametrize("args, message", [
+    (["--workers", "0"], "--workers must be at least 1"),
     (["--kbps", "3"], "--kbps must be between 6 and 256"),
     (["--max-rate", "44100"], "--max-rate must be one of"),
     (["--max-mb", "0"], "--max-mb must be positive"),

@@ -61,6 +61,8 @@ def _add_engine_commands(subparsers: argparse._SubParsersAction) -> None:
     pack.add_argument("--max-mb", type=float, default=60.0, help="size cap in MiB (default 60)")
     pack.add_argument("--max-rate", type=int, default=24000, help="highest sample rate kept (default 24000)")
     pack.add_argument("--seed", type=int, default=0, help="seed of the selection order (default 0)")
+    pack.add_argument("--workers", type=int, default=1,
+                      help="threads encoding ahead (default 1; the pack is the same for any number)")
     pack.set_defaults(func="speechtok.data.synth_cli:run_pack")
 
 

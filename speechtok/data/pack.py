@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -75,35 +76,54 @@ def prepare_pack_dir(out: Path, settings: PackSettings, rows: list[Utterance]) -
 
 
 def pack(rows: list[Utterance], out: str | Path, settings: PackSettings,
-         progress: Callable[..., Any] | None = None) -> dict[str, float]:
+         progress: Callable[..., Any] | None = None, workers: int = 1) -> dict[str, float]:
     """Write Opus copies of a seeded selection of ``rows`` into ``out`` until ``max_mb`` is reached.
 
-    Returns the files, hours, speakers and MiB written (the rest of ``rows`` is left out)."""
+    ``workers`` threads encode a few files ahead of the one the cap is checked on (decoding, resampling
+    and encoding release the GIL); the pack is the same for any number of workers, and files encoded
+    past the cap are removed. Returns the files, hours, speakers and MiB written (the rest of ``rows``
+    is left out)."""
     import soundfile as sf
 
     out = Path(out)
     order = list(range(len(rows)))
     random.Random(settings.seed).shuffle(order)
+
+    def target(position: int) -> Path:
+        return out / "audio" / f"{position // 1000:03d}" / f"{position:06d}-{rows[order[position]].path.stem}.ogg"
+
+    def encode(position: int) -> int:
+        path = target(position)
+        if not path.is_file():
+            wav, rate = load_audio(rows[order[position]].path)
+            rate_out = opus_rate(rate, settings.max_rate)
+            with atomic_path(path) as tmp:
+                sf.write(str(tmp), resample(wav, rate, rate_out), rate_out, format="OGG", subtype="OPUS",
+                         compression_level=settings.compression_level)
+        return path.stat().st_size
+
     budget = settings.max_mb * 2**20
     used, kept = 0, []
     bar = progress(total=len(rows), unit="file", desc="pack") if progress else None
-    for position, index in enumerate(order):
-        row = rows[index]
-        target = out / "audio" / f"{position // 1000:03d}" / f"{position:06d}-{row.path.stem}.ogg"
-        if not target.is_file():
-            wav, rate = load_audio(row.path)
-            rate_out = opus_rate(rate, settings.max_rate)
-            with atomic_path(target) as tmp:
-                sf.write(str(tmp), resample(wav, rate, rate_out), rate_out, format="OGG", subtype="OPUS",
-                         compression_level=settings.compression_level)
-        size = target.stat().st_size
-        if used + size > budget:
-            target.unlink()  # over the cap: this one and everything after it stay out
-            break
-        used += size
-        kept.append(Utterance(target, row.seconds, row.speaker, row.transcript))
-        if bar is not None:
-            bar.update(1)
+    ahead: dict[int, Future[int]] = {}
+    submitted = 0
+    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
+        for position in range(len(order)):
+            while submitted < len(order) and submitted < position + 4 * max(1, workers):
+                ahead[submitted] = pool.submit(encode, submitted)
+                submitted += 1
+            size = ahead.pop(position).result()
+            if used + size > budget:
+                break  # over the cap: this one and everything after it stay out
+            used += size
+            row = rows[order[position]]
+            kept.append(Utterance(target(position), row.seconds, row.speaker, row.transcript))
+            if bar is not None:
+                bar.update(1)
+        for future in ahead.values():
+            future.cancel()
+    for position in range(len(kept), submitted):  # encoded ahead, past the cap
+        target(position).unlink(missing_ok=True)
     if bar is not None:
         bar.close()
     if not kept:

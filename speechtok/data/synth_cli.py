@@ -44,13 +44,15 @@ def run_pack(args: argparse.Namespace) -> int:
 
     settings = PackSettings(kbps=args.kbps, max_mb=args.max_mb, max_rate=args.max_rate, seed=args.seed)
     settings.check()
+    if args.workers < 1:
+        raise DataError(f"--workers must be at least 1, got {args.workers}")
     rows = read_corpus(args.source)
     out = check_output_dir(args.output, what="pack folder")
     with exclusive_lock(out, "speechtok data pack"):
         prepare_pack_dir(out, settings, rows)
         from tqdm import tqdm
 
-        s = pack(rows, out, settings, progress=tqdm)
+        s = pack(rows, out, settings, progress=tqdm, workers=args.workers)
     print(f"wrote {out}/manifest.tsv: {s['files']} of {s['of']} files, {s['hours']:.2f} h, {s['speakers']} speakers,"
           f" {s['mib']:.1f} MiB ({s['kbps']:.1f} kbit/s)")
     return 0
