@@ -6,7 +6,6 @@ restart is the one the uninterrupted run would have seen.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -20,6 +19,7 @@ from ..mel import MelSpectrogram
 from ..text import Vocabulary
 from .manifest import Utterance
 from .teacher import Teacher
+from .threads import read_ahead
 
 
 def preload(load: Callable[[int], Any], count: int, workers: int, progress: bool) -> None:
@@ -27,10 +27,9 @@ def preload(load: Callable[[int], Any], count: int, workers: int, progress: bool
 
     Decoding and resampling run in C libraries that release the GIL, so threads scale: a lent GPU's
     cores load a pack together instead of one file at a time during the first epoch."""
-    with ThreadPoolExecutor(max_workers=workers) as pool:
-        for _ in tqdm(pool.map(load, range(count)), total=count, desc="preload", unit="utt", disable=not progress,
-                      dynamic_ncols=True):
-            pass
+    for _ in tqdm(read_ahead(load, range(count), workers), total=count, desc="preload", unit="utt",
+                  disable=not progress, dynamic_ncols=True):
+        pass
 
 
 @dataclass

@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import json
 import random
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, Callable
@@ -20,6 +19,7 @@ from ..audio import load_audio, resample
 from ..errors import DataError
 from ..fileio import LOCK_FILE, atomic_path, write_json_atomic
 from .manifest import Utterance, write_manifest
+from .threads import AHEAD_PER_WORKER, read_ahead
 
 #: Opus codes these rates natively; anything else is resampled up to the next one (capped by max_rate).
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
@@ -105,24 +105,17 @@ def pack(rows: list[Utterance], out: str | Path, settings: PackSettings,
     budget = settings.max_mb * 2**20
     used, kept = 0, []
     bar = progress(total=len(rows), unit="file", desc="pack") if progress else None
-    ahead: dict[int, Future[int]] = {}
-    submitted = 0
-    with ThreadPoolExecutor(max_workers=max(1, workers)) as pool:
-        for position in range(len(order)):
-            while submitted < len(order) and submitted < position + 4 * max(1, workers):
-                ahead[submitted] = pool.submit(encode, submitted)
-                submitted += 1
-            size = ahead.pop(position).result()
-            if used + size > budget:
-                break  # over the cap: this one and everything after it stay out
-            used += size
-            row = rows[order[position]]
-            kept.append(Utterance(target(position), row.seconds, row.speaker, row.transcript))
-            if bar is not None:
-                bar.update(1)
-        for future in ahead.values():
-            future.cancel()
-    for position in range(len(kept), submitted):  # encoded ahead, past the cap
+    sizes = read_ahead(encode, range(len(order)), workers)
+    for position, size in enumerate(sizes):
+        if used + size > budget:
+            break  # over the cap: this one and everything after it stay out
+        used += size
+        row = rows[order[position]]
+        kept.append(Utterance(target(position), row.seconds, row.speaker, row.transcript))
+        if bar is not None:
+            bar.update(1)
+    sizes.close()  # waits for the files in flight, which are past the cap: removed below
+    for position in range(len(kept), min(len(order), len(kept) + 1 + AHEAD_PER_WORKER * max(1, workers))):
         target(position).unlink(missing_ok=True)
     if bar is not None:
         bar.close()

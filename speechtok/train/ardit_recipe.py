@@ -18,6 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..audio import load_audio
+from ..data.threads import read_ahead
 from ..data.manifest import Utterance
 from ..errors import ConfigError, DataError
 from ..models.ardit import MODEL_KIND, ARDiT, Example
@@ -41,13 +42,16 @@ class SpeechTextData:
     """Transcribed utterances with their tokenizer features, computed once up front."""
 
     def __init__(self, rows: list[Utterance], tokenizer: Any, model: ARDiT, vocabulary: Vocabulary,
-                 objective: ARDiTObjective, seed: int, progress: bool = True) -> None:
+                 objective: ARDiTObjective, seed: int, progress: bool = True, load_workers: int = 1) -> None:
         self.model, self.objective, self.seed = model, objective, seed
         self.items: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # (text ids, features, seconds)
         usable = [r for r in rows if r.transcript and r.seconds <= objective.max_seconds]
-        for row in tqdm(usable, desc="tokenizer features", disable=not progress, unit="utt", dynamic_ncols=True):
+        # `load_workers` threads decode the audio a few clips ahead (decoding releases the GIL); the
+        # tokenizer encodes in this thread, in order, on the training device
+        clips = read_ahead(lambda row: load_audio(row.path), usable, load_workers)
+        for row, (wav, rate) in tqdm(zip(usable, clips), total=len(usable), desc="tokenizer features",
+                                     disable=not progress, unit="utt", dynamic_ncols=True):
             ids = vocabulary.encode(row.transcript)
-            wav, rate = load_audio(row.path)
             features = encode_clip(tokenizer, torch.from_numpy(wav), rate)
             features = model.trim_to_patches(features.cpu())
             if ids and features.shape[0]:
@@ -62,7 +66,7 @@ class SpeechTextData:
         return [seconds for _, _, seconds in self.items]
 
     def preload(self, workers: int, progress: bool = False) -> None:
-        """Nothing to do: every item was encoded up front."""
+        """Nothing to do: every item was encoded up front (with `preload_workers` threads decoding)."""
 
     def posterior_means(self) -> list[torch.Tensor]:
         dim = self.model.config.latent_dim
@@ -132,7 +136,7 @@ class ARDiTRecipe(Recipe):
     def dataset(self, rows: list[Utterance], model: nn.Module) -> SpeechTextData:
         self.tokenizer.to(model.device)  # encode once, up front, on the training device (a GPU when there is one)
         data = SpeechTextData(rows, self.tokenizer, model, model.vocabulary, self.objective, self.train.seed,
-                              progress=self.progress)
+                              progress=self.progress, load_workers=self.train.preload_workers)
         if model.config.audio == "latents" and not self.fitted:  # the training set comes first
             model.fit_latent_stats(data.posterior_means())
             self.fitted = True
