@@ -43,6 +43,11 @@ read -r -a arms <<< "${GPU_JOB_ARMS:-full decoder}"
 # Parts received on the device live outside the working tree, so a later call keeps them (same machine).
 parts=/tmp/gpu-parts
 
+ignore_gpu_folder() {  # .gpu/ never shows as untracked, so it travels only when carried
+  mkdir -p .gpu
+  grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
+}
+
 # Unpack every carried part not yet received (a re-split part with the same name but other contents is
 # unpacked again: the zip's hash is kept beside it). GPU_JOB_PARTS=N makes fewer than N received parts an error.
 receive() {
@@ -72,8 +77,8 @@ receive() {
 
 case "$mode" in
 prepare)
+  ignore_gpu_folder
   mkdir -p .gpu/wheels
-  grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
   speechtok data pack "${1:-/work/corpus/manifest.tsv}" -o ".gpu/train${4:+-$4}" --max-mb "${2:-21}" --kbps "${3:-20}"
   [ -f .gpu/dev/manifest.tsv ] || speechtok data pack data/splits/dev.tsv -o .gpu/dev --max-mb 2 --kbps 16
   # the CUDA image has torch, numpy, safetensors, yaml and tqdm, but not soundfile (nor its cffi) or soxr
@@ -89,8 +94,7 @@ split)
   pack_dir=${1:?split needs a pack folder (speechtok data pack)}; shift
   [ $# -ge 1 ] || { echo "split needs the MiB of each part but the last" >&2; exit 2; }
   [ -f "$pack_dir/manifest.tsv" ] || { echo "$pack_dir: no manifest.tsv (not a pack)" >&2; exit 2; }
-  mkdir -p .gpu
-  grep -qx '/.gpu/' .git/info/exclude 2>/dev/null || echo '/.gpu/' >> .git/info/exclude
+  ignore_gpu_folder
   rm -f .gpu/part-*.zip
   python3 - "$pack_dir" .gpu "$@" <<'PY'
 import sys, zipfile

@@ -19,7 +19,7 @@ from ..audio import load_audio, resample
 from ..errors import DataError
 from ..fileio import LOCK_FILE, atomic_path, write_json_atomic
 from .manifest import Utterance, write_manifest
-from .threads import AHEAD_PER_WORKER, read_ahead
+from .threads import read_ahead
 
 #: Opus codes these rates natively; anything else is resampled up to the next one (capped by max_rate).
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
@@ -92,7 +92,10 @@ def pack(rows: list[Utterance], out: str | Path, settings: PackSettings,
     def target(position: int) -> Path:
         return out / "audio" / f"{position // 1000:03d}" / f"{position:06d}-{rows[order[position]].path.stem}.ogg"
 
+    encoded: set[int] = set()  # positions read ahead: those past the cap are removed at the end
+
     def encode(position: int) -> int:
+        encoded.add(position)
         path = target(position)
         if not path.is_file():
             wav, rate = load_audio(rows[order[position]].path)
@@ -114,8 +117,8 @@ def pack(rows: list[Utterance], out: str | Path, settings: PackSettings,
         kept.append(Utterance(target(position), row.seconds, row.speaker, row.transcript))
         if bar is not None:
             bar.update(1)
-    sizes.close()  # waits for the files in flight, which are past the cap: removed below
-    for position in range(len(kept), min(len(order), len(kept) + 1 + AHEAD_PER_WORKER * max(1, workers))):
+    sizes.close()  # waits for the files in flight, which are past the cap
+    for position in encoded - set(range(len(kept))):
         target(position).unlink(missing_ok=True)
     if bar is not None:
         bar.close()

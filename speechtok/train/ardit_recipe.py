@@ -18,8 +18,8 @@ from torch import nn
 from tqdm import tqdm
 
 from ..audio import load_audio
-from ..data.threads import read_ahead
 from ..data.manifest import Utterance
+from ..data.threads import read_ahead
 from ..errors import ConfigError, DataError
 from ..models.ardit import MODEL_KIND, ARDiT, Example
 from ..models.ardit_config import ARDiTConfig

@@ -32,7 +32,8 @@ class TrainConfig:
     # > 0: load and cache the whole training set up front with this many threads (decoding releases the GIL)
     # instead of one file at a time during the first epoch
     preload_workers: int = 0
-    # > 0: a wall-clock budget (a lent GPU's lease), counted from this process's start of training. After
+    # > 0: a wall-clock budget (a lent GPU's lease), counted from the trainer's construction (data loading
+    # included). After
     # warm-up (or once half the budget is spent) `steps` is set at every log window to what the last window's
     # step time, plus validation and checkpoints as measured, fits in the rest, never above the configured
     # `steps`; the cosine decay runs from the first fit (`decay_from`) to the latest last step. The run's spec

@@ -340,8 +340,8 @@ class Trainer:
                                                     reserve_s), dist.ReduceOp.MIN, self.info)
         first = self.cfg.time_budget_s > 0
         decay_from = self.step if first else keep_decay_position(self.step, self.cfg, steps)
-        changed = first or steps != self.cfg.steps
-        self.cfg = dataclasses.replace(self.cfg, steps=steps, time_budget_s=0.0, decay_from=decay_from)
+        fitted = dataclasses.replace(self.cfg, steps=steps, time_budget_s=0.0, decay_from=decay_from)
+        changed, self.cfg = fitted != self.cfg, fitted
         self.spec = self.spec.replace(train=self.cfg)
         self._log({"step": self.step, "budget_s": self._budget_s, "budget_sec_per_step": sec_per_step,
                    "budget_pause_per_step": pause_per_step, "budget_steps": steps})
