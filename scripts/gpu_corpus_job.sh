@@ -26,7 +26,8 @@
 #     schedule to it at every log window and keeps back time for the final validation and checkpoint); the
 #     export after it and the call's start take ~30 s more, so keep SECONDS ≤ timeout_s − 50. Then each
 #     arm's fp16 export travels back as its difference from sitok-default
-#     (scripts/checkpoint_delta.py), in parts the return path accepts (at most 8 files of 16 MiB).
+#     (scripts/checkpoint_delta.py), in parts the return path accepts (at most 8 files of 16 MiB, 64 MiB in all:
+#     two arms of sitok-small fit, 2 × (2 parts + meta.tar) + gpu.txt).
 #   back here:    bash scripts/gpu_corpus_job.sh unpack FILES_AT OUT_DIR
 #     rebuilds OUT_DIR/sitok-gpu-full and OUT_DIR/sitok-gpu-decoder (hash-checked; run logs and metrics in
 #     OUT_DIR/delta-ARM);
@@ -39,7 +40,14 @@ shift
 # starts with "decoder" trains the decoder stage, any other everything; an arm reads its own pack
 # .gpu/train-ARM when `prepare ... ARM` made one (e.g. "decoder12 decoder20": one band-limited, one full-band
 # pack), else the shared .gpu/train. Every pack under .gpu/ travels: leave out the ones a lease does not use.
-read -r -a arms <<< "${GPU_JOB_ARMS:-full decoder}"
+# An arm written ARM=CONFIG trains with its own recipe (e.g. "full=configs/sitok-gpu-continue.yaml
+# big=configs/sitok-gpu-continue-big.yaml": two recipes side by side), any other with GPU_JOB_CONFIG.
+read -r -a arm_specs <<< "${GPU_JOB_ARMS:-full decoder}"
+arms=() arm_configs=()
+for spec in "${arm_specs[@]}"; do
+  arms+=("${spec%%=*}")
+  if [[ "$spec" == *=* ]]; then arm_configs+=("${spec#*=}"); else arm_configs+=("${GPU_JOB_CONFIG:-configs/sitok-gpu-corpus.yaml}"); fi
+done
 # Parts received on the device live outside the working tree, so a later call keeps them (same machine).
 parts=/tmp/gpu-parts
 
@@ -145,9 +153,13 @@ train)
   out=${OUT:-runs/gpu-out}
   mkdir -p "$out"
   nvidia-smi --query-gpu=name,memory.total --format=csv,noheader > "$out/gpu.txt" 2>&1 || true
-  config=/tmp/sitok-gpu-corpus.yaml
-  # GPU_JOB_CONFIG: another recipe (e.g. a tiny one to rehearse the job on a CPU); `train:` must be its last section
-  { cat "${GPU_JOB_CONFIG:-configs/sitok-gpu-corpus.yaml}"; echo "  time_budget_s: $seconds"; } > "$config"
+  # batch shapes vary from step to step: let the CUDA allocator grow its segments rather than cache blocks per shape
+  export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
+  # GPU_JOB_CONFIG / ARM=CONFIG: another recipe (e.g. a tiny one to rehearse the job on a CPU); `train:` must be its last section
+  for index in "${!arms[@]}"; do
+    [ -f "${arm_configs[$index]}" ] || { echo "arm ${arms[$index]}: no recipe ${arm_configs[$index]}" >&2; exit 2; }
+    { cat "${arm_configs[$index]}"; echo "  time_budget_s: $seconds"; } > "/tmp/sitok-gpu-${arms[$index]}.yaml"
+  done
   receive
   if compgen -G "$parts/part-*/manifest.tsv" > /dev/null; then  # every received part, as one manifest
     mkdir -p /tmp/gpu-train
@@ -165,7 +177,7 @@ train)
     rm -rf "/tmp/run-$arm" "/tmp/export/sitok-gpu-$arm" "/tmp/delta-$arm"  # a fresh run, never an old one's checkpoints
     # `timeout` is only the safety net: the budget ends each run itself, with a final checkpoint
     timeout --signal=INT $((seconds + 90)) python3 -m speechtok.cli train --preset sitok-small --init sitok-default \
-      --config "$config" --stage "$stage" --data "$data/manifest.tsv" --valid .gpu/dev/manifest.tsv \
+      --config "/tmp/sitok-gpu-$arm.yaml" --stage "$stage" --data "$data/manifest.tsv" --valid .gpu/dev/manifest.tsv \
       --out "/tmp/run-$arm" --no-progress > "/tmp/$arm.log" 2>&1 &
     pids+=($!)
   done
@@ -181,7 +193,7 @@ train)
     mkdir -p "$out/$arm"
     tar -cf "$out/$arm/meta.tar" -C "/tmp/delta-$arm" config.json keys.json metrics.jsonl "$arm.log"
     size=$(stat -c %s "/tmp/delta-$arm/changed.safetensors")
-    split -d -n $(( (size + 15999999) / 16000000 )) "/tmp/delta-$arm/changed.safetensors" "$out/$arm/weights.part-"
+    split -d -n $(( (size + 16777215) / 16777216 )) "/tmp/delta-$arm/changed.safetensors" "$out/$arm/weights.part-"
   done
   ls -la "$out" "$out"/*/
   ;;
