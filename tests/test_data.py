@@ -51,3 +51,19 @@ def test_batcher_respects_budget_and_shards_disjointly():
     assert len(shards[0]) == len(shards[1])
     seen = [i for shard in shards for b in shard for i in b]
     assert len(seen) == len(set(seen))
+
+
+def test_batcher_repeats_each_utterance_as_the_data_mix_says():
+    rng = np.random.default_rng(0)
+    durations = list(rng.uniform(0.5, 10, size=60))
+    repeats = [int(r) for r in rng.integers(0, 4, size=60)]
+    batcher = DurationBatcher(durations, 30.0, seed=1, repeats=repeats)
+    for epoch in (0, 1):
+        listed = [i for b in batcher.epoch(epoch) for i in b]
+        assert [listed.count(i) for i in range(60)] == repeats
+        for batch in batcher.epoch(epoch):
+            assert max(durations[i] for i in batch) * len(batch) <= 30.0
+    # a mix of ones is the plain epoch, batch for batch (existing runs resume exactly)
+    assert DurationBatcher(durations, 30.0, seed=1, repeats=[1] * 60).epoch(3) == DurationBatcher(durations, 30.0, seed=1).epoch(3)
+    with pytest.raises(DataError, match="no utterance"):
+        DurationBatcher(durations, 30.0, repeats=[0] * 60)

@@ -2,6 +2,7 @@
 selection on a rerun, and refuses a folder that would mix packs."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,7 @@ import pytest
 
 from speechtok.audio import load_audio
 from speechtok.cli import main
+from speechtok.data.engine_config import source_of
 from speechtok.data.manifest import read_manifest
 
 DATA = Path(__file__).resolve().parent / "data"
@@ -34,6 +36,7 @@ def test_pack_keeps_speech_under_the_cap(manifest: Path, tmp_path: Path) -> None
     assert sum(p.stat().st_size for p in pack_files(out)) <= 2**20
     for row in rows:
         source = originals[row.path.stem.split("-", 1)[1]]
+        assert source_of(row.path) == source_of(source.path)  # a data mix (train.source_repeats) still applies
         copy, rate = load_audio(row.path)
         original, _ = load_audio(source.path, rate)
         assert abs(len(copy) - len(original)) <= rate * 0.03  # Opus framing, not lost speech
@@ -95,3 +98,14 @@ def test_refuses_other_settings_and_foreign_folders(manifest: Path, tmp_path: Pa
     assert main(["data", "pack", str(manifest), "-o", str(foreign)]) == 2
     assert "is not a pack" in capsys.readouterr().err
     assert [p.name for p in foreign.iterdir()] == ["notes.txt"]
+
+
+def test_refuses_a_pack_of_the_old_layout(manifest: Path, tmp_path: Path, capsys) -> None:
+    out = tmp_path / "pack"
+    assert main(["data", "pack", str(manifest), "-o", str(out), "--max-mb", "0.03"]) == 0
+    settings = out / "pack.json"
+    old = json.loads(settings.read_text())
+    del old["layout"]  # written before packs kept their sources (audio/NNN/)
+    settings.write_text(json.dumps(old))
+    assert main(["data", "pack", str(manifest), "-o", str(out), "--max-mb", "0.03"]) == 2
+    assert "other layout" in capsys.readouterr().err

@@ -227,3 +227,47 @@ def test_preloading_caches_the_same_examples(tmp_path, real_manifest, monkeypatc
                      "  max_seconds: 3.0\n  log_every: 1\n  preload_workers: 2\n")
     assert calls == [(len(rows), 2)]  # the training set, not the validation set
     assert (run / "checkpoints" / "step_0000003").is_dir()
+
+
+def test_a_data_mix_repeats_sources_and_refuses_unknown_ones(tmp_path, real_manifest, monkeypatch, capsys):
+    """`train.source_repeats` lists a source's utterances N times per epoch (0 leaves it out); a source the
+    training set lacks is a one-line error before any data is loaded."""
+    import shutil
+
+    from speechtok.data.manifest import read_manifest, write_manifest
+    from speechtok.train import trainer as trainer_module
+
+    rows = read_manifest(real_manifest)
+    for row in rows:  # two dataset folders: their names are the sources
+        folder = tmp_path / "corpus" / ("phone" if row.speaker == "allison" else "book")
+        folder.mkdir(parents=True, exist_ok=True)
+        shutil.copy(row.path, folder / row.path.name)
+    moved = [r.__class__(tmp_path / "corpus" / ("phone" if r.speaker == "allison" else "book") / r.path.name,
+                         r.seconds, r.speaker, r.transcript) for r in rows]
+    manifest = write_manifest(tmp_path / "corpus" / "manifest.tsv", moved)
+
+    epochs = []
+    real_batcher = trainer_module.DurationBatcher
+
+    def recording_batcher(*args, **kwargs):
+        batcher = real_batcher(*args, **kwargs)
+        epochs.append(batcher.epoch(0))
+        return batcher
+
+    monkeypatch.setattr(trainer_module, "DurationBatcher", recording_batcher)
+    recipe = "  steps: 1\n  warmup_steps: 1\n  batch_seconds: 6.0\n  max_seconds: 3.0\n  log_every: 1\n"
+    train_tiny(tmp_path, manifest, "mix", recipe + "  source_repeats: {book: 3, phone: 0}\n")
+    listed = [i for batch in epochs[0] for i in batch]
+    assert sorted(listed) == [6, 6, 6]  # the one book utterance (row 6) three times, no phone prompt
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train:\n" + recipe + "  source_repeats: {kokoro: 2}\n")
+    assert main(["train", "--preset", "sitok-tiny", "--data", str(manifest), "--config", str(bad),
+                 "--out", str(tmp_path / "bad"), "--no-progress"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "no utterance from kokoro" in err and "book, phone" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "bad").exists()
+    bad.write_text("train:\n" + recipe + "  source_repeats: {book: two}\n")
+    assert main(["train", "--preset", "sitok-tiny", "--data", str(manifest), "--config", str(bad),
+                 "--out", str(tmp_path / "bad"), "--no-progress"]) == 2
+    assert "source_repeats.book: expected int" in capsys.readouterr().err

@@ -17,6 +17,7 @@ from ..audio import load_audio, resample
 from ..errors import DataError
 from ..mel import MelSpectrogram
 from ..text import Vocabulary
+from .engine_config import source_of
 from .manifest import Utterance
 from .teacher import Teacher
 from .threads import read_ahead
@@ -79,6 +80,9 @@ class MelDataset:
     def durations(self) -> list[float]:
         cap = self.max_frames / self.mel.cfg.frame_rate
         return [min(u.seconds, cap) for u in self.utterances]
+
+    def sources(self) -> list[str]:
+        return [source_of(u.path) for u in self.utterances]
 
     def preload(self, workers: int, progress: bool = False) -> None:
         preload(self._load, len(self), workers, progress)
@@ -150,6 +154,9 @@ class SegmentDataset:
     def durations(self) -> list[float]:
         return [self.frames * self.hop / self.sample_rate] * len(self.utterances)
 
+    def sources(self) -> list[str]:
+        return [source_of(u.path) for u in self.utterances]
+
     def preload(self, workers: int, progress: bool = False) -> None:
         preload(self.load, len(self), workers, progress)
 
@@ -186,14 +193,18 @@ class DurationBatcher:
     """Groups utterances of similar length into batches of at most ``batch_seconds`` padded audio.
 
     Under data parallelism every rank gets the same number of batches (the surplus is dropped),
-    batch ``k`` of rank ``r`` being global batch ``k * world + r``.
+    batch ``k`` of rank ``r`` being global batch ``k * world + r``. ``repeats`` (the data mix) lists
+    utterance ``i`` that many times per epoch (0: never), each copy batched independently.
     """
 
     def __init__(self, durations: list[float], batch_seconds: float, *, seed: int = 0,
-                 rank: int = 0, world_size: int = 1) -> None:
-        if batch_seconds < max(durations):
-            raise DataError(f"batch_seconds {batch_seconds} is shorter than the longest (cropped) utterance {max(durations):.1f} s")
-        self.durations = np.asarray(durations)
+                 rank: int = 0, world_size: int = 1, repeats: list[int] | None = None) -> None:
+        self.entries = np.arange(len(durations)) if repeats is None else np.repeat(np.arange(len(durations)), repeats)
+        if len(self.entries) == 0:
+            raise DataError("the data mix leaves no utterance to train on")
+        self.durations = np.asarray(durations)[self.entries]  # one per entry of an epoch
+        if batch_seconds < self.durations.max():
+            raise DataError(f"batch_seconds {batch_seconds} is shorter than the longest (cropped) utterance {self.durations.max():.1f} s")
         self.batch_seconds = batch_seconds
         self.seed = seed
         self.rank = rank
@@ -204,12 +215,12 @@ class DurationBatcher:
         jitter = rng.uniform(0.0, 0.5, size=len(self.durations))  # varies batch composition per epoch
         order = np.argsort(self.durations + jitter, kind="stable")
         batches, current, longest = [], [], 0.0
-        for index in order:
-            duration = float(self.durations[index])
+        for entry in order:
+            index, duration = int(self.entries[entry]), float(self.durations[entry])
             if current and max(longest, duration) * (len(current) + 1) > self.batch_seconds:
                 batches.append(current)
                 current, longest = [], 0.0
-            current.append(int(index))
+            current.append(index)
             longest = max(longest, duration)
         if current:
             batches.append(current)

@@ -18,12 +18,15 @@ from typing import Any, Callable
 from ..audio import load_audio, resample
 from ..errors import DataError
 from ..fileio import LOCK_FILE, atomic_path, write_json_atomic
+from .engine_config import source_of
 from .manifest import Utterance, write_manifest
 from .threads import read_ahead
 
 #: Opus codes these rates natively; anything else is resampled up to the next one (capped by max_rate).
 OPUS_RATES = (8000, 12000, 16000, 24000, 48000)
 SETTINGS_FILE = "pack.json"
+#: 2: files under audio/SOURCE/NNN/ (the data engine's layout); 1 (no "layout" in pack.json): audio/NNN/
+LAYOUT = 2
 
 
 @dataclass(frozen=True)
@@ -63,7 +66,7 @@ def rows_digest(rows: list[Utterance]) -> str:
 def prepare_pack_dir(out: Path, settings: PackSettings, rows: list[Utterance]) -> None:
     """Create ``out`` or accept a pack of the same rows and settings (``max_mb`` may change: a larger cap
     continues the same selection); refuse anything else before any work."""
-    wanted = {**asdict(settings), "rows_sha256": rows_digest(rows)}
+    wanted = {**asdict(settings), "rows_sha256": rows_digest(rows), "layout": LAYOUT}
     saved = out / SETTINGS_FILE
     if saved.is_file():
         previous = json.loads(saved.read_text())
@@ -89,8 +92,9 @@ def pack(rows: list[Utterance], out: str | Path, settings: PackSettings,
     order = list(range(len(rows)))
     random.Random(settings.seed).shuffle(order)
 
-    def target(position: int) -> Path:
-        return out / "audio" / f"{position // 1000:03d}" / f"{position:06d}-{rows[order[position]].path.stem}.ogg"
+    def target(position: int) -> Path:  # the corpus layout, audio/SOURCE/NNN/, so that a pack keeps its sources
+        path = rows[order[position]].path
+        return out / "audio" / source_of(path) / f"{position // 1000:03d}" / f"{position:06d}-{path.stem}.ogg"
 
     encoded: set[int] = set()  # positions read ahead: those past the cap are removed at the end
 

@@ -18,6 +18,7 @@ from torch import nn
 from tqdm import tqdm
 
 from ..audio import load_audio
+from ..data.engine_config import source_of
 from ..data.manifest import Utterance
 from ..data.threads import read_ahead
 from ..errors import ConfigError, DataError
@@ -45,6 +46,7 @@ class SpeechTextData:
                  objective: ARDiTObjective, seed: int, progress: bool = True, load_workers: int = 1) -> None:
         self.model, self.objective, self.seed = model, objective, seed
         self.items: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # (text ids, features, seconds)
+        self.item_sources: list[str] = []  # the data engine source of each item (the data mix)
         usable = [r for r in rows if r.transcript and r.seconds <= objective.max_seconds]
         # `load_workers` threads decode the audio a few clips ahead (decoding releases the GIL); the
         # tokenizer encodes in this thread, in order, on the training device
@@ -56,6 +58,7 @@ class SpeechTextData:
             features = model.trim_to_patches(features.cpu())
             if ids and features.shape[0]:
                 self.items.append((torch.tensor(ids, dtype=torch.long), features, row.seconds))
+                self.item_sources.append(source_of(row.path))
         if not self.items:
             raise DataError(f"no utterance with a transcript and at most {objective.max_seconds} s of speech")
 
@@ -64,6 +67,9 @@ class SpeechTextData:
 
     def durations(self) -> list[float]:
         return [seconds for _, _, seconds in self.items]
+
+    def sources(self) -> list[str]:
+        return self.item_sources
 
     def preload(self, workers: int, progress: bool = False) -> None:
         """Nothing to do: every item was encoded up front (with `preload_workers` threads decoding)."""

@@ -1,7 +1,7 @@
 """Training hyper-parameters (typed; overridable from YAML under the ``train:`` key)."""
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 
@@ -40,3 +40,7 @@ class TrainConfig:
     # keeps the latest fit and drops the budget, so resuming continues that schedule.
     time_budget_s: float = 0.0
     decay_from: int = 0  # the step the cosine decay starts at (0: the end of warm-up); set by a budget's fits
+    # the data mix: how many times each epoch lists the utterances of a source (the data engine's source,
+    # e.g. {real: 4, real_aug: 2}, or a dataset folder's name; see speechtok.data.engine_config.source_of);
+    # sources not named keep 1, and 0 leaves a source out
+    source_repeats: dict[str, int] = field(default_factory=dict)

@@ -25,6 +25,9 @@ class TrainingData(Protocol):
 
     def durations(self) -> list[float]: ...
 
+    def sources(self) -> list[str]:
+        """Each item's source (:func:`speechtok.data.engine_config.source_of`), for `train.source_repeats`."""
+
     def get(self, index: int, epoch: int) -> Any: ...
 
     def preload(self, workers: int, progress: bool = False) -> None:

@@ -26,6 +26,7 @@ from tqdm import tqdm
 from ..checkpoint import load_checkpoint, load_state
 from ..config import from_dict, to_dict
 from ..data.dataset import DurationBatcher
+from ..data.engine_config import source_of
 from ..data.manifest import Utterance, read_corpus
 from ..errors import ConfigError, DataError
 from . import distributed as dist_utils
@@ -102,6 +103,22 @@ def keep_decay_position(step: int, cfg: TrainConfig, new_steps: int) -> int:
     return anchored or -1  # 0 would read as "the end of warm-up"
 
 
+def check_source_repeats(repeats: dict[str, int], sources: set[str], manifest: str) -> None:
+    """Refuse a data mix that names a source the training set lacks (a typo would silently train on the
+    plain mix), a negative count, or one that leaves nothing (before any data is loaded)."""
+    if not repeats:
+        return
+    unknown = sorted(set(repeats) - sources)
+    if unknown:
+        raise DataError(f"train.source_repeats: {manifest} has no utterance from {', '.join(unknown)}"
+                        f" (its sources: {', '.join(sorted(sources))})")
+    negative = sorted(k for k, v in repeats.items() if v < 0)
+    if negative:
+        raise DataError(f"train.source_repeats: a negative count for {', '.join(negative)}")
+    if all(repeats.get(source, 1) == 0 for source in sources):
+        raise DataError("train.source_repeats: every source is left out (0)")
+
+
 class Trainer:
     def __init__(self, spec: RunSpec, run_dir: str | Path, *, resume_from: str | Path | None = None,
                  init_from: str | Path | None = None, progress: bool = True) -> None:
@@ -119,8 +136,10 @@ class Trainer:
 
         self.model = self.recipe.build_model().to(self.info.device)
         self.dataset = self.recipe.dataset(self._training_rows(spec.train_manifest), self.model)
+        repeats = ([self.cfg.source_repeats.get(source, 1) for source in self.dataset.sources()]
+                   if self.cfg.source_repeats else None)
         self.batcher = DurationBatcher(self.dataset.durations(), self.cfg.batch_seconds, seed=self.cfg.seed,
-                                       rank=self.info.rank, world_size=self.info.world_size)
+                                       rank=self.info.rank, world_size=self.info.world_size, repeats=repeats)
         self.valid = self.recipe.dataset(read_corpus(spec.valid_manifest), self.model) if spec.valid_manifest else None
         if self.cfg.preload_workers > 0:
             self.dataset.preload(self.cfg.preload_workers, self.progress)
@@ -152,6 +171,7 @@ class Trainer:
         kept = [r for r in rows if r.seconds >= self.cfg.min_seconds]
         if not kept:
             raise DataError(f"{manifest}: no utterance of at least train.min_seconds = {self.cfg.min_seconds:g} s")
+        check_source_repeats(self.cfg.source_repeats, {source_of(r.path) for r in kept}, manifest)
         return kept
 
     @property
