@@ -4,6 +4,7 @@
     python scripts/eval_table.py quality    # sitok-default vs Codec2/Opus and the first default → README.md,
                                             #   docs/vocoder.md and the bundled checkpoint's `speechtok info`
     python scripts/eval_table.py quality-librispeech   # the same on the dev split's LibriSpeech speakers
+    python scripts/eval_table.py quality-train-clean   # ... and on its 20 train-clean-100 speakers alone (dWER)
     python scripts/eval_table.py few-step   # sitok-default at 16/8/4/2/1 steps, ± CFG → docs/sitok.md
     python scripts/eval_table.py holitok    # holitok-default beside Opus 6k, Codec2 and its vocoder → docs/holitok.md,
                                             #   README.md and the bundled checkpoint's `speechtok info`
@@ -66,6 +67,11 @@ TABLES = {
     "quality-librispeech": Table("quality-librispeech-table", QUALITY_SYSTEMS, ("README.md",),
                                  metrics="wer,stoi,pesq,sim,dnsmos", paired_base=PREVIOUS_DEFAULT_ROW, goal="codec2-700c",
                                  source="librispeech"),
+    # ... and only its 20 train-clean-100 speakers (one untranscribed file each, so dWER is the word measure):
+    # speaker 84 alone carries the transcripts, and a codec can be unusually good or bad on one voice
+    "quality-train-clean": Table("quality-train-clean-table", QUALITY_SYSTEMS, ("README.md",),
+                                 metrics="wer,stoi,pesq,sim,dnsmos", paired_base=PREVIOUS_DEFAULT_ROW, goal="codec2-700c",
+                                 source="librispeech_train_clean"),
     "holitok": Table("holitok-default-table", HOLITOK_SYSTEMS, ("docs/holitok.md",),
                      metrics="wer,stoi,pesq,sim,dnsmos", info_checkpoint="holitok-default"),
     "holitok-librispeech": Table("holitok-librispeech-table", HOLITOK_SYSTEMS, ("docs/holitok.md", "README.md"),
@@ -132,12 +138,14 @@ def main() -> int:
     if table.paired_base:
         others = [row["system"] for row in result.rows
                   if row["system"] != table.paired_base and row.get("token_rate") is not None]
-        paired = paired_differences(result.records, table.paired_base, others)
+        # dWER too: it is the only word measure on the untranscribed files (most speakers of the split)
+        metrics = ("wer", "dwer", "stoi", "sim")
+        paired = paired_differences(result.records, table.paired_base, others, metrics)
         if table.goal:
-            paired += paired_differences(result.records, table.goal, ["sitok-default+vocos-24k"])
-        lines += ["", "Paired differences on the same files (WER: pooled, paired bootstrap; STOI, SIM: mean per-file"
-                  " difference; ± 95 % CI half-width):", "",
-                  markdown_table(paired, ["system", "wer", "wer_ci95", "stoi", "stoi_ci95", "sim", "sim_ci95", "files"])]
+            paired += paired_differences(result.records, table.goal, ["sitok-default+vocos-24k"], metrics)
+        lines += ["", "Paired differences on the same files (WER, dWER: pooled, paired bootstrap; STOI, SIM: mean"
+                  " per-file difference; ± 95 % CI half-width):", "",
+                  markdown_table(paired, ["system", *(c for m in metrics for c in (m, f"{m}_ci95")), "files"])]
     if skipped:
         lines.append(f"\nNot run (codec programs missing): {', '.join(skipped)}.")
     if result.failures:
