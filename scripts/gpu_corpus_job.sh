@@ -10,6 +10,7 @@
 #     most 64 MiB together with the tracked files, counted with ~1 KiB per file of archive overhead, so run
 #     the call from a throwaway branch that keeps only the code and sitok-default (docs/training.md, "On a
 #     lent GPU": 33.6 MB tracked + 21 MiB of pack passed, 25 MiB did not), and switch back after it.
+#     A .gpu/train packed before session 20 has the old pack layout (no sources) and is refused: delete it.
 #   more data than one call carries (session 19): pack a bigger corpus copy anywhere, then
 #                 bash scripts/gpu_corpus_job.sh split PACK_DIR MIB [MIB ...]
 #     cuts it into .gpu/part-1.zip, part-2.zip, ... (MIB each, the last one takes the rest; one stored zip per
@@ -29,8 +30,7 @@
 #     (scripts/checkpoint_delta.py), in parts the return path accepts (at most 8 files of 16 MiB, 64 MiB in all:
 #     two arms of sitok-small fit, 2 × (2 parts + meta.tar) + gpu.txt).
 #   back here:    bash scripts/gpu_corpus_job.sh unpack FILES_AT OUT_DIR
-#     rebuilds OUT_DIR/sitok-gpu-full and OUT_DIR/sitok-gpu-decoder (hash-checked; run logs and metrics in
-#     OUT_DIR/delta-ARM);
+#     rebuilds OUT_DIR/sitok-gpu-ARM for every arm (hash-checked; run logs and metrics in OUT_DIR/delta-ARM);
 #     judge them against sitok-default on the dev split and bundle only on a paired gain.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -45,7 +45,10 @@ shift
 read -r -a arm_specs <<< "${GPU_JOB_ARMS:-full decoder}"
 arms=() arm_configs=()
 for spec in "${arm_specs[@]}"; do
-  arms+=("${spec%%=*}")
+  name=${spec%%=*}
+  [[ "$name" =~ ^[A-Za-z0-9_-]+$ ]] || { echo "GPU_JOB_ARMS: '$spec' needs an arm name of letters, digits, _ or -" >&2; exit 2; }
+  [[ " ${arms[*]} " != *" $name "* ]] || { echo "GPU_JOB_ARMS: arm '$name' twice" >&2; exit 2; }
+  arms+=("$name")
   if [[ "$spec" == *=* ]]; then arm_configs+=("${spec#*=}"); else arm_configs+=("${GPU_JOB_CONFIG:-configs/sitok-gpu-corpus.yaml}"); fi
 done
 # Parts received on the device live outside the working tree, so a later call keeps them (same machine).
@@ -198,5 +201,5 @@ train)
   ls -la "$out" "$out"/*/
   ;;
 *)
-  echo "unknown mode $mode (prepare, train or unpack)" >&2; exit 2 ;;
+  echo "unknown mode $mode (prepare, split, receive, train or unpack)" >&2; exit 2 ;;
 esac

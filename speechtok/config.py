@@ -104,7 +104,7 @@ def _coerce(hint: Any, value: Any, where: str) -> Any:
         if not isinstance(value, dict):
             raise ConfigError(f"{where}: expected a mapping, got {value!r}")
         key_hint, value_hint = typing.get_args(hint) or (Any, Any)
-        return {_coerce(key_hint, k, f"{where}"): _coerce(value_hint, v, f"{where}.{k}") for k, v in value.items()}
+        return {_coerce(key_hint, k, where): _coerce(value_hint, v, f"{where}.{k}") for k, v in value.items()}
     if origin in (list, tuple):
         if not isinstance(value, (list, tuple)):
             raise ConfigError(f"{where}: expected a list, got {value!r}")

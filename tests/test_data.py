@@ -63,7 +63,13 @@ def test_batcher_repeats_each_utterance_as_the_data_mix_says():
         assert [listed.count(i) for i in range(60)] == repeats
         for batch in batcher.epoch(epoch):
             assert max(durations[i] for i in batch) * len(batch) <= 30.0
-    # a mix of ones is the plain epoch, batch for batch (existing runs resume exactly)
+            assert len(set(batch)) == len(batch)  # copies are batched in passes of their own
+    # a mix of ones is the plain epoch, batch for batch, and the plain epoch is the one runs made before
+    # the data mix existed (pinned from that code), so they resume exactly
     assert DurationBatcher(durations, 30.0, seed=1, repeats=[1] * 60).epoch(3) == DurationBatcher(durations, 30.0, seed=1).epoch(3)
+    pinned = [6.44, 9.02, 7.87, 2.64, 3.35, 8.8, 0.55, 8.3, 8.07, 4.95, 3.38, 3.15]
+    assert DurationBatcher(pinned, 20.0, seed=2).epoch(1) == [[9, 0], [2, 8], [7, 5], [1], [6, 3, 11, 4, 10]]
     with pytest.raises(DataError, match="no utterance"):
         DurationBatcher(durations, 30.0, repeats=[0] * 60)
+    with pytest.raises(DataError, match="one per utterance"):
+        DurationBatcher(durations, 30.0, repeats=[1, -1] + [1] * 58)

@@ -249,23 +249,24 @@ def test_a_data_mix_repeats_sources_and_refuses_unknown_ones(tmp_path, real_mani
     epochs = []
     real_batcher = trainer_module.DurationBatcher
 
-    def recording_batcher(*args, **kwargs):
-        batcher = real_batcher(*args, **kwargs)
-        epochs.append(batcher.epoch(0))
+    def recording_batcher(durations, *args, **kwargs):
+        batcher = real_batcher(durations, *args, **kwargs)
+        epochs.append((len(durations), batcher.epoch(0)))
         return batcher
 
     monkeypatch.setattr(trainer_module, "DurationBatcher", recording_batcher)
     recipe = "  steps: 1\n  warmup_steps: 1\n  batch_seconds: 6.0\n  max_seconds: 3.0\n  log_every: 1\n"
     train_tiny(tmp_path, manifest, "mix", recipe + "  source_repeats: {book: 3, phone: 0}\n")
-    listed = [i for batch in epochs[0] for i in batch]
-    assert sorted(listed) == [6, 6, 6]  # the one book utterance (row 6) three times, no phone prompt
+    loaded, batches = epochs[0]
+    assert loaded == 1  # the phone prompts (0) are not even loaded
+    assert batches == [[0], [0], [0]]  # the one book utterance three times, each copy in a batch of its own
 
     bad = tmp_path / "bad.yaml"
     bad.write_text("train:\n" + recipe + "  source_repeats: {kokoro: 2}\n")
     assert main(["train", "--preset", "sitok-tiny", "--data", str(manifest), "--config", str(bad),
                  "--out", str(tmp_path / "bad"), "--no-progress"]) == 2
     err = capsys.readouterr().err.strip()
-    assert "no utterance from kokoro" in err and "book, phone" in err and len(err.splitlines()) == 1
+    assert "no training utterance from kokoro" in err and "book, phone" in err and len(err.splitlines()) == 1
     assert not (tmp_path / "bad").exists()
     bad.write_text("train:\n" + recipe + "  source_repeats: {book: two}\n")
     assert main(["train", "--preset", "sitok-tiny", "--data", str(manifest), "--config", str(bad),

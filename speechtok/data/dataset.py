@@ -194,17 +194,21 @@ class DurationBatcher:
 
     Under data parallelism every rank gets the same number of batches (the surplus is dropped),
     batch ``k`` of rank ``r`` being global batch ``k * world + r``. ``repeats`` (the data mix) lists
-    utterance ``i`` that many times per epoch (0: never), each copy batched independently.
+    utterance ``i`` that many times per epoch (0: never): the ``k``-th copies of the utterances repeated
+    more than ``k`` times are batched in a pass of their own, so two copies never share a batch.
     """
 
     def __init__(self, durations: list[float], batch_seconds: float, *, seed: int = 0,
                  rank: int = 0, world_size: int = 1, repeats: list[int] | None = None) -> None:
-        self.entries = np.arange(len(durations)) if repeats is None else np.repeat(np.arange(len(durations)), repeats)
-        if len(self.entries) == 0:
-            raise DataError("the data mix leaves no utterance to train on")
-        self.durations = np.asarray(durations)[self.entries]  # one per entry of an epoch
-        if batch_seconds < self.durations.max():
-            raise DataError(f"batch_seconds {batch_seconds} is shorter than the longest (cropped) utterance {self.durations.max():.1f} s")
+        self.durations = np.asarray(durations, dtype=float)
+        self.repeats = np.ones(len(durations), dtype=int) if repeats is None else np.asarray(repeats, dtype=int)
+        if self.repeats.shape != self.durations.shape or (self.repeats < 0).any():
+            raise DataError(f"repeats must be {len(durations)} counts of at least 0, one per utterance")
+        if not self.repeats.any():
+            raise DataError("no utterance to batch (an empty data set, or a data mix of zeros)")
+        longest = self.durations[self.repeats > 0].max()
+        if batch_seconds < longest:
+            raise DataError(f"batch_seconds {batch_seconds} is shorter than the longest (cropped) utterance {longest:.1f} s")
         self.batch_seconds = batch_seconds
         self.seed = seed
         self.rank = rank
@@ -212,23 +216,30 @@ class DurationBatcher:
 
     def epoch(self, epoch: int) -> list[list[int]]:
         rng = np.random.default_rng([self.seed, epoch])
-        jitter = rng.uniform(0.0, 0.5, size=len(self.durations))  # varies batch composition per epoch
-        order = np.argsort(self.durations + jitter, kind="stable")
-        batches, current, longest = [], [], 0.0
-        for entry in order:
-            index, duration = int(self.entries[entry]), float(self.durations[entry])
-            if current and max(longest, duration) * (len(current) + 1) > self.batch_seconds:
-                batches.append(current)
-                current, longest = [], 0.0
-            current.append(index)
-            longest = max(longest, duration)
-        if current:
-            batches.append(current)
+        batches = []
+        for copy in range(int(self.repeats.max())):  # one pass for the first copies, one for the second, ...
+            batches += self._batch(np.flatnonzero(self.repeats > copy), rng)
         batches = [batches[i] for i in rng.permutation(len(batches))]
         usable = len(batches) // self.world_size * self.world_size
         if usable == 0:
             raise DataError(f"too little data for {self.world_size} processes: {len(batches)} batch(es) per epoch")
         return batches[self.rank:usable:self.world_size]
+
+    def _batch(self, indices: np.ndarray, rng: np.random.Generator) -> list[list[int]]:
+        """Utterances of similar length together, within ``batch_seconds`` of padded audio."""
+        durations = self.durations[indices]
+        jitter = rng.uniform(0.0, 0.5, size=len(indices))  # varies batch composition per epoch
+        batches, current, longest = [], [], 0.0
+        for position in np.argsort(durations + jitter, kind="stable"):
+            duration = float(durations[position])
+            if current and max(longest, duration) * (len(current) + 1) > self.batch_seconds:
+                batches.append(current)
+                current, longest = [], 0.0
+            current.append(int(indices[position]))
+            longest = max(longest, duration)
+        if current:
+            batches.append(current)
+        return batches
 
 
 def collate(examples: list[Example], silence: float) -> Batch:

@@ -43,4 +43,4 @@ class TrainConfig:
     # the data mix: how many times each epoch lists the utterances of a source (the data engine's source,
     # e.g. {real: 4, real_aug: 2}, or a dataset folder's name; see speechtok.data.engine_config.source_of);
     # sources not named keep 1, and 0 leaves a source out
-    source_repeats: dict[str, int] = field(default_factory=dict)
+    source_repeats: dict[str, int] = field(default_factory=dict, hash=False)

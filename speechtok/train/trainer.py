@@ -105,13 +105,15 @@ def keep_decay_position(step: int, cfg: TrainConfig, new_steps: int) -> int:
 
 def check_source_repeats(repeats: dict[str, int], sources: set[str], manifest: str) -> None:
     """Refuse a data mix that names a source the training set lacks (a typo would silently train on the
-    plain mix), a negative count, or one that leaves nothing (before any data is loaded)."""
+    plain mix), a negative count, or one that leaves nothing."""
     if not repeats:
         return
     unknown = sorted(set(repeats) - sources)
     if unknown:
-        raise DataError(f"train.source_repeats: {manifest} has no utterance from {', '.join(unknown)}"
-                        f" (its sources: {', '.join(sorted(sources))})")
+        known = sorted(sources)
+        shown = ", ".join(known[:12]) + (f" and {len(known) - 12} more" if len(known) > 12 else "")
+        raise DataError(f"train.source_repeats: {manifest} has no training utterance from {', '.join(unknown)}"
+                        f" (its sources: {shown})")
     negative = sorted(k for k, v in repeats.items() if v < 0)
     if negative:
         raise DataError(f"train.source_repeats: a negative count for {', '.join(negative)}")
@@ -136,8 +138,12 @@ class Trainer:
 
         self.model = self.recipe.build_model().to(self.info.device)
         self.dataset = self.recipe.dataset(self._training_rows(spec.train_manifest), self.model)
-        repeats = ([self.cfg.source_repeats.get(source, 1) for source in self.dataset.sources()]
-                   if self.cfg.source_repeats else None)
+        repeats = None
+        if self.cfg.source_repeats:  # again on what the recipe kept (AR+DiT: transcribed utterances only)
+            sources = self.dataset.sources()
+            wanted = {name: count for name, count in self.cfg.source_repeats.items() if count > 0}
+            check_source_repeats(wanted, set(sources), spec.train_manifest)
+            repeats = [self.cfg.source_repeats.get(source, 1) for source in sources]
         self.batcher = DurationBatcher(self.dataset.durations(), self.cfg.batch_seconds, seed=self.cfg.seed,
                                        rank=self.info.rank, world_size=self.info.world_size, repeats=repeats)
         self.valid = self.recipe.dataset(read_corpus(spec.valid_manifest), self.model) if spec.valid_manifest else None
@@ -172,7 +178,7 @@ class Trainer:
         if not kept:
             raise DataError(f"{manifest}: no utterance of at least train.min_seconds = {self.cfg.min_seconds:g} s")
         check_source_repeats(self.cfg.source_repeats, {source_of(r.path) for r in kept}, manifest)
-        return kept
+        return [r for r in kept if self.cfg.source_repeats.get(source_of(r.path), 1) > 0]  # 0: not even loaded
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
