@@ -177,8 +177,11 @@ class Trainer:
         kept = [r for r in rows if r.seconds >= self.cfg.min_seconds]
         if not kept:
             raise DataError(f"{manifest}: no utterance of at least train.min_seconds = {self.cfg.min_seconds:g} s")
-        check_source_repeats(self.cfg.source_repeats, {source_of(r.path) for r in kept}, manifest)
-        return [r for r in kept if self.cfg.source_repeats.get(source_of(r.path), 1) > 0]  # 0: not even loaded
+        if not self.cfg.source_repeats:
+            return kept
+        sources = [source_of(r.path) for r in kept]
+        check_source_repeats(self.cfg.source_repeats, set(sources), manifest)
+        return [r for r, source in zip(kept, sources) if self.cfg.source_repeats.get(source, 1) > 0]  # 0: not loaded
 
     @property
     def optimizer(self) -> torch.optim.Optimizer:
