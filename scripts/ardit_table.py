@@ -4,7 +4,8 @@
     python scripts/ardit_table.py --runs RUNS --run ardit-default --marker ardit-default-table --tts-texts 47
 
 Needs the runs of ``bash scripts/train_ardit_comparison.sh`` (CPU) or ``bash scripts/train_gpu.sh`` (GPU),
-or the ``--run`` folders named. For every run (its latest checkpoint) that can speak, synthesises the first
+or the ``--run`` folders named (a training run, or an exported model such as a lent GPU's unpacked arm,
+``scripts/gpu_corpus_job.sh``). For every run (its latest checkpoint) that can speak, synthesises the first
 ``--tts-texts`` transcripts of the dev split (also giving the generated / real duration ratio) and
 the held-out sentences of ``--tts-sentences`` (50 LJ Speech sentences no training voice speaks), and
 measures their intelligibility with the evaluation's ASR judge (Whisper; WER pooled over words) and
@@ -57,6 +58,22 @@ def valid_asr_accuracy(metrics: list[dict], step: int | None) -> str:
     if step is not None:
         records = [r for r in records if r["step"] == step]
     return f"{records[-1]['valid_asr_accuracy']:.3f}" if records else "–"
+
+
+def describe(run_dir: Path) -> tuple[Path, int | str, float, list[dict]]:
+    """A run folder's latest training checkpoint, or an exported model (a bundle, or what a lent GPU's
+    `gpu_corpus_job.sh unpack` rebuilt): the checkpoint, its step, its TTS share and its validation log
+    (an export keeps only its last validation, in its training summary)."""
+    if (run_dir / "config.json").is_file():
+        training = json.loads((run_dir / "config.json").read_text())["info"].get("training", {})
+        objective = training.get("recipe", {}).get("objective", {})
+        last = training.get("final_valid_metrics", {})
+        return (run_dir, training.get("steps", "–"), float(objective.get("tts_ratio", 5 / 6)),
+                [{"step": training.get("steps"), **last}] if last else [])
+    checkpoint = find_checkpoint(run_dir)
+    state = read_trainer_state(checkpoint)
+    ratio = float(state["spec"].get("objective", {}).get("tts_ratio", 5 / 6))
+    return checkpoint, state["step"], ratio, read_metrics(run_dir / "metrics.jsonl")
 
 
 def plot_curves(runs_dir: Path, out_png: Path) -> None:
@@ -115,9 +132,7 @@ def main() -> int:
     for run in args.run or RUNS:
         if not (Path(args.runs) / run).is_dir():
             continue
-        checkpoint = find_checkpoint(Path(args.runs) / run)
-        spec = read_trainer_state(checkpoint)["spec"]
-        ratio = float(spec.get("objective", {}).get("tts_ratio", 5 / 6))
+        checkpoint, step, ratio, metrics = describe(Path(args.runs) / run)
         lm = SpeechLM.from_pretrained(checkpoint, tokenizer=tokenizers.get(run))
         tts = tts_heldout = asr = asr_libri = duration = gain = "–"
         if ratio > 0:
@@ -143,9 +158,8 @@ def main() -> int:
             (out_dir / run).mkdir(parents=True, exist_ok=True)
             (out_dir / run / "asr.json").write_text(json.dumps(pairs, indent=1))
         kind = "SiTok codes" if lm.model.config.audio == "tokens" else "HoliTok latents"
-        metrics = read_metrics(Path(args.runs) / run / "metrics.jsonl")
         tasks = "TTS" if ratio == 1 else "ASR" if ratio == 0 else f"TTS + ASR ({ratio:.2f})"
-        table.append(f"| `{run}` | {kind} | {tasks} | {read_trainer_state(checkpoint)['step']} | {tts} | {tts_heldout} |"
+        table.append(f"| `{run}` | {kind} | {tasks} | {step} | {tts} | {tts_heldout} |"
                      f" {duration} | {asr} | {asr_libri} |"
                      f" {valid_asr_accuracy(metrics, 1000)} / {valid_asr_accuracy(metrics, None)} | {gain} |")
     command = " ".join(["python scripts/ardit_table.py", f"--runs {Path(args.runs).name}",

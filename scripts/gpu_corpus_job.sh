@@ -30,18 +30,29 @@
 #     (scripts/checkpoint_delta.py), in parts the return path accepts (at most 8 files of 16 MiB, 64 MiB in all:
 #     two arms of sitok-small fit, 2 × (2 parts + meta.tar) + gpu.txt).
 #   back here:    bash scripts/gpu_corpus_job.sh unpack FILES_AT OUT_DIR
-#     rebuilds OUT_DIR/sitok-gpu-ARM for every arm (hash-checked; run logs and metrics in OUT_DIR/delta-ARM);
-#     judge them against sitok-default on the dev split and bundle only on a paired gain.
+#     rebuilds OUT_DIR/sitok-gpu-ARM (OUT_DIR/ardit-gpu-ARM) for every arm (hash-checked; run logs and metrics in
+#     OUT_DIR/delta-ARM); judge them against the bundle they started from and bundle only on a paired gain.
+#   the lease tree:  bash scripts/gpu_corpus_job.sh lease-begin   ...device calls...   bash scripts/gpu_corpus_job.sh lease-end
+#     lease-begin switches to a throwaway branch `gpu-lease` on which checkpoints/ and the bundled sitok-default,
+#     holitok-default and ardit-default are untracked and ignored (the code and vocos-24k stay: ~3 MiB travel with
+#     every call), so a checkpoint travels only when a call carries it; lease-end switches back and deletes it.
+#
+# Arms named `ardit*` (issue 14) continue the AR+DiT ardit-default on holitok-default's latents, which the
+# device computes from the received audio: carry both, e.g.
+#   GPU_JOB_ARMS="ardit=configs/ardit-gpu-continue.yaml" bash scripts/gpu_corpus_job.sh train 540
+#   carry=["speechtok/checkpoints/ardit-default", "speechtok/checkpoints/holitok-default", ".gpu/dev", ".gpu/wheels", ...]
+# They export with the bundle's end-of-speech threshold (GPU_JOB_EOS, default 0.3) and come back whole (6 MB).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-mode=${1:?usage: gpu_corpus_job.sh prepare [MANIFEST] [TRAIN_MIB] [KBPS] [ARM] | split PACK_DIR MIB... | receive | train SECONDS | unpack FILES_AT OUT_DIR}
+mode=${1:?usage: gpu_corpus_job.sh prepare [MANIFEST] [TRAIN_MIB] [KBPS] [ARM] | split PACK_DIR MIB... | lease-begin | receive | train SECONDS | lease-end | unpack FILES_AT OUT_DIR}
 shift
 # GPU_JOB_ARMS: which arms (default both), e.g. "decoder" alone for a short second lease. An arm whose name
 # starts with "decoder" trains the decoder stage, any other everything; an arm reads its own pack
 # .gpu/train-ARM when `prepare ... ARM` made one (e.g. "decoder12 decoder20": one band-limited, one full-band
 # pack), else the shared .gpu/train. Every pack under .gpu/ travels: leave out the ones a lease does not use.
 # An arm written ARM=CONFIG trains with its own recipe (e.g. "full=configs/sitok-gpu-continue.yaml
-# big=configs/sitok-gpu-continue-big.yaml": two recipes side by side), any other with GPU_JOB_CONFIG.
+# big=configs/sitok-gpu-continue-big.yaml": two recipes side by side), any other with GPU_JOB_CONFIG (an `ardit*`
+# arm with configs/ardit-gpu-continue.yaml).
 read -r -a arm_specs <<< "${GPU_JOB_ARMS:-full decoder}"
 arms=() arm_configs=()
 for spec in "${arm_specs[@]}"; do
@@ -49,10 +60,28 @@ for spec in "${arm_specs[@]}"; do
   [[ "$name" =~ ^[A-Za-z0-9_-]+$ ]] || { echo "GPU_JOB_ARMS: '$spec' needs an arm name of letters, digits, _ or -" >&2; exit 2; }
   [[ " ${arms[*]} " != *" $name "* ]] || { echo "GPU_JOB_ARMS: arm '$name' twice" >&2; exit 2; }
   arms+=("$name")
-  if [[ "$spec" == *=* ]]; then arm_configs+=("${spec#*=}"); else arm_configs+=("${GPU_JOB_CONFIG:-configs/sitok-gpu-corpus.yaml}"); fi
+  if [[ "$spec" == *=* ]]; then arm_configs+=("${spec#*=}")
+  elif [[ "$name" == ardit* ]]; then arm_configs+=("configs/ardit-gpu-continue.yaml")
+  else arm_configs+=("${GPU_JOB_CONFIG:-configs/sitok-gpu-corpus.yaml}"); fi
 done
 # Parts received on the device live outside the working tree, so a later call keeps them (same machine).
 parts=/tmp/gpu-parts
+# what the lease tree leaves untracked (and ignored): every checkpoint but the vocoder SiTok exports decode with
+lease_heavy=(checkpoints speechtok/checkpoints/sitok-default speechtok/checkpoints/holitok-default speechtok/checkpoints/ardit-default)
+
+# The model an arm trains: its family (sitok or ardit), the bundle it starts from, and the train/export arguments.
+arm_model() {
+  if [[ "$1" == ardit* ]]; then
+    family=ardit base=ardit-default
+    train_args=(--preset ardit-small)
+    export_args=(--eos-threshold "${GPU_JOB_EOS:-0.3}")
+  else
+    family=sitok base=sitok-default
+    train_args=(--preset sitok-small --stage full)
+    [[ "$1" == decoder* ]] && train_args=(--preset sitok-small --stage decoder)
+    export_args=(--vocoder vocos-24k --sample-steps 4 --cfg-scale 1 --sample-temperature 0)
+  fi
+}
 
 ignore_gpu_folder() {  # .gpu/ never shows as untracked, so it travels only when carried
   mkdir -p .gpu
@@ -135,6 +164,27 @@ PY
 receive)
   receive
   ;;
+lease-begin)
+  git diff --quiet && git diff --cached --quiet || { echo "lease-begin: commit or stash the tracked changes first" >&2; exit 2; }
+  branch=$(git symbolic-ref --short HEAD) || { echo "lease-begin: HEAD is not on a branch" >&2; exit 2; }
+  [ "$branch" != gpu-lease ] || { echo "lease-begin: already on the lease branch" >&2; exit 2; }
+  ignore_gpu_folder
+  echo "$branch" > .gpu/lease-from
+  git switch -q -c gpu-lease
+  git rm -r -q --cached --ignore-unmatch "${lease_heavy[@]}"
+  for path in "${lease_heavy[@]}"; do grep -qx "/$path/" .git/info/exclude || echo "/$path/" >> .git/info/exclude; done
+  git commit -q -m "gpu lease tree (throwaway: lease-end deletes it)"
+  git ls-files -z | du -ch --files0-from=- | tail -n 1 | sed 's/total/tracked files on the lease branch/'
+  ;;
+lease-end)
+  [ "$(git symbolic-ref --short HEAD)" = gpu-lease ] || { echo "lease-end: not on the lease branch" >&2; exit 2; }
+  from=$(cat .gpu/lease-from 2>/dev/null || echo main)
+  git switch -q -f "$from"  # takes the checkpoints back into the index (same files)
+  for path in "${lease_heavy[@]}"; do sed -i "\\#^/$path/\$#d" .git/info/exclude; done
+  git branch -q -D gpu-lease
+  rm -f .gpu/lease-from
+  git status --short | head -n 5
+  ;;
 unpack)
   back=${1:?unpack needs the folder the files came back in}; dest=${2:?unpack needs an output folder}
   for arm in "${arms[@]}"; do
@@ -143,7 +193,8 @@ unpack)
     mkdir -p "$delta"
     tar -xf "$back/$arm/meta.tar" -C "$delta"
     cat "$back/$arm"/weights.part-* > "$delta/changed.safetensors"
-    python scripts/checkpoint_delta.py apply "$delta" sitok-default "$dest/sitok-gpu-$arm"
+    arm_model "$arm"
+    python scripts/checkpoint_delta.py apply "$delta" "$base" "$dest/$family-gpu-$arm"
   done
   ;;
 train)
@@ -161,7 +212,7 @@ train)
   # GPU_JOB_CONFIG / ARM=CONFIG: another recipe (e.g. a tiny one to rehearse the job on a CPU); `train:` must be its last section
   for index in "${!arms[@]}"; do
     [ -f "${arm_configs[$index]}" ] || { echo "arm ${arms[$index]}: no recipe ${arm_configs[$index]}" >&2; exit 2; }
-    { cat "${arm_configs[$index]}"; echo "  time_budget_s: $seconds"; } > "/tmp/sitok-gpu-${arms[$index]}.yaml"
+    { cat "${arm_configs[$index]}"; echo "  time_budget_s: $seconds"; } > "/tmp/gpu-${arms[$index]}.yaml"
   done
   receive
   if compgen -G "$parts/part-*/manifest.tsv" > /dev/null; then  # every received part, as one manifest
@@ -173,14 +224,15 @@ train)
   fi
   pids=()
   for arm in "${arms[@]}"; do
-    stage=full; [[ "$arm" == decoder* ]] && stage=decoder
+    arm_model "$arm"
+    [ -f "speechtok/checkpoints/$base/config.json" ] || { echo "arm $arm: $base was not carried" >&2; exit 2; }
     data=.gpu/train  # an arm's own pack first, then the received parts, then the shared pack
     [ -f /tmp/gpu-train/manifest.tsv ] && data=/tmp/gpu-train
     [ -d ".gpu/train-$arm" ] && data=.gpu/train-$arm
-    rm -rf "/tmp/run-$arm" "/tmp/export/sitok-gpu-$arm" "/tmp/delta-$arm"  # a fresh run, never an old one's checkpoints
+    rm -rf "/tmp/run-$arm" "/tmp/export/$family-gpu-$arm" "/tmp/delta-$arm"  # a fresh run, never an old one's checkpoints
     # `timeout` is only the safety net: the budget ends each run itself, with a final checkpoint
-    timeout --signal=INT $((seconds + 90)) python3 -m speechtok.cli train --preset sitok-small --init sitok-default \
-      --config "/tmp/sitok-gpu-$arm.yaml" --stage "$stage" --data "$data/manifest.tsv" --valid .gpu/dev/manifest.tsv \
+    timeout --signal=INT $((seconds + 90)) python3 -m speechtok.cli train "${train_args[@]}" --init "$base" \
+      --config "/tmp/gpu-$arm.yaml" --data "$data/manifest.tsv" --valid .gpu/dev/manifest.tsv \
       --out "/tmp/run-$arm" --no-progress > "/tmp/$arm.log" 2>&1 &
     pids+=($!)
   done
@@ -189,9 +241,9 @@ train)
     echo "== $arm"; grep -v '^\s*$' "/tmp/$arm.log" | tail -n 4
     last=$(ls -d /tmp/run-"$arm"/checkpoints/step_* 2>/dev/null | sort | tail -n 1) || true
     [ -n "$last" ] || continue
-    python3 scripts/bundle_checkpoint.py "$last" "sitok-gpu-$arm" --vocoder vocos-24k --sample-steps 4 --cfg-scale 1 \
-      --sample-temperature 0 --out-dir /tmp/export
-    python3 scripts/checkpoint_delta.py diff "/tmp/export/sitok-gpu-$arm" sitok-default "/tmp/delta-$arm"
+    arm_model "$arm"
+    python3 scripts/bundle_checkpoint.py "$last" "$family-gpu-$arm" "${export_args[@]}" --out-dir /tmp/export
+    python3 scripts/checkpoint_delta.py diff "/tmp/export/$family-gpu-$arm" "$base" "/tmp/delta-$arm"
     cp "/tmp/run-$arm/metrics.jsonl" "/tmp/$arm.log" "/tmp/delta-$arm/"
     mkdir -p "$out/$arm"
     tar -cf "$out/$arm/meta.tar" -C "/tmp/delta-$arm" config.json keys.json metrics.jsonl "$arm.log"

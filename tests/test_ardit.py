@@ -247,6 +247,25 @@ def test_train_command_checkpoint_and_tts_asr_commands(tokenizers, real_manifest
         SpeechLM.from_pretrained(checkpoint, tokenizer=tmp_path / "other")
 
 
+    # fine-tuning a bundle (`--init`), as a lent GPU continues ardit-default: the bundle's own decoding
+    # defaults (its end-of-speech threshold) do not block it, and it keeps the bundle's latent statistics
+    # (its whole latent space) rather than refitting them on the new data
+    bundle = ARDiT(dataclasses.replace(model.config, eos_threshold=0.3))
+    bundle.load_state_dict(model.state_dict())
+    bundle.save_pretrained(tmp_path / "bundle", dtype=torch.float16)
+    header, *rows = Path(real_manifest).read_text().splitlines()
+    subset = tmp_path / "subset.tsv"  # other data: statistics fitted on it would differ
+    kept = [f"{Path(real_manifest).parent / r.split(chr(9), 1)[0]}\t{r.split(chr(9), 1)[1]}" for r in rows[:2]]
+    subset.write_text("\n".join([header, *kept]) + "\n")
+    assert cli_main(["train", "--preset", "ardit-tiny", "--data", str(subset), "--config", str(config),
+                     "--init", str(tmp_path / "bundle"), "--out", str(tmp_path / "tuned"), "--no-progress"]) == 0
+    tuned = ARDiT.from_pretrained(tmp_path / "tuned" / "checkpoints" / "step_0000003")
+    assert tuned.config.eos_threshold == 0.5  # the run's own decoding default, set again when bundled
+    stored = ARDiT.from_pretrained(tmp_path / "bundle")  # its fp16 statistics
+    assert torch.equal(tuned.latent_std, stored.latent_std.float())
+    assert torch.equal(tuned.latent_mean, stored.latent_mean.float())
+
+
 def test_bundled_default_speaks_and_listens_without_model(tmp_path, capsys, monkeypatch):
     """`speechtok tts` / `asr` with no --model use the bundled ardit-default on the bundled
     holitok-default (weights hash checked); the output is 48 kHz audio, stopped by --max-seconds at the

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 from ..errors import ConfigError
 
@@ -66,6 +66,13 @@ class ARDiTConfig:
     eos_threshold: float = 0.5  # TTS stops at the first patch whose end-of-speech probability exceeds this
     max_speech_seconds: float = 30.0  # generation stops here if no end-of-speech was predicted
     max_text_units: int = 400  # ASR stops here if no end-of-text was predicted
+
+    #: Decoding defaults: they change no weight, so fine-tuning may start from a checkpoint that differs in
+    #: them (a bundle carries its chosen end-of-speech threshold; the run trains with its own config's).
+    INFERENCE_FIELDS: ClassVar[tuple[str, ...]] = ("sample_steps", "cfg_scale", "eos_threshold",
+                                                   "max_speech_seconds", "max_text_units")
+    #: Training noise with no weights of its own: a fine-tune may change it.
+    OBJECTIVE_FIELDS: ClassVar[tuple[str, ...]] = ("cond_drop", "speech_input_dropout")
 
     def __post_init__(self) -> None:
         if self.audio not in ("latents", "tokens"):

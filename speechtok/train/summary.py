@@ -50,7 +50,8 @@ def training_summary(checkpoint_dir: Path, kind: str) -> dict[str, Any]:
         "train_data": data_summary(spec["train_manifest"], spec["train"].get("min_seconds", 0.0)),
         "valid_data": data_summary(spec["valid_manifest"]) if spec.get("valid_manifest") else None,
         "recipe": {k: spec["train"][k] for k in ("lr", "warmup_steps", "batch_seconds", length, "steps")}
-        | ({"source_repeats": spec["train"]["source_repeats"]} if spec["train"].get("source_repeats") else {}),
+        | ({"source_repeats": spec["train"]["source_repeats"]} if spec["train"].get("source_repeats") else {})
+        | ({"objective": spec["objective"]} if spec.get("objective") else {}),  # e.g. the AR+DiT's TTS share
         "final_train_metrics": {k: round(last_train[k], 4) for k in FINAL_METRICS.get(kind, ()) if k in last_train},
         "final_valid_metrics": {k: round(v, 4) for k, v in last_valid.items() if k != "step"},
     }
