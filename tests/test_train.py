@@ -272,3 +272,42 @@ def test_a_data_mix_repeats_sources_and_refuses_unknown_ones(tmp_path, real_mani
     assert main(["train", "--preset", "sitok-tiny", "--data", str(manifest), "--config", str(bad),
                  "--out", str(tmp_path / "bad"), "--no-progress"]) == 2
     assert "source_repeats.book: expected int" in capsys.readouterr().err
+
+
+def test_init_grows_the_encoder_and_starts_as_the_checkpoint(tmp_path, real_manifest, capsys):
+    """``encoder_layers`` above the --init checkpoint's: its layers load and the new ones are appended
+    silenced, so the grown model encodes exactly as the checkpoint did; training then moves them. A
+    shallower encoder is still refused (layers would be lost)."""
+    import soundfile as sf
+
+    from speechtok.assets import SAMPLE_SPEECH
+    from speechtok.models.sitok import SiTok
+
+    def config(name: str, lr: float, layers: int | None = None) -> str:
+        path = tmp_path / f"{name}.yaml"
+        path.write_text((f"model:\n  encoder_layers: {layers}\n" if layers else "")
+                        + f"train:\n  steps: 2\n  lr: {lr}\n  warmup_steps: 1\n  batch_seconds: 6.0\n"
+                        "  max_seconds: 3.0\n  log_every: 1\n  checkpoint_every: 2\n")
+        return str(path)
+
+    common = ["train", "--preset", "sitok-tiny", "--data", str(real_manifest), "--no-progress"]
+    assert main([*common, "--config", config("base", 1e-3), "--out", str(tmp_path / "base")]) == 0
+    init = tmp_path / "base" / "checkpoints" / "step_0000002"
+    base = SiTok.from_pretrained(init)
+    assert base.config.encoder_layers == 2
+    capsys.readouterr()
+    assert main([*common, "--config", config("still", 0.0, 4), "--init", str(init), "--out", str(tmp_path / "still")]) == 0
+    assert "the encoder grows from 2 to 4 layers" in capsys.readouterr().out
+    grown = SiTok.from_pretrained(tmp_path / "still" / "checkpoints" / "step_0000002")
+    assert grown.config.encoder_layers == 4
+    grown.quantizer.load_state_dict(base.quantizer.state_dict())  # lr 0 moves no weight, but EMA codebooks move
+    wav, rate = sf.read(SAMPLE_SPEECH, dtype="float32")
+    clip = torch.from_numpy(wav[: 2 * rate])[None, None]
+    assert torch.equal(grown.encode(clip, rate), base.encode(clip, rate))
+
+    assert main([*common, "--config", config("moved", 1e-3, 4), "--init", str(init), "--out", str(tmp_path / "moved")]) == 0
+    moved = SiTok.from_pretrained(tmp_path / "moved" / "checkpoints" / "step_0000002")
+    assert float(moved.encoder.blocks[3].mlp.down.weight.abs().sum()) > 0  # the new layers learn
+    capsys.readouterr()
+    assert main([*common, "--config", config("less", 1e-3, 1), "--init", str(init), "--out", str(tmp_path / "less")]) == 2
+    assert "differs from this run's in encoder_layers" in capsys.readouterr().err

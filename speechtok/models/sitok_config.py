@@ -89,6 +89,11 @@ class SiTokConfig:
     FINETUNE_FIELDS: ClassVar[tuple[str, ...]] = ("shortcut", "shortcut_fraction", "shortcut_levels", "teacher",
                                                   "teacher_dim", "guidance_distill", "guidance_fraction",
                                                   "guidance_max")
+    #: Stacks a fine-tune may deepen, as {depth field: module}: when the run asks for more layers than its
+    #: ``--init`` checkpoint has, the trained layers load and the new ones are appended silenced (they add
+    #: nothing at first), so the model starts as the checkpoint: its codes unchanged. The encoder is where
+    #: the words are lost (docs/training.md, "Where the words are lost"), so it is the one that may grow.
+    GROWABLE_STACKS: ClassVar[dict[str, str]] = {"encoder_layers": "encoder"}
     #: Parts a fine-tune may replace, as {part: (its config fields, its modules)}: when an ``--init``
     #: checkpoint differs from the run in a part's fields, that part's modules start fresh and every
     #: other weight loads (``sitok-small-rvq4`` at 700 bps over a trained 200 bps ``sitok-small``; a

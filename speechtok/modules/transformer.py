@@ -163,6 +163,14 @@ class Transformer(nn.Module):
                 for linear in module.children():
                     nn.init.normal_(linear.weight, std=0.02)
 
+    def silence_blocks(self, start: int) -> None:
+        """Zero the output projections of blocks ``start:`` so that each adds nothing to the residual
+        stream: a stack grown from a trained one then computes exactly what that one did, and the new
+        blocks learn from there (their output projections get gradients at once)."""
+        for block in self.blocks[start:]:
+            nn.init.zeros_(block.attn.out.weight)
+            nn.init.zeros_(block.mlp.down.weight)
+
     def rotary(self, length: int, device: torch.device, offset: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
         """The rotary tables of positions ``offset … offset + length − 1`` for :meth:`forward`."""
         return rotary_tables(length, self.cfg.dim // self.cfg.heads, self.cfg.rope_theta, device, offset=offset)
