@@ -8,8 +8,9 @@
 #     that keeps most of the band above 8 kHz: 12 kbit/s, which session 18 used, cuts it), the dev split
 #     and the wheels the GPU image lacks (soundfile with cffi and pycparser, soxr) into .gpu/ (git-ignored). The device carries at
 #     most 64 MiB together with the tracked files, counted with ~1 KiB per file of archive overhead, so run
-#     the call from a throwaway branch that keeps only the code and sitok-default (docs/training.md, "On a
-#     lent GPU": 33.6 MB tracked + 21 MiB of pack passed, 25 MiB did not), and switch back after it.
+#     the calls from the lease tree (`lease-begin` below: only the code and vocos-24k tracked) and carry
+#     the bundles a call needs (docs/training.md, "On a lent GPU": 33.6 MB tracked + 21 MiB of pack passed,
+#     25 MiB did not).
 #     A .gpu/train packed before session 20 has the old pack layout (no sources) and is refused: delete it.
 #   more data than one call carries (session 19): pack a bigger corpus copy anywhere, then
 #                 bash scripts/gpu_corpus_job.sh split PACK_DIR MIB [MIB ...]
@@ -18,9 +19,8 @@
 #     Carry each part in its own short call,
 #     run(command="bash scripts/gpu_corpus_job.sh receive", carry=[".gpu/part-1.zip"]), back to back while
 #     the machine is warm (it is handed back after ~30 s idle; what was received is then gone and `train`
-#     uses the parts it finds); `train` trains on every part received. To leave room for the parts, keep
-#     sitok-default out of the lease branch's tracked files (git rm --cached, listed in .git/info/exclude)
-#     and carry it with the train call: carry=["speechtok/checkpoints/sitok-default", ".gpu/dev", ".gpu/wheels"]
+#     uses the parts it finds); `train` trains on every part received. From the lease tree, carry the bundle
+#     with the train call: carry=["speechtok/checkpoints/sitok-default", ".gpu/dev", ".gpu/wheels"]
 #     (docs/training.md, "On a lent GPU (session 19)").
 #   device tool:  run(command="bash scripts/gpu_corpus_job.sh train 450", carry=[".gpu"], timeout_s=600)
 #     each arm trains for 450 s of wall time, data loading included (`train.time_budget_s` refits the cosine
@@ -35,13 +35,18 @@
 #   the lease tree:  bash scripts/gpu_corpus_job.sh lease-begin   ...device calls...   bash scripts/gpu_corpus_job.sh lease-end
 #     lease-begin switches to a throwaway branch `gpu-lease` on which checkpoints/ and the bundled sitok-default,
 #     holitok-default and ardit-default are untracked and ignored (the code and vocos-24k stay: ~3 MiB travel with
-#     every call), so a checkpoint travels only when a call carries it; lease-end switches back and deletes it.
+#     every call), so a checkpoint travels only when a call carries it; lease-end switches back and deletes it,
+#     and refuses (leaving everything as it is) when the lease branch holds work: an edited tracked file, a
+#     commit of its own, or a bundle that no longer matches the branch it came from.
 #
 # Arms named `ardit*` (issue 14) continue the AR+DiT ardit-default on holitok-default's latents, which the
 # device computes from the received audio: carry both, e.g.
 #   GPU_JOB_ARMS="ardit=configs/ardit-gpu-continue.yaml" bash scripts/gpu_corpus_job.sh train 540
 #   carry=["speechtok/checkpoints/ardit-default", "speechtok/checkpoints/holitok-default", ".gpu/dev", ".gpu/wheels", ...]
-# They export with the bundle's end-of-speech threshold (GPU_JOB_EOS, default 0.3) and come back whole (6 MB).
+# Their recipe names its tokenizer (`model: tokenizer:`); a SiTok recipe does not, and an arm whose name and
+# recipe disagree is refused. They export with the carried bundle's end-of-speech threshold (GPU_JOB_EOS
+# overrides it) and come back whole (6 MB). A `decoder*` arm freezes the encoder: never give it a recipe that
+# grows the encoder (configs/sitok-gpu-grow.yaml), whose new layers would then never train.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:?usage: gpu_corpus_job.sh prepare [MANIFEST] [TRAIN_MIB] [KBPS] [ARM] | split PACK_DIR MIB... | lease-begin | receive | train SECONDS | lease-end | unpack FILES_AT OUT_DIR}
@@ -74,7 +79,7 @@ arm_model() {
   if [[ "$1" == ardit* ]]; then
     family=ardit base=ardit-default
     train_args=(--preset ardit-small)
-    export_args=(--eos-threshold "${GPU_JOB_EOS:-0.3}")
+    export_args=(--eos-threshold "${GPU_JOB_EOS:-$(python3 -c 'import json; print(json.load(open("speechtok/checkpoints/ardit-default/config.json"))["config"]["eos_threshold"])')}")
   else
     family=sitok base=sitok-default
     train_args=(--preset sitok-small --stage full)
@@ -173,13 +178,19 @@ lease-begin)
   git switch -q -c gpu-lease
   git rm -r -q --cached --ignore-unmatch "${lease_heavy[@]}"
   for path in "${lease_heavy[@]}"; do grep -qx "/$path/" .git/info/exclude || echo "/$path/" >> .git/info/exclude; done
-  git commit -q -m "gpu lease tree (throwaway: lease-end deletes it)"
+  git commit -q --allow-empty -m "gpu lease tree (throwaway: lease-end deletes it)"
   git ls-files -z | du -ch --files0-from=- | tail -n 1 | sed 's/total/tracked files on the lease branch/'
   ;;
 lease-end)
-  [ "$(git symbolic-ref --short HEAD)" = gpu-lease ] || { echo "lease-end: not on the lease branch" >&2; exit 2; }
-  from=$(cat .gpu/lease-from 2>/dev/null || echo main)
-  git switch -q -f "$from"  # takes the checkpoints back into the index (same files)
+  [ "$(git symbolic-ref --short HEAD 2>/dev/null)" = gpu-lease ] || { echo "lease-end: not on the lease branch" >&2; exit 2; }
+  from=$(cat .gpu/lease-from 2>/dev/null) || { echo "lease-end: .gpu/lease-from is missing (which branch to return to?)" >&2; exit 2; }
+  [ -z "$(git status --porcelain -uno)" ] || { echo "lease-end: tracked files changed on the lease branch; commit them on $from first" >&2; exit 2; }
+  [ "$(git rev-list --count "$from"..gpu-lease)" = 1 ] || { echo "lease-end: the lease branch has commits of its own; move them to $from first" >&2; exit 2; }
+  # the bundles are ignored here, so switching would overwrite a changed one without a word: compare first
+  index=$(mktemp); GIT_INDEX_FILE=$index git read-tree "$from"
+  GIT_INDEX_FILE=$index git diff --quiet -- "${lease_heavy[@]}" || { rm -f "$index"; echo "lease-end: a checkpoint changed during the lease (git diff $from -- ${lease_heavy[*]}); save it elsewhere first" >&2; exit 2; }
+  rm -f "$index"
+  git switch -q "$from"  # takes the checkpoints back into the index (the same files)
   for path in "${lease_heavy[@]}"; do sed -i "\\#^/$path/\$#d" .git/info/exclude; done
   git branch -q -D gpu-lease
   rm -f .gpu/lease-from
@@ -187,14 +198,16 @@ lease-end)
   ;;
 unpack)
   back=${1:?unpack needs the folder the files came back in}; dest=${2:?unpack needs an output folder}
-  for arm in "${arms[@]}"; do
-    [ -f "$back/$arm/meta.tar" ] || { echo "$back/$arm: nothing came back for this arm" >&2; continue; }
+  # every arm that came back (whatever GPU_JOB_ARMS says here); its family is its export's model kind
+  compgen -G "$back/*/meta.tar" > /dev/null || { echo "$back: no arm came back (no */meta.tar)" >&2; exit 2; }
+  for meta in "$back"/*/meta.tar; do
+    arm=$(basename "$(dirname "$meta")")
     delta=$dest/delta-$arm
     mkdir -p "$delta"
-    tar -xf "$back/$arm/meta.tar" -C "$delta"
+    tar -xf "$meta" -C "$delta"
     cat "$back/$arm"/weights.part-* > "$delta/changed.safetensors"
-    arm_model "$arm"
-    python scripts/checkpoint_delta.py apply "$delta" "$base" "$dest/$family-gpu-$arm"
+    family=$(python3 -c 'import json, sys; print(json.load(open(sys.argv[1]))["kind"])' "$delta/config.json")
+    python scripts/checkpoint_delta.py apply "$delta" "$family-default" "$dest/$family-gpu-$arm"
   done
   ;;
 train)
@@ -210,8 +223,15 @@ train)
   # batch shapes vary from step to step: let the CUDA allocator grow its segments rather than cache blocks per shape
   export PYTORCH_CUDA_ALLOC_CONF=${PYTORCH_CUDA_ALLOC_CONF:-expandable_segments:True}
   # GPU_JOB_CONFIG / ARM=CONFIG: another recipe (e.g. a tiny one to rehearse the job on a CPU); `train:` must be its last section
-  for index in "${!arms[@]}"; do
+  for index in "${!arms[@]}"; do  # every arm checked before any starts
     [ -f "${arm_configs[$index]}" ] || { echo "arm ${arms[$index]}: no recipe ${arm_configs[$index]}" >&2; exit 2; }
+    arm_model "${arms[$index]}"
+    needs=("$base"); [ "$family" = ardit ] && needs+=(holitok-default)
+    for bundle in "${needs[@]}"; do
+      [ -f "speechtok/checkpoints/$bundle/config.json" ] || { echo "arm ${arms[$index]}: $bundle was not carried" >&2; exit 2; }
+    done
+    if grep -Eq '^\s+tokenizer:' "${arm_configs[$index]}"; then reads=ardit; else reads=sitok; fi
+    [ "$reads" = "$family" ] || { echo "arm ${arms[$index]}: a $family arm (by its name) with a $reads recipe (${arm_configs[$index]})" >&2; exit 2; }
     { cat "${arm_configs[$index]}"; echo "  time_budget_s: $seconds"; } > "/tmp/gpu-${arms[$index]}.yaml"
   done
   receive
@@ -225,7 +245,6 @@ train)
   pids=()
   for arm in "${arms[@]}"; do
     arm_model "$arm"
-    [ -f "speechtok/checkpoints/$base/config.json" ] || { echo "arm $arm: $base was not carried" >&2; exit 2; }
     data=.gpu/train  # an arm's own pack first, then the received parts, then the shared pack
     [ -f /tmp/gpu-train/manifest.tsv ] && data=/tmp/gpu-train
     [ -d ".gpu/train-$arm" ] && data=.gpu/train-$arm
@@ -253,5 +272,5 @@ train)
   ls -la "$out" "$out"/*/
   ;;
 *)
-  echo "unknown mode $mode (prepare, split, receive, train or unpack)" >&2; exit 2 ;;
+  echo "unknown mode $mode (prepare, split, lease-begin, receive, train, lease-end or unpack)" >&2; exit 2 ;;
 esac

@@ -71,8 +71,9 @@ class ARDiTConfig:
     #: them (a bundle carries its chosen end-of-speech threshold; the run trains with its own config's).
     INFERENCE_FIELDS: ClassVar[tuple[str, ...]] = ("sample_steps", "cfg_scale", "eos_threshold",
                                                    "max_speech_seconds", "max_text_units")
-    #: Training noise with no weights of its own: a fine-tune may change it.
-    OBJECTIVE_FIELDS: ClassVar[tuple[str, ...]] = ("cond_drop", "speech_input_dropout")
+    #: Training noise with no weights of its own: a fine-tune may change it. (Not speech_input_dropout:
+    #: it acts in generation too, so it is part of how the model speaks.)
+    OBJECTIVE_FIELDS: ClassVar[tuple[str, ...]] = ("cond_drop",)
 
     def __post_init__(self) -> None:
         if self.audio not in ("latents", "tokens"):
