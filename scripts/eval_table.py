@@ -5,11 +5,13 @@
                                             #   docs/vocoder.md and the bundled checkpoint's `speechtok info`
     python scripts/eval_table.py quality-librispeech   # the same on the dev split's LibriSpeech speakers
     python scripts/eval_table.py quality-train-clean   # ... and on its 20 train-clean-100 speakers alone (dWER)
+    python scripts/eval_table.py quality-seen   # the same kind of files from 20 training speakers (probe.tsv):
+                                                #   underfitting or failing to generalise → docs/training.md
     python scripts/eval_table.py few-step   # sitok-default at 16/8/4/2/1 steps, ± CFG → docs/sitok.md
     python scripts/eval_table.py holitok    # holitok-default beside Opus 6k, Codec2 and its vocoder → docs/holitok.md,
                                             #   README.md and the bundled checkpoint's `speechtok info`
     python scripts/eval_table.py holitok-librispeech   # the same on the dev split's LibriSpeech speakers (the goal)
-    options: [--data data/splits/dev.tsv] [-o runs/eval/<table>] [--metrics ...] [--limit N] [--workers N]
+    options: [--data MANIFEST (default: the table's split)] [-o runs/eval/dev] [--metrics ...] [--limit N] [--workers N]
 
 Each runs ``speechtok eval`` (through :func:`speechtok.eval.evaluate`) and rewrites the block
 between the table's ``<!-- NAME:begin -->`` / ``<!-- NAME:end -->`` markers in its documents with
@@ -53,6 +55,7 @@ class Table:
     goal: str | None = None  # ... and the bundled default minus this system (the quality goal's baseline)
     info_checkpoint: str | None = None  # bundled checkpoint whose `speechtok info` shows the table
     source: str | None = None  # only the files whose source folder name contains this (e.g. "librispeech")
+    split: str = "dev"  # the data/splits manifest it is measured on unless --data names another
 
 
 TABLES = {
@@ -72,6 +75,10 @@ TABLES = {
     "quality-train-clean": Table("quality-train-clean-table", QUALITY_SYSTEMS, ("README.md",),
                                  metrics="wer,stoi,pesq,sim,dnsmos", paired_base=PREVIOUS_DEFAULT_ROW, goal="codec2-700c",
                                  source="librispeech_train_clean"),
+    # the train-clean-100 table's kind of file from 20 speakers the tokenizer trained on (the same utterances):
+    # as many words lost here as there means underfitting, not a failure to generalise to new voices
+    "quality-seen": Table("quality-seen-table", ("sitok:sitok-default", "vocoder:vocos-24k", "codec2-700c"),
+                          ("docs/training.md",), metrics="wer,stoi", paired_base="codec2-700c", split="probe"),
     "holitok": Table("holitok-default-table", HOLITOK_SYSTEMS, ("docs/holitok.md",),
                      metrics="wer,stoi,pesq,sim,dnsmos", info_checkpoint="holitok-default"),
     "holitok-librispeech": Table("holitok-librispeech-table", HOLITOK_SYSTEMS, ("docs/holitok.md", "README.md"),
@@ -101,7 +108,7 @@ def resolve_systems(names: tuple[str, ...]) -> tuple[list, list[str]]:
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("table", choices=sorted(TABLES))
-    parser.add_argument("--data", default=str(ROOT / "data" / "splits" / "dev.tsv"))
+    parser.add_argument("--data", help="manifest (default: the table's split, data/splits/dev.tsv for most)")
     parser.add_argument("-o", "--output", help="report folder (default: runs/eval/dev, shared by the tables so"
                         " that systems in both are computed once)")
     parser.add_argument("--metrics", help="as for speechtok eval (default: the table's)")
@@ -112,7 +119,7 @@ def main() -> int:
     systems, skipped = resolve_systems(table.systems)
     output = args.output or str(ROOT / "runs" / "eval" / "dev")
     options = {} if args.workers is None else {"workers": args.workers}
-    manifest = Path(args.data).resolve()
+    manifest = Path(args.data or ROOT / "data" / "splits" / f"{table.split}.tsv").resolve()
     data = subset_manifest(manifest, table.source, Path(output)) if table.source else manifest
     result = evaluate(systems, str(data), output, metrics=args.metrics or table.metrics, limit=args.limit, **options)
     meta = result.meta
