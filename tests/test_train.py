@@ -30,6 +30,8 @@ def test_resume_continues_the_same_run_exactly(tmp_path, real_manifest, override
     assert loss(b) == loss(a)[2:]
     records = [json.loads(line) for line in (a / "metrics.jsonl").read_text().splitlines()]
     assert {"flow", "ctc", "vq", "codebook_usage", "perplexity", "lr", "grad_norm"} <= set(records[0])
+    # where a step's time goes: assembling the batch (data) or the step itself
+    assert all(0 <= r["data_sec_per_step"] < r["sec_per_step"] for r in records if "sec_per_step" in r)
     assert any("valid_flow" in r for r in records)
     assert (a / "metrics.png").stat().st_size > 10_000
 

@@ -407,9 +407,12 @@ class Trainer:
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.progress, desc="train", unit="step")
         window: dict[str, tuple[float, int]] = {}  # metric → (sum, steps that reported it)
         window_steps, audio_seconds, started = 0, 0.0, time.perf_counter()
+        data_seconds = 0.0  # of the window, spent assembling batches (the rest is the step itself)
         last_checkpoint = None
         while self.step < cfg.steps:
+            fetch_started = time.perf_counter()
             batch = self._next_batch()
+            data_seconds += time.perf_counter() - fetch_started
             metrics = self.train_step(batch)
             self.step += 1
             window_steps += 1
@@ -422,12 +425,13 @@ class Trainer:
                 averaged = dist_utils.all_reduce_mean(window, self.info)
                 elapsed = time.perf_counter() - started - paused
                 record = {"step": self.step, "epoch": self.epoch, **averaged, **self.recipe.log_metrics(self.step),
-                          "sec_per_step": elapsed / window_steps,
+                          "sec_per_step": elapsed / window_steps, "data_sec_per_step": data_seconds / window_steps,
                           "audio_sec_per_sec": audio_seconds * self.info.world_size / elapsed}
                 sec_per_step = record["sec_per_step"]
                 bar.set_postfix({k: f"{record[k]:.3f}" for k in self.recipe.progress_keys if k in record})
                 self._log(record)
                 window, window_steps, audio_seconds, started, paused = {}, 0, 0.0, time.perf_counter(), 0.0
+                data_seconds = 0.0
                 if self._budget_fit_due(time.perf_counter() - run_started):
                     mean_pause = {kind: statistics.fmean(times) if times else 0.0 for kind, times in pauses.items()}
                     pause_per_step = (mean_pause["valid"] / cfg.valid_every
