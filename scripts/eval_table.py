@@ -77,7 +77,7 @@ TABLES = {
                                  source="librispeech_train_clean"),
     # the train-clean-100 table's kind of file from 20 speakers the tokenizer trained on (the same utterances):
     # as many words lost here as there means underfitting, not a failure to generalise to new voices
-    "quality-seen": Table("quality-seen-table", ("sitok:sitok-default", "vocoder:vocos-24k", "codec2-700c"),
+    "quality-seen": Table("quality-seen-table", ("sitok:sitok-default", PREVIOUS_DEFAULT, "vocoder:vocos-24k", "codec2-700c"),
                           ("docs/training.md",), metrics="wer,stoi", paired_base="codec2-700c", split="probe"),
     "holitok": Table("holitok-default-table", HOLITOK_SYSTEMS, ("docs/holitok.md",),
                      metrics="wer,stoi,pesq,sim,dnsmos", info_checkpoint="holitok-default"),
