@@ -66,14 +66,16 @@ def describe(run_dir: Path) -> tuple[Path, int | str, float, list[dict]]:
     (an export keeps only its last validation, in its training summary)."""
     if (run_dir / "config.json").is_file():
         training = json.loads((run_dir / "config.json").read_text())["info"].get("training", {})
+        checkpoint, step = run_dir, training.get("steps", "–")
         objective = training.get("recipe", {}).get("objective", {})
         last = training.get("final_valid_metrics", {})
-        return (run_dir, training.get("steps", "–"), float(objective.get("tts_ratio", 5 / 6)),
-                [{"step": training.get("steps"), **last}] if last else [])
-    checkpoint = find_checkpoint(run_dir)
-    state = read_trainer_state(checkpoint)
-    ratio = float(state["spec"].get("objective", {}).get("tts_ratio", 5 / 6))
-    return checkpoint, state["step"], ratio, read_metrics(run_dir / "metrics.jsonl")
+        metrics = [{"step": step, **last}] if last else []
+    else:
+        checkpoint = find_checkpoint(run_dir)
+        state = read_trainer_state(checkpoint)
+        step, objective = state["step"], state["spec"].get("objective", {})
+        metrics = read_metrics(run_dir / "metrics.jsonl")
+    return checkpoint, step, float(objective.get("tts_ratio", ARDiTObjective.tts_ratio)), metrics
 
 
 def plot_curves(runs_dir: Path, out_png: Path) -> None:

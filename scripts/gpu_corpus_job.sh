@@ -79,13 +79,17 @@ arm_model() {
   if [[ "$1" == ardit* ]]; then
     family=ardit base=ardit-default
     train_args=(--preset ardit-small)
-    export_args=(--eos-threshold "${GPU_JOB_EOS:-$(python3 -c 'import json; print(json.load(open("speechtok/checkpoints/ardit-default/config.json"))["config"]["eos_threshold"])')}")
+    export_args=()  # and the carried bundle's end-of-speech threshold, read at export (bundled_eos_threshold)
   else
     family=sitok base=sitok-default
     train_args=(--preset sitok-small --stage full)
     [[ "$1" == decoder* ]] && train_args=(--preset sitok-small --stage decoder)
     export_args=(--vocoder vocos-24k --sample-steps 4 --cfg-scale 1 --sample-temperature 0)
   fi
+}
+
+bundled_eos_threshold() {  # GPU_JOB_EOS, else the carried ardit-default's own
+  echo "${GPU_JOB_EOS:-$(python3 -c 'import json; print(json.load(open("speechtok/checkpoints/ardit-default/config.json"))["config"]["eos_threshold"])')}"
 }
 
 ignore_gpu_folder() {  # .gpu/ never shows as untracked, so it travels only when carried
@@ -261,6 +265,7 @@ train)
     last=$(ls -d /tmp/run-"$arm"/checkpoints/step_* 2>/dev/null | sort | tail -n 1) || true
     [ -n "$last" ] || continue
     arm_model "$arm"
+    [ "$family" = ardit ] && export_args=(--eos-threshold "$(bundled_eos_threshold)")
     python3 scripts/bundle_checkpoint.py "$last" "$family-gpu-$arm" "${export_args[@]}" --out-dir /tmp/export
     python3 scripts/checkpoint_delta.py diff "/tmp/export/$family-gpu-$arm" "$base" "/tmp/delta-$arm"
     cp "/tmp/run-$arm/metrics.jsonl" "/tmp/$arm.log" "/tmp/delta-$arm/"

@@ -34,11 +34,9 @@ def repo(tmp_path: Path) -> Path:
     for path, text in files.items():
         (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / path).write_text(text)
-    for command in (["git", "init", "-q", "-b", "work"], ["git", "add", "-A"],
-                    ["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "base"]):
+    for command in (["git", "init", "-q", "-b", "work"], ["git", "config", "user.name", "t"],
+                    ["git", "config", "user.email", "t@t"], ["git", "add", "-A"], ["git", "commit", "-qm", "base"]):
         assert _run(tmp_path, *command).returncode == 0
-    _run(tmp_path, "git", "config", "user.name", "t")
-    _run(tmp_path, "git", "config", "user.email", "t@t")
     return tmp_path
 
 

@@ -210,11 +210,12 @@ class Trainer:
         free = tuple(f for group in ("INFERENCE_FIELDS", "OBJECTIVE_FIELDS", "FINETUNE_FIELDS")
                      for f in getattr(self.spec.model, group, ()))
         source_model = dataclasses.replace(source_model, **{f: getattr(self.spec.model, f) for f in free})
-        grown = {}  # module → the layers it had: deeper stacks keep the trained layers, new ones silenced
+        grown = {}  # module → (layers it had, layers it has): the trained layers load, the new ones start silenced
         for field, module in getattr(self.spec.model, "GROWABLE_STACKS", {}).items():
-            if getattr(self.spec.model, field) > getattr(source_model, field):
-                grown[module] = getattr(source_model, field)
-                source_model = dataclasses.replace(source_model, **{field: getattr(self.spec.model, field)})
+            had, has = getattr(source_model, field), getattr(self.spec.model, field)
+            if has > had:
+                grown[module] = (had, has)
+                source_model = dataclasses.replace(source_model, **{field: has})
         parts = getattr(self.spec.model, "REPLACEABLE_PARTS", {})
         replaced_parts = [part for part, (fields, _) in parts.items()
                           if any(getattr(source_model, f) != getattr(self.spec.model, f) for f in fields)]
@@ -227,15 +228,14 @@ class Trainer:
             raise ConfigError(f"{source}: its model config differs from this run's in {', '.join(differ)};"
                               " fine-tuning needs the same architecture")
         replaced = tuple(module for part in replaced_parts for module in parts[part][1])
-        new_layers = tuple(f"{module}.blocks.{i}" for module, layers in grown.items()
-                           for i in range(layers, len(getattr(self.model, module).blocks)))
+        new_layers = tuple(f"{module}.blocks.{i}" for module, (had, has) in grown.items() for i in range(had, has))
         load_state(self.model, loaded, may_lack=getattr(self.model, "finetune_additions", ()) + replaced + new_layers,
                    may_drop=getattr(self.model, "finetune_removals", ()) + replaced)
-        for module, layers in grown.items():
-            getattr(self.model, module).silence_blocks(layers)
+        for module, (had, has) in grown.items():
+            getattr(self.model, module).silence_blocks(had)
             if self.info.is_main:
-                print(f"{source}: the {module} grows from {layers} to {len(getattr(self.model, module).blocks)}"
-                      " layers; the new ones start silenced (the model starts as the checkpoint)")
+                print(f"{source}: the {module} grows from {had} to {has} layers; the new ones start silenced"
+                      " (the model starts as the checkpoint)")
         if replaced_parts and self.info.is_main:
             verb = "starts" if len(replaced_parts) == 1 else "start"
             print(f"{source}: a new {' and a new '.join(replaced_parts)} ({self.spec.model.name}) {verb} fresh;"
