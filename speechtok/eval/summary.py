@@ -70,6 +70,14 @@ def columns(groups: Sequence[str], systems: Sequence[System]) -> list[str]:
     return cols + ["files", "failed"]
 
 
+def metric_summary(records: Sequence[dict[str, Any]], metric: str) -> tuple[float | None, float | None]:
+    """One metric over scored records (of one system): pooled over words with a bootstrap CI for
+    WER/CER/dWER, else the mean with a Student-t CI; ``(value, 95 % CI half-width)``."""
+    if metric in POOLED:
+        return _pooled_ci([r["asr"]["counts"][metric] for r in records if metric in r.get("asr", {}).get("counts", {})])
+    return _mean_ci([r["metrics"][metric] for r in records if metric in r["metrics"]])
+
+
 def summarize(records: Sequence[dict[str, Any]], systems: Sequence[System], groups: Sequence[str]) -> list[dict]:
     """One row per system, in the order the systems were given."""
     rows = []
@@ -81,12 +89,7 @@ def summarize(records: Sequence[dict[str, Any]], systems: Sequence[System], grou
         row["bitrate_disk"] = sum(b for b, _ in bits) / sum(s for _, s in bits) / 1000 if bits else None
         for group in groups:
             for metric in METRIC_GROUPS[group]:
-                if metric in POOLED:
-                    counts = [r["asr"]["counts"][metric] for r in ok if metric in r.get("asr", {}).get("counts", {})]
-                    row[metric], row[f"{metric}_ci95"] = _pooled_ci(counts)
-                else:
-                    values = [r["metrics"][metric] for r in ok if metric in r["metrics"]]
-                    row[metric], row[f"{metric}_ci95"] = _mean_ci(values)
+                row[metric], row[f"{metric}_ci95"] = metric_summary(ok, metric)
         info = system.describe()
         if info.get("kind") == "sitok":
             entries = info["codebook_size"] * info.get("codebooks", 1)  # residual VQ: every codebook's entries

@@ -1,0 +1,170 @@
+"""The dev-split curve of a SiTok training run: what its checkpoints keep of the words, against the
+checkpoint it started from and Codec2 700C, by training time (the measure issue 13's stopping rule is
+written in: "the last ~6 CPU-hours gained < 1 WER point").
+
+    python scripts/dev_curve.py RUN [--base sitok-default] [--every 1000] [-o runs/eval/curve-RUN]
+        [--data data/splits/dev.tsv] [--source librispeech_train_clean] [--workers 2] [--png CURVE.png]
+
+Every kept checkpoint ``RUN/checkpoints/step_N`` (thinned to one per ``--every`` steps) is judged with
+``speechtok eval`` at the bundle's decoding (4 steps, CFG 1, temperature 0, vocos-24k) beside ``--base``
+(step 0 of a run started with ``--init BASE``) and Codec2 700C. The table gives, per checkpoint, the
+hours of speech seen, the training wall time and CPU-hours (wall × threads × processes, from
+``RUN/metrics.jsonl`` and ``RUN/spec.json``), dWER and STOI on all files and on the ``--source``
+files, and the paired difference from the base (file by file). The PNG plots dWER by CPU-hours.
+Reruns reuse the report folder's cache.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from speechtok.eval.summary import markdown_table, metric_summary, paired_differences
+
+DECODING = "@steps=4@cfg=1@temperature=0@vocoder=vocos-24k"
+GOAL = "codec2-700c"
+
+
+def training_clock(run: Path) -> dict[int, tuple[float, float, float]]:
+    """step → (hours of speech seen, training wall hours, CPU-hours) at every logged training window."""
+    spec = json.loads((run / "spec.json").read_text())
+    threads = spec["train"].get("threads") or 1
+    last = sorted((run / "checkpoints").glob("step_*/trainer.json"))
+    processes = json.loads(last[-1].read_text()).get("world_size", 1) if last else 1
+    seen = wall = 0.0
+    previous = 0
+    clock = {0: (0.0, 0.0, 0.0)}
+    for line in (run / "metrics.jsonl").read_text().splitlines():
+        record = json.loads(line) if line.strip() else {}
+        if "sec_per_step" not in record:
+            continue
+        steps = record["step"] - previous
+        previous = record["step"]
+        wall += record["sec_per_step"] * steps
+        seen += record["audio_sec_per_sec"] * record["sec_per_step"] * steps  # already summed over processes
+        clock[record["step"]] = (seen / 3600, wall / 3600, wall * threads * processes / 3600)
+    return clock
+
+
+def at_step(clock: dict[int, tuple[float, float, float]], step: int) -> tuple[float, float, float]:
+    """The clock at the last logged window at or before ``step``."""
+    return clock[max(s for s in clock if s <= step)]
+
+
+def checkpoints(run: Path, every: int) -> list[tuple[int, Path]]:
+    found = sorted((int(p.name.split("_")[1]), p) for p in (run / "checkpoints").glob("step_*") if p.is_dir())
+    if not found:
+        return []
+    kept = [(step, path) for step, path in found if step % every == 0]
+    if kept[-1:] != found[-1:]:
+        kept.append(found[-1])  # the run's last checkpoint always counts
+    return kept
+
+
+def level(records: list[dict], system: str, metric: str) -> tuple[float | None, float | None]:
+    return metric_summary([r for r in records if r["system"] == system and "error" not in r], metric)
+
+
+def cell(value: float | None, ci: float | None, digits: int) -> str:
+    if value is None:
+        return "–"
+    return f"{value:.{digits}f}" + (f" ± {ci:.{digits}f}" if ci is not None else "")
+
+
+def plot(points: list[dict], base: dict, goal: dict, source: str, png: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
+    x = [0.0, *(p["cpu_h"] for p in points)]  # the run starts from the base
+    for ax, key, title in ((axes[0], "dwer", "all files"), (axes[1], "dwer_source", f"{source} files")):
+        values = [base[key], *(p[key] for p in points)]
+        ax.errorbar(x, [v for v, _ in values], yerr=[ci or 0 for _, ci in values], marker="o", capsize=3,
+                    label="run")
+        ax.axhline(base[key][0], color="grey", linestyle="--", label="base (step 0)")
+        ax.axhline(goal[key][0], color="tab:red", linestyle=":", label=GOAL)
+        ax.set_title(f"dWER %, {title}")
+        ax.set_xlabel("training CPU-hours")
+        ax.grid(alpha=0.3)
+    axes[0].legend()
+    fig.tight_layout()
+    png.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(png, dpi=110)
+    plt.close(fig)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="a speechtok train output folder")
+    parser.add_argument("--base", default="sitok-default", help="the checkpoint the run started from (its step 0)")
+    parser.add_argument("--every", type=int, default=1000, help="judge one kept checkpoint per this many steps")
+    parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1] / "data/splits/dev.tsv")
+    parser.add_argument("--source", default="librispeech_train_clean",
+                        help="also tabulate the files whose path contains this (the unseen LibriSpeech speakers)")
+    parser.add_argument("-o", "--output", type=Path, help="report folder (default: runs/eval/curve-RUN)")
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--png", type=Path, help="plot here (default: REPORT/curve.png)")
+    args = parser.parse_args()
+    for needed in ("spec.json", "metrics.jsonl"):
+        if not (args.run / needed).is_file():
+            print(f"error: {args.run / needed}: no such file (not a speechtok train folder)", file=sys.stderr)
+            return 2
+    if not args.data.is_file():
+        print(f"error: {args.data}: no such manifest", file=sys.stderr)
+        return 2
+    if args.every < 1:
+        print(f"error: --every {args.every}: must be a positive number of steps", file=sys.stderr)
+        return 2
+    points = checkpoints(args.run, args.every)
+    if not points:
+        print(f"error: {args.run / 'checkpoints'}: no step_N checkpoints", file=sys.stderr)
+        return 2
+    from speechtok.eval import evaluate
+    from speechtok.eval.systems import checkpoint_label
+
+    clock = training_clock(args.run)
+    output = args.output or Path("runs/eval") / f"curve-{args.run.name}"
+    runs = [f"{path}{DECODING}" for _, path in points]
+    result = evaluate([args.base, GOAL, *runs], args.data, output, metrics="wer,stoi", workers=args.workers)
+    names = {r["system"] for r in result.records}
+    base_name = next(n for n in names if n.split("+")[0] == args.base.split("@")[0])
+    run_names = [next(n for n in names if n.startswith(checkpoint_label(str(path)) + "+")) for _, path in points]
+    subset = [r for r in result.records if args.source in r["path"]]
+
+    def measures(name: str) -> dict:
+        return {"dwer": level(result.records, name, "dwer"), "stoi": level(result.records, name, "stoi"),
+                "dwer_source": level(subset, name, "dwer")}
+
+    base, goal = measures(base_name), measures(GOAL)
+    paired_all = paired_differences(result.records, base_name, run_names, ("dwer", "stoi"))
+    paired_source = paired_differences(subset, base_name, run_names, ("dwer",))
+    rows, curve = [], []
+    for (step, _), name, pa, ps in zip(points, run_names, paired_all, paired_source):
+        seen, wall, cpu = at_step(clock, step)
+        point = {"step": step, "cpu_h": cpu, **measures(name)}
+        curve.append(point)
+        rows.append({
+            "step": step, "speech h seen": f"{seen:.0f}", "wall h": f"{wall:.2f}", "CPU-h": f"{cpu:.2f}",
+            "dWER % all": cell(*point["dwer"], 1), f"dWER % {args.source}": cell(*point["dwer_source"], 1),
+            "STOI all": cell(*point["stoi"], 3), "dWER − base, all": cell(pa["dwer"], pa["dwer_ci95"], 1),
+            f"dWER − base, {args.source}": cell(ps["dwer"], ps["dwer_ci95"], 1),
+            "STOI − base": cell(pa["stoi"], pa["stoi_ci95"], 3),
+        })
+    columns = list(rows[0])
+    for at, label, m in ((0, f"base `{args.base}` (step 0)", base), (len(rows) + 1, GOAL, goal)):
+        rows.insert(at, {"step": label, "dWER % all": cell(*m["dwer"], 1),
+                         f"dWER % {args.source}": cell(*m["dwer_source"], 1), "STOI all": cell(*m["stoi"], 3)})
+    print(f"`python scripts/dev_curve.py {args.run}` on {result.meta['date']}: {result.meta['files']} files of "
+          f"{args.data.name}, {len(subset) // max(len(names), 1)} of them {args.source}; decoding {DECODING[1:]}.\n")
+    print(markdown_table(rows, columns))
+    png = args.png or output / "curve.png"
+    plot(curve, base, goal, args.source, png)
+    print(f"\nplot: {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
