@@ -10,7 +10,7 @@ Every kept checkpoint ``RUN/checkpoints/step_N`` (thinned to one per ``--every``
 (step 0 of a run started with ``--init BASE``) and Codec2 700C. The table gives, per checkpoint, the
 hours of speech seen, the training wall time and CPU-hours (wall × threads × processes, from
 ``RUN/metrics.jsonl`` and ``RUN/spec.json``), dWER and STOI on all files and on the ``--source``
-files, and the paired difference from the base (file by file). The PNG plots dWER by CPU-hours.
+files, and the paired difference from the base (file by file), which the PNG plots by CPU-hours.
 Reruns reuse the report folder's cache.
 """
 from __future__ import annotations
@@ -72,7 +72,8 @@ def cell(value: float | None, ci: float | None, digits: int) -> str:
     return f"{value:.{digits}f}" + (f" ± {ci:.{digits}f}" if ci is not None else "")
 
 
-def plot(points: list[dict], base: dict, goal: dict, source: str, png: Path) -> None:
+def plot(points: list[dict], goal: dict, source: str, png: Path) -> None:
+    """dWER minus the base's, paired file by file (far tighter than the levels' intervals), by CPU-hours."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -80,13 +81,13 @@ def plot(points: list[dict], base: dict, goal: dict, source: str, png: Path) -> 
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
     x = [0.0, *(p["cpu_h"] for p in points)]  # the run starts from the base
-    for ax, key, title in ((axes[0], "dwer", "all files"), (axes[1], "dwer_source", f"{source} files")):
-        values = [base[key], *(p[key] for p in points)]
+    for ax, key, title in ((axes[0], "all", "all files"), (axes[1], "source", f"{source} files")):
+        values = [(0.0, 0.0), *(p[key] for p in points)]
         ax.errorbar(x, [v for v, _ in values], yerr=[ci or 0 for _, ci in values], marker="o", capsize=3,
-                    label="run")
-        ax.axhline(base[key][0], color="grey", linestyle="--", label="base (step 0)")
-        ax.axhline(goal[key][0], color="tab:red", linestyle=":", label=GOAL)
-        ax.set_title(f"dWER %, {title}")
+                    label="run − base")
+        ax.axhline(0.0, color="grey", linestyle="--", label="base (step 0)")
+        ax.axhline(goal[key][0], color="tab:red", linestyle=":", label=f"{GOAL} − base")
+        ax.set_title(f"dWER − base, percentage points, {title}")
         ax.set_xlabel("training CPU-hours")
         ax.grid(alpha=0.3)
     axes[0].legend()
@@ -139,13 +140,13 @@ def main() -> int:
                 "dwer_source": level(subset, name, "dwer")}
 
     base, goal = measures(base_name), measures(GOAL)
-    paired_all = paired_differences(result.records, base_name, run_names, ("dwer", "stoi"))
-    paired_source = paired_differences(subset, base_name, run_names, ("dwer",))
+    paired_all = paired_differences(result.records, base_name, [*run_names, GOAL], ("dwer", "stoi"))
+    paired_source = paired_differences(subset, base_name, [*run_names, GOAL], ("dwer",))
     rows, curve = [], []
     for (step, _), name, pa, ps in zip(points, run_names, paired_all, paired_source):
         seen, wall, cpu = at_step(clock, step)
-        point = {"step": step, "cpu_h": cpu, **measures(name)}
-        curve.append(point)
+        point = measures(name)
+        curve.append({"cpu_h": cpu, "all": (pa["dwer"], pa["dwer_ci95"]), "source": (ps["dwer"], ps["dwer_ci95"])})
         rows.append({
             "step": step, "speech h seen": f"{seen:.0f}", "wall h": f"{wall:.2f}", "CPU-h": f"{cpu:.2f}",
             "dWER % all": cell(*point["dwer"], 1), f"dWER % {args.source}": cell(*point["dwer_source"], 1),
@@ -154,14 +155,19 @@ def main() -> int:
             "STOI − base": cell(pa["stoi"], pa["stoi_ci95"], 3),
         })
     columns = list(rows[0])
-    for at, label, m in ((0, f"base `{args.base}` (step 0)", base), (len(rows) + 1, GOAL, goal)):
-        rows.insert(at, {"step": label, "dWER % all": cell(*m["dwer"], 1),
-                         f"dWER % {args.source}": cell(*m["dwer_source"], 1), "STOI all": cell(*m["stoi"], 3)})
+    goal_all, goal_source = paired_all[-1], paired_source[-1]
+    rows.insert(0, {"step": f"base `{args.base}` (step 0)", "dWER % all": cell(*base["dwer"], 1),
+                    f"dWER % {args.source}": cell(*base["dwer_source"], 1), "STOI all": cell(*base["stoi"], 3)})
+    rows.append({"step": GOAL, "dWER % all": cell(*goal["dwer"], 1),
+                 f"dWER % {args.source}": cell(*goal["dwer_source"], 1), "STOI all": cell(*goal["stoi"], 3),
+                 "dWER − base, all": cell(goal_all["dwer"], goal_all["dwer_ci95"], 1),
+                 f"dWER − base, {args.source}": cell(goal_source["dwer"], goal_source["dwer_ci95"], 1),
+                 "STOI − base": cell(goal_all["stoi"], goal_all["stoi_ci95"], 3)})
     print(f"`python scripts/dev_curve.py {args.run}` on {result.meta['date']}: {result.meta['files']} files of "
           f"{args.data.name}, {len(subset) // max(len(names), 1)} of them {args.source}; decoding {DECODING[1:]}.\n")
     print(markdown_table(rows, columns))
     png = args.png or output / "curve.png"
-    plot(curve, base, goal, args.source, png)
+    plot(curve, {"all": (goal_all["dwer"], None), "source": (goal_source["dwer"], None)}, args.source, png)
     print(f"\nplot: {png}")
     return 0
 
