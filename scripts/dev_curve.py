@@ -19,7 +19,9 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
+from speechtok.bundled import bundled_names
 from speechtok.eval.summary import markdown_table, metric_summary, paired_differences
 
 DECODING = "@steps=4@cfg=1@temperature=0@vocoder=vocos-24k"
@@ -72,10 +74,8 @@ def cell(value: float | None, ci: float | None, digits: int) -> str:
     return f"{value:.{digits}f}" + (f" ± {ci:.{digits}f}" if ci is not None else "")
 
 
-def plot(points: list[dict], goal: dict, source: str, png: Path) -> None:
+def plot(matplotlib: Any, points: list[dict], goal: dict, source: str, png: Path) -> None:
     """dWER minus the base's, paired file by file (far tighter than the levels' intervals), by CPU-hours."""
-    import matplotlib
-
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -119,9 +119,20 @@ def main() -> int:
     if args.every < 1:
         print(f"error: --every {args.every}: must be a positive number of steps", file=sys.stderr)
         return 2
+    base_source = args.base.split("@")[0]
+    if base_source not in bundled_names("sitok") and not Path(base_source).is_dir():
+        print(f"error: --base {args.base}: neither a bundled SiTok checkpoint nor a folder", file=sys.stderr)
+        return 2
     points = checkpoints(args.run, args.every)
     if not points:
         print(f"error: {args.run / 'checkpoints'}: no step_N checkpoints", file=sys.stderr)
+        return 2
+    from speechtok.extras import MissingExtraError, optional_import
+
+    try:
+        matplotlib = optional_import("matplotlib", "plot", "the curve's plot")
+    except MissingExtraError as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     from speechtok.eval import evaluate
     from speechtok.eval.systems import checkpoint_label
@@ -131,7 +142,7 @@ def main() -> int:
     runs = [f"{path}{DECODING}" for _, path in points]
     result = evaluate([args.base, GOAL, *runs], args.data, output, metrics="wer,stoi", workers=args.workers)
     names = {r["system"] for r in result.records}
-    base_name = next(n for n in names if n.split("+")[0] == args.base.split("@")[0])
+    base_name = next(n for n in names if n.startswith(checkpoint_label(base_source) + "+"))
     run_names = [next(n for n in names if n.startswith(checkpoint_label(str(path)) + "+")) for _, path in points]
     subset = [r for r in result.records if args.source in r["path"]]
 
@@ -167,7 +178,7 @@ def main() -> int:
           f"{args.data.name}, {len(subset) // max(len(names), 1)} of them {args.source}; decoding {DECODING[1:]}.\n")
     print(markdown_table(rows, columns))
     png = args.png or output / "curve.png"
-    plot(curve, {"all": (goal_all["dwer"], None), "source": (goal_source["dwer"], None)}, args.source, png)
+    plot(matplotlib, curve, {"all": (goal_all["dwer"], None), "source": (goal_source["dwer"], None)}, args.source, png)
     print(f"\nplot: {png}")
     return 0
 

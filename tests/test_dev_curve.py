@@ -51,11 +51,11 @@ def test_checkpoints_are_thinned_but_the_last_always_counts(curve, tmp_path):
     assert [step for step, _ in curve.checkpoints(run, 500)] == [500, 1000, 1500, 2000, 2250]
 
 
-@pytest.mark.parametrize("case", ["not a run", "no checkpoints", "bad every"])
+@pytest.mark.parametrize("case", ["not a run", "no checkpoints", "bad every", "bad base"])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
     run = fake_run(tmp_path, [] if case == "no checkpoints" else [100])
     target = tmp_path / "elsewhere" if case == "not a run" else run
-    extra = ["--every", "0"] if case == "bad every" else []
+    extra = {"bad every": ["--every", "0"], "bad base": ["--base", "sitok-nonesuch"]}.get(case, [])
     done = subprocess.run([sys.executable, str(SCRIPT), str(target), *extra, "-o", str(tmp_path / "report")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
