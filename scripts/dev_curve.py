@@ -6,10 +6,11 @@ written in: "the last ~6 CPU-hours gained < 1 WER point").
         [--data data/splits/dev.tsv] [--source librispeech_train_clean] [--workers 2] [--png CURVE.png]
 
 Every kept checkpoint ``RUN/checkpoints/step_N`` (thinned to one per ``--every`` steps) is judged with
-``speechtok eval`` at the bundle's decoding (4 steps, CFG 1, temperature 0, vocos-24k) beside ``--base``
-(step 0 of a run started with ``--init BASE``) and Codec2 700C. The table gives, per checkpoint, the
-hours of speech seen, the training wall time and CPU-hours (wall × threads × processes, from
-``RUN/metrics.jsonl`` and ``RUN/spec.json``), dWER and STOI on all files and on the ``--source``
+``speechtok eval`` at the bundle's decoding (4 steps, CFG 1, temperature 0, vocos-24k), as is ``--base``
+unless it names its own (step 0 of a run started with ``--init BASE``), beside Codec2 700C. The table
+gives, per checkpoint, the hours of speech seen, the wall time of the training steps and CPU-hours
+(wall × threads × processes, from ``RUN/metrics.jsonl`` and ``RUN/spec.json``; validation and
+checkpointing not counted; ``threads: 0`` counts every core), dWER and STOI on all files and on the ``--source``
 files, and the paired difference from the base (file by file), which the PNG plots by CPU-hours.
 Reruns reuse the report folder's cache.
 """
@@ -17,12 +18,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sys
 from pathlib import Path
 from typing import Any
 
 from speechtok.bundled import bundled_names
-from speechtok.eval.summary import markdown_table, metric_summary, paired_differences
+from speechtok.data.manifest import read_corpus
+from speechtok.errors import SpeechtokError
+from speechtok.eval.summary import format_value, markdown_table, metric_summary, paired_differences
+from speechtok.train.plots import read_metrics
 
 DECODING = "@steps=4@cfg=1@temperature=0@vocoder=vocos-24k"
 GOAL = "codec2-700c"
@@ -31,15 +37,14 @@ GOAL = "codec2-700c"
 def training_clock(run: Path) -> dict[int, tuple[float, float, float]]:
     """step → (hours of speech seen, training wall hours, CPU-hours) at every logged training window."""
     spec = json.loads((run / "spec.json").read_text())
-    threads = spec["train"].get("threads") or 1
+    threads = spec["train"].get("threads") or os.cpu_count() or 1  # 0: torch's default, every core
     last = sorted((run / "checkpoints").glob("step_*/trainer.json"))
     processes = json.loads(last[-1].read_text()).get("world_size", 1) if last else 1
     seen = wall = 0.0
     previous = 0
     clock = {0: (0.0, 0.0, 0.0)}
-    for line in (run / "metrics.jsonl").read_text().splitlines():
-        record = json.loads(line) if line.strip() else {}
-        if "sec_per_step" not in record:
+    for record in read_metrics(run / "metrics.jsonl"):
+        if "sec_per_step" not in record:  # validation rows
             continue
         steps = record["step"] - previous
         previous = record["step"]
@@ -55,6 +60,7 @@ def at_step(clock: dict[int, tuple[float, float, float]], step: int) -> tuple[fl
 
 
 def checkpoints(run: Path, every: int) -> list[tuple[int, Path]]:
+    """The kept checkpoints whose step is a multiple of ``every``, and the last one."""
     found = sorted((int(p.name.split("_")[1]), p) for p in (run / "checkpoints").glob("step_*") if p.is_dir())
     if not found:
         return []
@@ -64,14 +70,17 @@ def checkpoints(run: Path, every: int) -> list[tuple[int, Path]]:
     return kept
 
 
+def is_sitok_checkpoint(folder: Path) -> bool:
+    """A folder with a SiTok checkpoint's config (read, not loaded: the check comes before any judging)."""
+    try:
+        return json.loads((folder / "config.json").read_text()).get("kind") == "sitok"
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def level(records: list[dict], system: str, metric: str) -> tuple[float | None, float | None]:
+    """One system's value and CI half-width of ``metric`` over the files it scored."""
     return metric_summary([r for r in records if r["system"] == system and "error" not in r], metric)
-
-
-def cell(value: float | None, ci: float | None, digits: int) -> str:
-    if value is None:
-        return "–"
-    return f"{value:.{digits}f}" + (f" ± {ci:.{digits}f}" if ci is not None else "")
 
 
 def plot(matplotlib: Any, points: list[dict], goal: dict, source: str, png: Path) -> None:
@@ -80,13 +89,14 @@ def plot(matplotlib: Any, points: list[dict], goal: dict, source: str, png: Path
     import matplotlib.pyplot as plt
 
     fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharex=True)
-    x = [0.0, *(p["cpu_h"] for p in points)]  # the run starts from the base
     for ax, key, title in ((axes[0], "all", "all files"), (axes[1], "source", f"{source} files")):
-        values = [(0.0, 0.0), *(p[key] for p in points)]
-        ax.errorbar(x, [v for v, _ in values], yerr=[ci or 0 for _, ci in values], marker="o", capsize=3,
-                    label="run − base")
+        # the run starts from the base; a checkpoint with no scored file has no point
+        shown = [(0.0, (0.0, 0.0)), *((p["cpu_h"], p[key]) for p in points if p[key][0] is not None)]
+        ax.errorbar([x for x, _ in shown], [v for _, (v, _) in shown], yerr=[ci or 0 for _, (_, ci) in shown],
+                    marker="o", capsize=3, label="run − base")
         ax.axhline(0.0, color="grey", linestyle="--", label="base (step 0)")
-        ax.axhline(goal[key][0], color="tab:red", linestyle=":", label=f"{GOAL} − base")
+        if goal[key] is not None:
+            ax.axhline(goal[key], color="tab:red", linestyle=":", label=f"{GOAL} − base")
         ax.set_title(f"dWER − base, percentage points, {title}")
         ax.set_xlabel("training CPU-hours")
         ax.grid(alpha=0.3)
@@ -101,7 +111,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="a speechtok train output folder")
     parser.add_argument("--base", default="sitok-default", help="the checkpoint the run started from (its step 0)")
-    parser.add_argument("--every", type=int, default=1000, help="judge one kept checkpoint per this many steps")
+    parser.add_argument("--every", type=int, default=1000,
+                        help="judge the kept checkpoints whose step is a multiple of this, and the last")
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1] / "data/splits/dev.tsv")
     parser.add_argument("--source", default="librispeech_train_clean",
                         help="also tabulate the files whose path contains this (the unseen LibriSpeech speakers)")
@@ -120,12 +131,20 @@ def main() -> int:
         print(f"error: --every {args.every}: must be a positive number of steps", file=sys.stderr)
         return 2
     base_source = args.base.split("@")[0]
-    if base_source not in bundled_names("sitok") and not Path(base_source).is_dir():
-        print(f"error: --base {args.base}: neither a bundled SiTok checkpoint nor a folder", file=sys.stderr)
+    if base_source not in bundled_names("sitok") and not is_sitok_checkpoint(Path(base_source)):
+        print(f"error: --base {args.base}: neither a bundled SiTok checkpoint nor a SiTok checkpoint folder",
+              file=sys.stderr)
+        return 2
+    if not any(args.source in str(u.path) for u in read_corpus(args.data)):
+        print(f"error: --source {args.source}: no file of {args.data} has it in its path", file=sys.stderr)
         return 2
     points = checkpoints(args.run, args.every)
     if not points:
         print(f"error: {args.run / 'checkpoints'}: no step_N checkpoints", file=sys.stderr)
+        return 2
+    broken = [path for _, path in points if not is_sitok_checkpoint(path)]
+    if broken:
+        print(f"error: {broken[0]}: not a SiTok checkpoint (no config.json of kind sitok)", file=sys.stderr)
         return 2
     from speechtok.extras import MissingExtraError, optional_import
 
@@ -135,24 +154,28 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     from speechtok.eval import evaluate
-    from speechtok.eval.systems import checkpoint_label
+    from speechtok.eval.systems import get_systems
 
+    base_spec = args.base if "@" in args.base else args.base + DECODING  # the run's decoding unless told
+    try:  # resolved up front: a bad base or a missing codec is one line, before any judging
+        systems = get_systems([base_spec, GOAL, *(f"{path}{DECODING}" for _, path in points)])
+    except SpeechtokError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    base_name, run_names = systems[0].name, [s.name for s in systems[2:]]
     clock = training_clock(args.run)
     output = args.output or Path("runs/eval") / f"curve-{args.run.name}"
-    runs = [f"{path}{DECODING}" for _, path in points]
-    result = evaluate([args.base, GOAL, *runs], args.data, output, metrics="wer,stoi", workers=args.workers)
-    names = {r["system"] for r in result.records}
-    base_name = next(n for n in names if n.startswith(checkpoint_label(base_source) + "+"))
-    run_names = [next(n for n in names if n.startswith(checkpoint_label(str(path)) + "+")) for _, path in points]
+    result = evaluate(systems, args.data, output, metrics="wer,stoi", workers=args.workers)
     subset = [r for r in result.records if args.source in r["path"]]
 
-    def measures(name: str) -> dict:
+    def measures(name: str) -> dict[str, tuple[float | None, float | None]]:
         return {"dwer": level(result.records, name, "dwer"), "stoi": level(result.records, name, "stoi"),
                 "dwer_source": level(subset, name, "dwer")}
 
-    base, goal = measures(base_name), measures(GOAL)
-    paired_all = paired_differences(result.records, base_name, [*run_names, GOAL], ("dwer", "stoi"))
-    paired_source = paired_differences(subset, base_name, [*run_names, GOAL], ("dwer",))
+    goal_name = systems[1].name
+    base, goal = measures(base_name), measures(goal_name)
+    paired_all = paired_differences(result.records, base_name, [*run_names, goal_name], ("dwer", "stoi"))
+    paired_source = paired_differences(subset, base_name, [*run_names, goal_name], ("dwer",))
     rows, curve = [], []
     for (step, _), name, pa, ps in zip(points, run_names, paired_all, paired_source):
         seen, wall, cpu = at_step(clock, step)
@@ -160,25 +183,28 @@ def main() -> int:
         curve.append({"cpu_h": cpu, "all": (pa["dwer"], pa["dwer_ci95"]), "source": (ps["dwer"], ps["dwer_ci95"])})
         rows.append({
             "step": step, "speech h seen": f"{seen:.0f}", "wall h": f"{wall:.2f}", "CPU-h": f"{cpu:.2f}",
-            "dWER % all": cell(*point["dwer"], 1), f"dWER % {args.source}": cell(*point["dwer_source"], 1),
-            "STOI all": cell(*point["stoi"], 3), "dWER − base, all": cell(pa["dwer"], pa["dwer_ci95"], 1),
-            f"dWER − base, {args.source}": cell(ps["dwer"], ps["dwer_ci95"], 1),
-            "STOI − base": cell(pa["stoi"], pa["stoi_ci95"], 3),
+            "dWER % all": format_value(*point["dwer"], 1), f"dWER % {args.source}": format_value(*point["dwer_source"], 1),
+            "STOI all": format_value(*point["stoi"], 3), "dWER − base, all": format_value(pa["dwer"], pa["dwer_ci95"], 1),
+            f"dWER − base, {args.source}": format_value(ps["dwer"], ps["dwer_ci95"], 1),
+            "STOI − base": format_value(pa["stoi"], pa["stoi_ci95"], 3),
         })
     columns = list(rows[0])
     goal_all, goal_source = paired_all[-1], paired_source[-1]
-    rows.insert(0, {"step": f"base `{args.base}` (step 0)", "dWER % all": cell(*base["dwer"], 1),
-                    f"dWER % {args.source}": cell(*base["dwer_source"], 1), "STOI all": cell(*base["stoi"], 3)})
-    rows.append({"step": GOAL, "dWER % all": cell(*goal["dwer"], 1),
-                 f"dWER % {args.source}": cell(*goal["dwer_source"], 1), "STOI all": cell(*goal["stoi"], 3),
-                 "dWER − base, all": cell(goal_all["dwer"], goal_all["dwer_ci95"], 1),
-                 f"dWER − base, {args.source}": cell(goal_source["dwer"], goal_source["dwer_ci95"], 1),
-                 "STOI − base": cell(goal_all["stoi"], goal_all["stoi_ci95"], 3)})
-    print(f"`python scripts/dev_curve.py {args.run}` on {result.meta['date']}: {result.meta['files']} files of "
-          f"{args.data.name}, {len(subset) // max(len(names), 1)} of them {args.source}; decoding {DECODING[1:]}.\n")
+    rows.insert(0, {"step": f"base `{args.base}` (step 0)", "dWER % all": format_value(*base["dwer"], 1),
+                    f"dWER % {args.source}": format_value(*base["dwer_source"], 1), "STOI all": format_value(*base["stoi"], 3)})
+    rows.append({"step": GOAL, "dWER % all": format_value(*goal["dwer"], 1),
+                 f"dWER % {args.source}": format_value(*goal["dwer_source"], 1), "STOI all": format_value(*goal["stoi"], 3),
+                 "dWER − base, all": format_value(goal_all["dwer"], goal_all["dwer_ci95"], 1),
+                 f"dWER − base, {args.source}": format_value(goal_source["dwer"], goal_source["dwer_ci95"], 1),
+                 "STOI − base": format_value(goal_all["stoi"], goal_all["stoi_ci95"], 3)})
+    failed = len(result.failures)
+    print(f"`{shlex.join(['python', 'scripts/dev_curve.py', *sys.argv[1:]])}` on {result.meta['date']}:"
+          f" {result.meta['files']} files of {args.data.name}, {len({r['file'] for r in subset})} of them"
+          f" {args.source}; decoding {DECODING[1:]}" + (f"; {failed} (system, file) results failed" if failed else "")
+          + ".\n")
     print(markdown_table(rows, columns))
     png = args.png or output / "curve.png"
-    plot(matplotlib, curve, {"all": (goal_all["dwer"], None), "source": (goal_source["dwer"], None)}, args.source, png)
+    plot(matplotlib, curve, {"all": goal_all["dwer"], "source": goal_source["dwer"]}, args.source, png)
     print(f"\nplot: {png}")
     return 0
 

@@ -32,6 +32,7 @@ def fake_run(root: Path, steps: list[int], threads: int = 2, world_size: int = 1
         folder = run / "checkpoints" / f"step_{step:07d}"
         folder.mkdir()
         (folder / "trainer.json").write_text(json.dumps({"world_size": world_size}))
+        (folder / "config.json").write_text(json.dumps({"kind": "sitok"}))
     return run
 
 
@@ -51,11 +52,16 @@ def test_checkpoints_are_thinned_but_the_last_always_counts(curve, tmp_path):
     assert [step for step, _ in curve.checkpoints(run, 500)] == [500, 1000, 1500, 2000, 2250]
 
 
-@pytest.mark.parametrize("case", ["not a run", "no checkpoints", "bad every", "bad base"])
+@pytest.mark.parametrize("case", ["not a run", "no checkpoints", "bad every", "bad base", "no such source",
+                                  "not a checkpoint", "broken step"])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
     run = fake_run(tmp_path, [] if case == "no checkpoints" else [100])
     target = tmp_path / "elsewhere" if case == "not a run" else run
-    extra = {"bad every": ["--every", "0"], "bad base": ["--base", "sitok-nonesuch"]}.get(case, [])
+    extra = {"bad every": ["--every", "0"], "bad base": ["--base", "sitok-nonesuch"],
+             "no such source": ["--source", "no-such-corpus"],
+             "not a checkpoint": ["--base", str(tmp_path)]}.get(case, [])  # a folder, but no checkpoint
+    if case == "broken step":
+        (run / "checkpoints" / "step_0000100" / "config.json").unlink()
     done = subprocess.run([sys.executable, str(SCRIPT), str(target), *extra, "-o", str(tmp_path / "report")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2

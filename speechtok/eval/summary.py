@@ -163,16 +163,19 @@ def write_csv(path: Path, rows: Sequence[dict[str, Any]], cols: Sequence[str]) -
                 writer.writerow({c: "" if row.get(c) is None else row[c] for c in cols})
 
 
-def format_cell(row: dict[str, Any], column: str) -> str:
-    """``value ± ci`` with the column's decimals; ``–`` where there is no value."""
-    value = row.get(column)
+def format_value(value: float | None, ci: float | None, digits: int) -> str:
+    """``value ± ci`` with ``digits`` decimals; ``–`` where there is no value."""
     if value is None:
         return "–"
-    if column not in UNITS:
-        return str(value)
-    digits = UNITS[column][1]
-    ci = row.get(f"{column}_ci95")
     return f"{value:.{digits}f}" + (f" ± {ci:.{digits}f}" if ci is not None else "")
+
+
+def format_cell(row: dict[str, Any], column: str) -> str:
+    """A table cell: ``value ± ci`` with the column's decimals; ``–`` where there is no value."""
+    value = row.get(column)
+    if value is not None and column not in UNITS:
+        return str(value)
+    return format_value(value, row.get(f"{column}_ci95"), UNITS[column][1] if column in UNITS else 0)
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], cols: Sequence[str]) -> str:
