@@ -2,12 +2,12 @@
 checkpoint it started from and Codec2 700C, by training time (the measure issue 13's stopping rule is
 written in: "the last ~6 CPU-hours gained < 1 WER point").
 
-    python scripts/dev_curve.py RUN [--base sitok-default] [--every 1000] [-o runs/eval/curve-RUN]
+    python scripts/dev_curve.py RUN [--base CHECKPOINT] [--every 1000] [-o runs/eval/curve-RUN]
         [--data data/splits/dev.tsv] [--source librispeech_train_clean] [--workers 2] [--png CURVE.png]
 
 Every kept checkpoint ``RUN/checkpoints/step_N`` (thinned to one per ``--every`` steps) is judged with
 ``speechtok eval`` at the bundle's decoding (4 steps, CFG 1, temperature 0, vocos-24k), as is ``--base``
-unless it names its own (step 0 of a run started with ``--init BASE``), beside Codec2 700C. The table
+unless it names its own (by default the run's ``--init`` checkpoint: its step 0), beside Codec2 700C. The table
 gives, per checkpoint, the hours of speech seen, the wall time of the training steps and CPU-hours
 (wall × threads × processes, from ``RUN/metrics.jsonl`` and ``RUN/spec.json``; validation and
 checkpointing not counted; ``threads: 0`` counts every core), dWER and STOI on all files and on the ``--source``
@@ -70,6 +70,17 @@ def checkpoints(run: Path, every: int) -> list[tuple[int, Path]]:
     return kept
 
 
+def init_checkpoint(run: Path) -> str | None:
+    """The checkpoint a run was started from with ``--init`` (a bundled one by its name), from its trainer state."""
+    from speechtok.bundled import BUNDLED_DIR
+
+    states = sorted((run / "checkpoints").glob("step_*/trainer.json"))
+    source = json.loads(states[-1].read_text()).get("init", {}).get("checkpoint") if states else None
+    if source and Path(source).resolve().parent == BUNDLED_DIR:
+        return Path(source).name
+    return source
+
+
 def is_sitok_checkpoint(folder: Path) -> bool:
     """A folder with a SiTok checkpoint's config (read, not loaded: the check comes before any judging)."""
     try:
@@ -110,7 +121,7 @@ def plot(matplotlib: Any, points: list[dict], goal: dict, source: str, png: Path
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("run", type=Path, help="a speechtok train output folder")
-    parser.add_argument("--base", default="sitok-default", help="the checkpoint the run started from (its step 0)")
+    parser.add_argument("--base", help="the checkpoint to compare with (default: the run's --init checkpoint, its step 0)")
     parser.add_argument("--every", type=int, default=1000,
                         help="judge the kept checkpoints whose step is a multiple of this, and the last")
     parser.add_argument("--data", type=Path, default=Path(__file__).resolve().parents[1] / "data/splits/dev.tsv")
@@ -129,6 +140,10 @@ def main() -> int:
         return 2
     if args.every < 1:
         print(f"error: --every {args.every}: must be a positive number of steps", file=sys.stderr)
+        return 2
+    args.base = args.base or init_checkpoint(args.run)
+    if args.base is None:
+        print(f"error: {args.run}: the run records no --init checkpoint; name one with --base", file=sys.stderr)
         return 2
     base_source = args.base.split("@")[0]
     if base_source not in bundled_names("sitok") and not is_sitok_checkpoint(Path(base_source)):

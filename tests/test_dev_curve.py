@@ -46,6 +46,18 @@ def test_the_clock_counts_speech_wall_time_and_cpu_hours(curve, tmp_path):
     assert curve.at_step(clock, 250) == clock[200]
 
 
+def test_the_base_defaults_to_the_checkpoint_the_run_started_from(curve, tmp_path):
+    from speechtok.bundled import BUNDLED_DIR
+
+    run = fake_run(tmp_path, [100, 200])
+    assert curve.init_checkpoint(run) is None  # a run from scratch: --base must be given
+    state = run / "checkpoints" / "step_0000200" / "trainer.json"
+    state.write_text(json.dumps({"init": {"checkpoint": str(BUNDLED_DIR / "sitok-default")}}))
+    assert curve.init_checkpoint(run) == "sitok-default"  # a bundled one by its name
+    state.write_text(json.dumps({"init": {"checkpoint": "/elsewhere/runs/a/checkpoints/step_0000500"}}))
+    assert curve.init_checkpoint(run) == "/elsewhere/runs/a/checkpoints/step_0000500"
+
+
 def test_checkpoints_are_thinned_but_the_last_always_counts(curve, tmp_path):
     run = fake_run(tmp_path, [500, 1000, 1500, 2000, 2250])
     assert [step for step, _ in curve.checkpoints(run, 1000)] == [1000, 2000, 2250]
@@ -53,15 +65,17 @@ def test_checkpoints_are_thinned_but_the_last_always_counts(curve, tmp_path):
 
 
 @pytest.mark.parametrize("case", ["not a run", "no checkpoints", "bad every", "bad base", "no such source",
-                                  "not a checkpoint", "broken step"])
+                                  "not a checkpoint", "broken step", "no base"])
 def test_bad_input_is_one_line_and_exit_2(tmp_path, case):
     run = fake_run(tmp_path, [] if case == "no checkpoints" else [100])
     target = tmp_path / "elsewhere" if case == "not a run" else run
-    extra = {"bad every": ["--every", "0"], "bad base": ["--base", "sitok-nonesuch"],
+    extra = {"bad every": ["--every", "0"], "bad base": ["--base", "sitok-nonesuch"], "no base": [],
              "no such source": ["--source", "no-such-corpus"],
              "not a checkpoint": ["--base", str(tmp_path)]}.get(case, [])  # a folder, but no checkpoint
     if case == "broken step":
         (run / "checkpoints" / "step_0000100" / "config.json").unlink()
+    if case != "no base" and "--base" not in extra:
+        extra += ["--base", "sitok-default"]
     done = subprocess.run([sys.executable, str(SCRIPT), str(target), *extra, "-o", str(tmp_path / "report")],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
