@@ -24,22 +24,21 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from speechtok.bundled import bundled_names
+from speechtok.bundled import BUNDLED_DIR, load_checkpoint_kind
 from speechtok.data.manifest import read_corpus
 from speechtok.errors import SpeechtokError
 from speechtok.eval.summary import format_value, markdown_table, metric_summary, paired_differences
 from speechtok.train.plots import read_metrics
+from speechtok.train.state import find_checkpoint, read_trainer_state
 
 DECODING = "@steps=4@cfg=1@temperature=0@vocoder=vocos-24k"
 GOAL = "codec2-700c"
 
 
-def training_clock(run: Path) -> dict[int, tuple[float, float, float]]:
+def training_clock(run: Path, processes: int) -> dict[int, tuple[float, float, float]]:
     """step → (hours of speech seen, training wall hours, CPU-hours) at every logged training window."""
     spec = json.loads((run / "spec.json").read_text())
     threads = spec["train"].get("threads") or os.cpu_count() or 1  # 0: torch's default, every core
-    last = sorted((run / "checkpoints").glob("step_*/trainer.json"))
-    processes = json.loads(last[-1].read_text()).get("world_size", 1) if last else 1
     seen = wall = 0.0
     previous = 0
     clock = {0: (0.0, 0.0, 0.0)}
@@ -70,23 +69,12 @@ def checkpoints(run: Path, every: int) -> list[tuple[int, Path]]:
     return kept
 
 
-def init_checkpoint(run: Path) -> str | None:
+def init_checkpoint(state: dict[str, Any]) -> str | None:
     """The checkpoint a run was started from with ``--init`` (a bundled one by its name), from its trainer state."""
-    from speechtok.bundled import BUNDLED_DIR
-
-    states = sorted((run / "checkpoints").glob("step_*/trainer.json"))
-    source = json.loads(states[-1].read_text()).get("init", {}).get("checkpoint") if states else None
+    source = state.get("init", {}).get("checkpoint")
     if source and Path(source).resolve().parent == BUNDLED_DIR:
         return Path(source).name
     return source
-
-
-def is_sitok_checkpoint(folder: Path) -> bool:
-    """A folder with a SiTok checkpoint's config (read, not loaded: the check comes before any judging)."""
-    try:
-        return json.loads((folder / "config.json").read_text()).get("kind") == "sitok"
-    except (OSError, ValueError, AttributeError):
-        return False
 
 
 def level(records: list[dict], system: str, metric: str) -> tuple[float | None, float | None]:
@@ -141,25 +129,29 @@ def main() -> int:
     if args.every < 1:
         print(f"error: --every {args.every}: must be a positive number of steps", file=sys.stderr)
         return 2
-    args.base = args.base or init_checkpoint(args.run)
+    points = checkpoints(args.run, args.every)
+    if not points:
+        print(f"error: {args.run / 'checkpoints'}: no step_N checkpoints", file=sys.stderr)
+        return 2
+    broken = [path for _, path in points if load_checkpoint_kind(path) != "sitok"]
+    if broken:
+        print(f"error: {broken[0]}: not a SiTok checkpoint (no config.json of kind sitok)", file=sys.stderr)
+        return 2
+    try:
+        state = read_trainer_state(find_checkpoint(args.run))  # the latest: the run's --init and process count
+    except SpeechtokError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    args.base = args.base or init_checkpoint(state)
     if args.base is None:
         print(f"error: {args.run}: the run records no --init checkpoint; name one with --base", file=sys.stderr)
         return 2
-    base_source = args.base.split("@")[0]
-    if base_source not in bundled_names("sitok") and not is_sitok_checkpoint(Path(base_source)):
+    if load_checkpoint_kind(args.base.split("@")[0]) != "sitok":
         print(f"error: --base {args.base}: neither a bundled SiTok checkpoint nor a SiTok checkpoint folder",
               file=sys.stderr)
         return 2
     if not any(args.source in str(u.path) for u in read_corpus(args.data)):
         print(f"error: --source {args.source}: no file of {args.data} has it in its path", file=sys.stderr)
-        return 2
-    points = checkpoints(args.run, args.every)
-    if not points:
-        print(f"error: {args.run / 'checkpoints'}: no step_N checkpoints", file=sys.stderr)
-        return 2
-    broken = [path for _, path in points if not is_sitok_checkpoint(path)]
-    if broken:
-        print(f"error: {broken[0]}: not a SiTok checkpoint (no config.json of kind sitok)", file=sys.stderr)
         return 2
     from speechtok.extras import MissingExtraError, optional_import
 
@@ -178,7 +170,7 @@ def main() -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     base_name, run_names = systems[0].name, [s.name for s in systems[2:]]
-    clock = training_clock(args.run)
+    clock = training_clock(args.run, state.get("world_size", 1))
     output = args.output or Path("runs/eval") / f"curve-{args.run.name}"
     result = evaluate(systems, args.data, output, metrics="wer,stoi", workers=args.workers)
     subset = [r for r in result.records if args.source in r["path"]]

@@ -33,12 +33,19 @@ def fake_run(root: Path, steps: list[int], threads: int = 2, world_size: int = 1
         folder.mkdir()
         (folder / "trainer.json").write_text(json.dumps({"world_size": world_size}))
         (folder / "config.json").write_text(json.dumps({"kind": "sitok"}))
+    if steps:
+        (run / "checkpoints" / "latest").write_text(json.dumps({"checkpoint": f"step_{steps[-1]:07d}"}))
     return run
+
+
+def latest_state(curve, run: Path) -> dict:
+    """The trainer state dev_curve reads: the run's latest checkpoint's."""
+    return curve.read_trainer_state(curve.find_checkpoint(run))
 
 
 def test_the_clock_counts_speech_wall_time_and_cpu_hours(curve, tmp_path):
     run = fake_run(tmp_path, [300], threads=2, world_size=3)
-    clock = curve.training_clock(run)
+    clock = curve.training_clock(run, latest_state(curve, run)["world_size"])
     seen, wall, cpu = clock[300]
     assert wall == pytest.approx(300 * 0.5 / 3600)
     assert seen == pytest.approx(300 * 0.5 * 120.0 / 3600)  # the trainer's rate is already summed over processes
@@ -50,12 +57,12 @@ def test_the_base_defaults_to_the_checkpoint_the_run_started_from(curve, tmp_pat
     from speechtok.bundled import BUNDLED_DIR
 
     run = fake_run(tmp_path, [100, 200])
-    assert curve.init_checkpoint(run) is None  # a run from scratch: --base must be given
+    assert curve.init_checkpoint(latest_state(curve, run)) is None  # a run from scratch: --base must be given
     state = run / "checkpoints" / "step_0000200" / "trainer.json"
     state.write_text(json.dumps({"init": {"checkpoint": str(BUNDLED_DIR / "sitok-default")}}))
-    assert curve.init_checkpoint(run) == "sitok-default"  # a bundled one by its name
+    assert curve.init_checkpoint(latest_state(curve, run)) == "sitok-default"  # a bundled one by its name
     state.write_text(json.dumps({"init": {"checkpoint": "/elsewhere/runs/a/checkpoints/step_0000500"}}))
-    assert curve.init_checkpoint(run) == "/elsewhere/runs/a/checkpoints/step_0000500"
+    assert curve.init_checkpoint(latest_state(curve, run)) == "/elsewhere/runs/a/checkpoints/step_0000500"
 
 
 def test_checkpoints_are_thinned_but_the_last_always_counts(curve, tmp_path):

@@ -173,9 +173,9 @@ def format_value(value: float | None, ci: float | None, digits: int) -> str:
 def format_cell(row: dict[str, Any], column: str) -> str:
     """A table cell: ``value ± ci`` with the column's decimals; ``–`` where there is no value."""
     value = row.get(column)
-    if value is not None and column not in UNITS:
-        return str(value)
-    return format_value(value, row.get(f"{column}_ci95"), UNITS[column][1] if column in UNITS else 0)
+    if column not in UNITS:
+        return "–" if value is None else str(value)
+    return format_value(value, row.get(f"{column}_ci95"), UNITS[column][1])
 
 
 def markdown_table(rows: Sequence[dict[str, Any]], cols: Sequence[str]) -> str:
