@@ -13,12 +13,12 @@ from speechtok.audio import load_audio
 from speechtok.cli import main as cli_main
 from speechtok.data.manifest import read_manifest
 from speechtok.errors import CheckpointError, ConfigError
-from speechtok.models.ardit import ARDiT, Example
+from speechtok.models.ardit import ARDiT, AttentionPrior, Example
 from speechtok.models.ardit_config import PRESETS, get_preset
 from speechtok.models.holitok import HoliTok
 from speechtok.models.sitok import SiTok
 from speechtok.models.speech_lm import SpeechLM
-from speechtok.train.ardit_recipe import text_gain
+from speechtok.train.ardit_recipe import ARDiTObjective, text_gain
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -119,6 +119,63 @@ def test_alignment_loss_is_learnable_and_absent_by_default(tokenizers, clips):
             ids = model.align_head(hidden[len(head) - 1: len(head) - 1 + m]).reshape(-1, model.end_of_text + 1).argmax(-1)
             collapsed = [u for u in torch.unique_consecutive(ids).tolist() if u != model.end_of_text]
             assert collapsed == item.text.tolist()
+
+
+def test_attention_prior_pulls_heads_to_the_diagonal_and_anneals_away(tokenizers, clips):
+    """The prior biases only its heads, only the rows of states that predict a target, towards the
+    key at the same relative position (text for TTS, audio for ASR); scale 0 is no prior; the
+    objective holds it, then fades it linearly to nothing."""
+    lm, examples = _speech_lm("latents", tokenizers, clips)
+    model = lm.model.eval()
+    n, m = 9, 5
+    windows = [(n + 1, m, 1, n), (m + 2, n + 1, 2, m)]  # TTS: states before patches → text; ASR: before units → patches
+    bias = model._prior_bias(windows, n + m + 3, AttentionPrior(heads=2))
+    assert bias.shape == (2, model.config.heads, n + m + 3, n + m + 3) and not bias[:, 2:].any()
+    for item, (query, queries, key, keys) in enumerate(windows):
+        rows = bias[item, 0, query: query + queries]
+        nearest = rows[:, key: key + keys].argmax(-1)
+        assert nearest[0] == 0 and nearest[-1] == keys - 1 and bool((nearest.diff() >= 0).all())
+        assert not bias[item, 0, :query].any() and not bias[item, 0, query + queries:].any()
+        assert bool((rows[:, key: key + keys].max(-1).values > rows[:, :key].max(-1).values).all())
+    torch.manual_seed(3)
+    plain = model(examples)
+    torch.manual_seed(3)
+    assert torch.equal(model(examples, AttentionPrior(2, scale=0.0))["loss"], plain["loss"])
+    torch.manual_seed(3)
+    assert not torch.equal(model(examples, AttentionPrior(2))["loss"], plain["loss"])
+    with pytest.raises(ConfigError, match="heads"):
+        model(examples, AttentionPrior(heads=model.config.heads + 1))
+    objective = ARDiTObjective(prior_heads=2, prior_steps=10, prior_anneal_steps=10)
+    assert [objective.prior(s).scale for s in (0, 10, 15)] == [1.0, 1.0, 0.5]
+    assert objective.prior(20) is None and ARDiTObjective().prior(0) is None
+    assert ARDiTObjective(prior_heads=1, prior_steps=5, prior_anneal_steps=0).prior(5) is None
+    with pytest.raises(ConfigError, match="prior_width"):
+        ARDiTObjective(prior_heads=1, prior_width=0.0)
+
+
+def test_regression_and_asr_ctc_heads_learn_and_are_off_by_default(tokenizers, clips):
+    """``regression_weight`` predicts each patch from the state that generates it; ``asr_ctc_weight``
+    makes an ASR item's audio states spell its transcript. Both losses fall when trained; neither
+    head exists by default (every existing checkpoint)."""
+    lm, examples = _speech_lm("latents", tokenizers, clips)
+    out = lm.model(examples)
+    assert not {"regress", "asr_ctc"} & set(out) and not hasattr(lm.model, "regress_head")
+    with pytest.raises(ConfigError, match="regression_weight"):
+        dataclasses.replace(get_preset("ardit-tiny-sitok"), regression_weight=1.0)
+    torch.manual_seed(0)
+    model = ARDiT(dataclasses.replace(lm.model.config, regression_weight=1.0, asr_ctc_weight=1.0))
+    model.load_state_dict(lm.model.state_dict(), strict=False)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    with torch.no_grad():
+        first = model(examples)
+    for _ in range(150):
+        out = model(examples)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+    with torch.no_grad():
+        last = model(examples)
+    assert float(last["regress"]) < 0.5 * float(first["regress"]) and float(last["asr_ctc"]) < 0.2 * float(first["asr_ctc"])
 
 
 def test_speech_input_dropout_makes_the_model_read_the_text(tokenizers, clips, one_thread):
@@ -264,6 +321,14 @@ def test_train_command_checkpoint_and_tts_asr_commands(tokenizers, real_manifest
     stored = ARDiT.from_pretrained(tmp_path / "bundle")  # its fp16 statistics
     assert torch.equal(tuned.latent_std, stored.latent_std.float())
     assert torch.equal(tuned.latent_mean, stored.latent_mean.float())
+    # a fine-tune may switch on the heads the bundle lacks (regression, ASR CTC) and train under the prior
+    heads = tmp_path / "heads.yaml"
+    heads.write_text(config.read_text().replace("model:\n", "model:\n  regression_weight: 1.0\n  asr_ctc_weight: 0.5\n")
+                     .replace("objective:\n", "objective:\n  prior_heads: 2\n  prior_steps: 1\n  prior_anneal_steps: 1\n"))
+    assert cli_main(["train", "--preset", "ardit-tiny", "--data", str(subset), "--config", str(heads),
+                     "--init", str(tmp_path / "bundle"), "--out", str(tmp_path / "heads"), "--no-progress"]) == 0
+    grown = ARDiT.from_pretrained(tmp_path / "heads" / "checkpoints" / "step_0000003")
+    assert grown.config.regression_weight == 1.0 and hasattr(grown, "regress_head") and hasattr(grown, "align_head")
 
 
 def test_bundled_default_speaks_and_listens_without_model(tmp_path, capsys, monkeypatch):
@@ -292,3 +357,4 @@ def test_help_lists_the_commands():
     text = build_parser().format_help()
     assert "tts" in text and "asr" in text and "ardit-small" in subprocess.run(
         [sys.executable, "-m", "speechtok.cli", "train", "--help"], capture_output=True, text=True, cwd=ROOT).stdout
+

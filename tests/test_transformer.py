@@ -64,3 +64,31 @@ def test_kv_cached_decoding_equals_the_whole_sequence():
     assert torch.allclose(torch.cat(parts, dim=1), whole, atol=1e-5)
     with pytest.raises(ValueError, match="causal"):
         Transformer(TransformerConfig(32, 1, 4, 64))(x, cache=KVCache())
+
+
+def test_attention_bias_adds_to_the_logits_and_keeps_masks():
+    """A zero bias changes nothing; a very negative bias on a key hides it like a mask; padding and
+    causality still hold under a bias; a cache refuses one (it is a training-time prior)."""
+    from speechtok.modules.transformer import KVCache
+
+    torch.manual_seed(0)
+    model = Transformer(TransformerConfig(32, 2, 4, 64, causal=True)).eval()
+    x = torch.randn(2, 10, 32)
+    mask = torch.ones(2, 10, dtype=torch.bool)
+    mask[1, 6:] = False
+    zero = torch.zeros(2, 4, 10, 10)
+    assert torch.allclose(model(x, mask, bias=zero), model(x, mask), atol=1e-6)
+    hide = zero.clone()
+    hide[:, :, :, 3] = -1e9  # no query may read position 3 …
+    changed = x.clone()
+    changed[:, 3] = torch.randn(2, 32)
+    out, out_changed = model(x, mask, bias=hide), model(changed, mask, bias=hide)
+    others = [i for i in range(10) if i != 3]
+    assert torch.allclose(out[0, others], out_changed[0, others], atol=1e-5)  # … so only its own output moves
+    bias = torch.randn(2, 4, 10, 10)
+    assert torch.allclose(model(x, mask, bias=bias)[1, :6], model(x[1:, :6], bias=bias[1:, :, :6, :6])[0], atol=1e-5)
+    future = x.clone()
+    future[:, 8:] = torch.randn(2, 2, 32)
+    assert torch.allclose(model(x, bias=zero)[:, :8], model(future, bias=zero)[:, :8], atol=1e-6)
+    with pytest.raises(ValueError, match="bias"):
+        model(x[:, :1], cache=KVCache(), bias=zero[:, :, :1, :1])

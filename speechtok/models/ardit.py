@@ -43,6 +43,20 @@ class Example:
     audio: torch.Tensor
 
 
+@dataclass(frozen=True)
+class AttentionPrior:
+    """A training-time diagonal prior on where the LM's first ``heads`` heads look (a deviation from
+    the paper, after the attention prior of T5-TTS / RAD-TTS): the state before speech patch k of m
+    is pulled towards text unit ≈ k·n/m, and the state before text unit j of n (ASR) towards patch
+    ≈ j·m/n, by adding ``-scale·(Δ/width)²/2`` to those heads' logits, Δ the difference of relative
+    positions (every other key counts as Δ = 0.5). Known lengths make the diagonal free in training;
+    annealing ``scale`` to 0 leaves a model that must find it alone, as it must in generation."""
+
+    heads: int
+    width: float = 0.1
+    scale: float = 1.0
+
+
 class _Context:
     """A causal stack's view of a growing sequence. With a KV cache only new positions run; without,
     the whole sequence reruns every time (the reference the cache is tested against)."""
@@ -60,6 +74,7 @@ class _Context:
 
 class ARDiT(PretrainedMixin, nn.Module):
     model_kind = MODEL_KIND
+    finetune_additions = ("align_head", "regress_head")  # heads a fine-tune may switch on (ARDiTConfig.FINETUNE_FIELDS)
     config_class = ARDiTConfig
     get_preset = staticmethod(get_preset)
 
@@ -74,7 +89,7 @@ class ARDiT(PretrainedMixin, nn.Module):
         self.lm = Transformer(TransformerConfig(c.dim, c.layers, c.heads, c.mlp_dim, causal=True))
         self.text_head = nn.Linear(c.dim, units + 1)
         self.eos_head = nn.Linear(c.dim, 1)
-        if c.align_weight > 0:  # CTC over text units + blank, ``align_upsample`` sub-frames per state
+        if c.align_weight > 0 or c.asr_ctc_weight > 0:  # CTC over text units + blank, ``align_upsample`` sub-frames per state
             self.align_head = nn.Linear(c.dim, c.align_upsample * (units + 1))
         if c.audio == "latents":
             self.patch_in = nn.Linear(c.latent_dim, c.patch_dim)
@@ -89,6 +104,8 @@ class ARDiT(PretrainedMixin, nn.Module):
             self.dit = Transformer(TransformerConfig(c.dit_dim, c.dit_layers, c.dit_heads, c.dit_mlp_dim,
                                                      cond_dim=c.dit_dim))
             self.dit_out = nn.Linear(c.dit_dim, c.latent_dim)
+            if c.regression_weight > 0:
+                self.regress_head = nn.Linear(c.dim, c.patch_size * c.latent_dim)
             # Global per-dimension statistics of the tokenizer's latents (fitted on the training
             # set by the recipe): the model reads and writes zero-mean, unit-variance latents.
             self.register_buffer("latent_mean", torch.zeros(c.latent_dim))
@@ -107,7 +124,7 @@ class ARDiT(PretrainedMixin, nn.Module):
         groups = {"lm": ("lm", "text_embed", "text_head", "eos_head", "align_head"),
                   "audio_in": ("patch_in", "patch_encoder", "patch_out", "code_embed"),
                   "audio_out": ("dit_state", "null_state", "dit_in", "dit_role", "time_embed", "dit", "dit_out",
-                                "code_head")}
+                                "code_head", "regress_head")}
         counts = {}
         for group, names in groups.items():
             counts[group] = sum(p.numel() for n, p in self.named_parameters() if n.split(".")[0] in names)
@@ -203,9 +220,10 @@ class ARDiT(PretrainedMixin, nn.Module):
         return windows[:, :, :span], windows[:, :, span:]
 
     # ----------------------------------------------------------------------------- training
-    def forward(self, examples: list[Example]) -> dict[str, torch.Tensor]:
+    def forward(self, examples: list[Example], prior: AttentionPrior | None = None) -> dict[str, torch.Tensor]:
         """Teacher-forced losses of a mixed batch: ``tts`` (flow matching, or code cross-entropy),
-        ``eos`` (end of speech) and ``asr`` (text cross-entropy), summed with weight 1 into ``loss``."""
+        ``eos`` (end of speech) and ``asr`` (text cross-entropy), summed with weight 1 into ``loss``.
+        ``prior`` biases the LM's attention towards the diagonal (training only)."""
         c, dev = self.config, self.device
         audio = [self.check_audio(e.audio).to(dev) for e in examples]
         lengths = [a.shape[0] for a in audio]
@@ -217,19 +235,23 @@ class ARDiT(PretrainedMixin, nn.Module):
         audio_embeds = self.embed_audio(padded)
 
         rows, before = [], []  # per item: LM input rows, and the position of the state before its first target
+        windows: list[tuple[int, int, int, int]] = []  # per item: (first query, queries, first key, keys) of the prior
         for i, e in enumerate(examples):
-            m = lengths[i] // c.patch_size
+            m, n = lengths[i] // c.patch_size, len(e.text)
             text = self.text_embed(e.text.to(dev))
             if e.task == "tts":
                 head = torch.cat([self._specials("<tts>"), text, self._specials("<speech>")])
                 rows.append(torch.cat([head, self._drop_speech(audio_embeds[i, :m])]))
                 before.append(head.shape[0] - 1)  # <speech>
+                windows.append((before[-1], m, 1, n))  # states before each patch → text units
             else:
                 head = self._specials("<asr>", "<speech>")
                 rows.append(torch.cat([head, audio_embeds[i, :m], self._specials("<text>"), text]))
                 before.append(head.shape[0] + m)  # <text>
+                windows.append((before[-1], n + 1, head.shape[0], m))  # states before each unit → patches
         mask = nn.utils.rnn.pad_sequence([torch.ones(len(r), dtype=torch.bool, device=dev) for r in rows], batch_first=True)
-        hidden = self.lm(nn.utils.rnn.pad_sequence(rows, batch_first=True), mask)
+        bias = None if prior is None or prior.scale == 0 else self._prior_bias(windows, mask.shape[1], prior)
+        hidden = self.lm(nn.utils.rnn.pad_sequence(rows, batch_first=True), mask, bias=bias)
 
         out: dict[str, torch.Tensor] = {}
         tts = [i for i, e in enumerate(examples) if e.task == "tts"]
@@ -237,6 +259,9 @@ class ARDiT(PretrainedMixin, nn.Module):
         if tts:
             spans = [hidden[i, before[i]: before[i] + lengths[i] // c.patch_size] for i in tts]  # states before each patch
             out["tts"] = self._speech_loss(torch.cat(spans), [padded[i, : lengths[i]] for i in tts])
+            if c.regression_weight > 0:
+                patches = torch.cat([padded[i, : lengths[i]].reshape(len(spans[n]), -1) for n, i in enumerate(tts)])
+                out["regress"] = c.regression_weight * F.mse_loss(self.regress_head(torch.cat(spans)), patches)
             eos_states = torch.cat([hidden[i, before[i]: before[i] + lengths[i] // c.patch_size + 1] for i in tts])
             eos_target = torch.cat([F.one_hot(torch.tensor(lengths[i] // c.patch_size), lengths[i] // c.patch_size + 1)
                                     for i in tts]).float().to(dev)
@@ -249,20 +274,41 @@ class ARDiT(PretrainedMixin, nn.Module):
                                 for i in asr])
             out["asr"] = F.cross_entropy(logits, target)
             out["asr_accuracy"] = (logits.argmax(-1) == target).float().mean().detach()
+            if c.asr_ctc_weight > 0:
+                audio_states = [hidden[i, 2: 2 + lengths[i] // c.patch_size] for i in asr]  # after <asr> <speech>
+                out["asr_ctc"] = c.asr_ctc_weight * self._align_loss(audio_states, [examples[i].text.to(dev) for i in asr])
         loss = sum(v for k, v in out.items() if k != "asr_accuracy")
         if not (tts and asr):
             loss = loss + self._idle_branches(hidden[0, :1], tts=not tts, asr=not asr)
         out["loss"] = loss
         return out
 
+    def _prior_bias(self, windows: list[tuple[int, int, int, int]], length: int, prior: AttentionPrior) -> torch.Tensor:
+        """The attention logits' bias ``[B, heads, T, T]`` of :class:`AttentionPrior`."""
+        c = self.config
+        if not 0 < prior.heads <= c.heads or prior.width <= 0 or prior.scale < 0:
+            raise ConfigError(f"the attention prior needs 1..{c.heads} heads, a width > 0 and a scale >= 0,"
+                              f" got {prior.heads}, {prior.width} and {prior.scale}")
+        bias = torch.zeros(len(windows), c.heads, length, length, device=self.device)
+        for i, (query, queries, key, keys) in enumerate(windows):
+            q = (torch.arange(queries, device=self.device) + 0.5) / queries
+            k = (torch.arange(keys, device=self.device) + 0.5) / keys
+            rows = torch.full((queries, length), 0.5, device=self.device)
+            rows[:, key: key + keys] = q[:, None] - k[None, :]
+            bias[i, : prior.heads, query: query + queries] = -0.5 * prior.scale * (rows / prior.width) ** 2
+        return bias
+
     def _idle_branches(self, state: torch.Tensor, *, tts: bool, asr: bool) -> torch.Tensor:
         """Zero-weighted passes through the heads of a task absent from this batch, so every rank
         runs the same modules (DDP needs a gradient for each parameter; FSDP the same gathers)."""
         c, terms = self.config, []
+        align_used = (not tts and c.align_weight > 0) or (not asr and c.asr_ctc_weight > 0)
+        if hasattr(self, "align_head") and not align_used:
+            terms.append(self.align_head(state).sum())
         if tts:
             terms.append(self.eos_head(state).sum())
-            if c.align_weight > 0:
-                terms.append(self.align_head(state).sum())
+            if c.regression_weight > 0:
+                terms.append(self.regress_head(state).sum())
             if c.audio == "latents":
                 zeros = state.new_zeros(1, c.patch_size, c.latent_dim)
                 history = state.new_zeros(1, c.history_patches * c.patch_size, c.latent_dim)
@@ -275,8 +321,9 @@ class ARDiT(PretrainedMixin, nn.Module):
         return 0.0 * sum(terms)
 
     def _align_loss(self, spans: list[torch.Tensor], texts: list[torch.Tensor]) -> torch.Tensor:
-        """CTC from each TTS item's speech-generating states ``[m, dim]`` to its text units; the state
-        before patch k has not seen it, so it must read the text to know what comes next."""
+        """CTC from each item's states ``[m, dim]`` to its text units: a TTS item's speech-generating
+        states (the state before patch k has not seen it, so it must read the text to know what comes
+        next) or an ASR item's audio states."""
         blank = self.end_of_text
         log_probs = [self.align_head(h).reshape(-1, blank + 1).log_softmax(-1) for h in spans]
         padded = nn.utils.rnn.pad_sequence(log_probs)  # [T, N, C]

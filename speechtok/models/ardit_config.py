@@ -57,10 +57,19 @@ class ARDiTConfig:
     # next, which the flow loss alone never asks of them (docs/ardit.md, "Alignment loss").
     align_weight: float = 0.0
     align_upsample: int = 4
+    # The same CTC head on the audio states of ASR items (joint CTC/attention ASR, Kim et al. 2017; a
+    # deviation, off by default): the audio positions must carry their words before the text is written.
+    asr_ctc_weight: float = 0.0
     # Dropout on the speech positions the TTS LM reads, in training and generation alike (Tacotron 2's
     # always-on pre-net dropout, a deviation from the paper, off by default): a bottleneck on the
     # audio so far, so the next patch cannot be predicted from it alone and the text must be read.
     speech_input_dropout: float = 0.0
+    # Next-patch regression (latents; a deviation from the paper, off by default): a linear head on each
+    # state that generates a patch predicts that patch, MSE × this weight. Unlike the flow loss, whose
+    # gradient through the state is mostly noise from the flow time and the patch's unpredictable detail,
+    # it asks the state for the patch's expected value, to which the upcoming text contributes
+    # (docs/ardit.md, "Why the text is not read").
+    regression_weight: float = 0.0
     sample_steps: int = 8
     cfg_scale: float = 1.0
     eos_threshold: float = 0.5  # TTS stops at the first patch whose end-of-speech probability exceeds this
@@ -74,6 +83,8 @@ class ARDiTConfig:
     #: Training noise with no weights of its own: a fine-tune may change it. (Not speech_input_dropout:
     #: it acts in generation too, so it is part of how the model speaks.)
     OBJECTIVE_FIELDS: ClassVar[tuple[str, ...]] = ("cond_drop",)
+    #: Fields a fine-tune may switch on over its --init checkpoint: they add a fresh head it lacks.
+    FINETUNE_FIELDS: ClassVar[tuple[str, ...]] = ("align_weight", "asr_ctc_weight", "regression_weight")
 
     def __post_init__(self) -> None:
         if self.audio not in ("latents", "tokens"):
@@ -85,9 +96,12 @@ class ARDiTConfig:
                               " time_embed_dim even")
         if not 0.0 <= self.cond_drop <= 1.0:
             raise ConfigError(f"{self.name}: cond_drop must be in 0..1, got {self.cond_drop}")
-        if self.align_weight < 0.0 or self.align_upsample < 1:
-            raise ConfigError(f"{self.name}: align_weight must be >= 0 and align_upsample >= 1, got"
-                              f" {self.align_weight} and {self.align_upsample}")
+        if self.align_weight < 0.0 or self.asr_ctc_weight < 0.0 or self.align_upsample < 1:
+            raise ConfigError(f"{self.name}: align_weight and asr_ctc_weight must be >= 0 and align_upsample >= 1,"
+                              f" got {self.align_weight}, {self.asr_ctc_weight} and {self.align_upsample}")
+        if self.regression_weight < 0.0 or (self.regression_weight and self.audio != "latents"):
+            raise ConfigError(f"{self.name}: regression_weight must be >= 0 and needs audio 'latents',"
+                              f" got {self.regression_weight} with {self.audio!r}")
         if not 0.0 <= self.speech_input_dropout < 1.0:
             raise ConfigError(f"{self.name}: speech_input_dropout must be in [0, 1), got {self.speech_input_dropout}")
         check_eos_threshold(self.eos_threshold, f"{self.name}: eos_threshold")

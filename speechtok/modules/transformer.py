@@ -186,8 +186,11 @@ class Transformer(nn.Module):
     def forward(self, x: torch.Tensor, mask: torch.Tensor | None = None,
                 cond: torch.Tensor | None = None, cache: KVCache | None = None, *,
                 gains: list[torch.Tensor] | None = None,
-                rotary: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
+                bias: torch.Tensor | None = None) -> torch.Tensor:
         """``mask`` is ``[B, T]`` True at valid positions; ``cond`` is ``[B, cond_dim]`` or ``[B, T, cond_dim]``.
+        ``bias`` ``[B, heads, T, T]`` is added to the attention logits (a training-time prior on where
+        heads look; masked positions stay masked).
 
         ``gains`` (from :meth:`norm_gains`; a ``[dim]`` gain applies to the whole batch) replaces
         ``cond``, and ``rotary`` (from :meth:`rotary`) the tables computed here, when a caller runs the
@@ -202,10 +205,10 @@ class Transformer(nn.Module):
         if gains is None:
             gains = [None] * (2 * len(self.blocks) + 1)
         if cache is None:
-            attn_mask, is_causal = self._attention_mask(mask, t, x.device)
+            attn_mask, is_causal = self._attention_mask(mask, t, x.device, bias)
         else:
-            if not cfg.causal or mask is not None:
-                raise ValueError("a KV cache needs a causal stack and no padding mask")
+            if not cfg.causal or mask is not None or bias is not None:
+                raise ValueError("a KV cache needs a causal stack and no padding mask or bias")
             # new position i may see every cached position and new positions ≤ i
             attn_mask = torch.ones(t, past + t, dtype=torch.bool, device=x.device).tril(diagonal=past)
             is_causal = False
@@ -219,11 +222,13 @@ class Transformer(nn.Module):
                     cache.layers.append(kv)
         return self.final_norm(x, cond, gains[-1])
 
-    def _attention_mask(self, mask: torch.Tensor | None, t: int,
-                        device: torch.device) -> tuple[torch.Tensor | None, bool]:
-        if mask is None:
+    def _attention_mask(self, mask: torch.Tensor | None, t: int, device: torch.device,
+                        bias: torch.Tensor | None = None) -> tuple[torch.Tensor | None, bool]:
+        if mask is None and bias is None:
             return None, self.cfg.causal
-        allowed = mask[:, None, None, :]
+        allowed = torch.ones(1, 1, 1, t, dtype=torch.bool, device=device) if mask is None else mask[:, None, None, :]
         if self.cfg.causal:
             allowed = allowed & torch.ones(t, t, dtype=torch.bool, device=device).tril()
-        return allowed, False
+        if bias is None:
+            return allowed, False
+        return bias.masked_fill(~allowed, float("-inf")), False

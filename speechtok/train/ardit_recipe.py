@@ -22,7 +22,7 @@ from ..data.engine_config import source_of
 from ..data.manifest import Utterance
 from ..data.threads import read_ahead
 from ..errors import ConfigError, DataError
-from ..models.ardit import MODEL_KIND, ARDiT, Example
+from ..models.ardit import MODEL_KIND, ARDiT, AttentionPrior, Example
 from ..models.ardit_config import ARDiTConfig
 from ..models.speech_lm import check_pair, encode_clip, load_tokenizer, tokenizer_sha256
 from ..text import Vocabulary
@@ -33,10 +33,29 @@ from .recipe import Recipe
 class ARDiTObjective:
     tts_ratio: float = 5 / 6  # share of TTS items (paper: TTS:ASR ≈ 5:1)
     max_seconds: float = 12.0  # longer utterances are left out (items are whole utterances)
+    # Diagonal attention prior on the LM's first `prior_heads` heads (0: off; a deviation from the
+    # paper, see models.ardit.AttentionPrior): full strength for `prior_steps` steps, then annealed
+    # linearly to nothing over `prior_anneal_steps`, so the model ends reading the text on its own.
+    prior_heads: int = 0
+    prior_width: float = 0.1
+    prior_steps: int = 1000
+    prior_anneal_steps: int = 1000
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.tts_ratio <= 1.0:
             raise ConfigError(f"objective.tts_ratio must be in 0..1, got {self.tts_ratio}")
+        if self.prior_heads < 0 or self.prior_width <= 0 or self.prior_steps < 0 or self.prior_anneal_steps < 0:
+            raise ConfigError("objective: prior_heads, prior_steps and prior_anneal_steps must be >= 0 and"
+                              f" prior_width > 0, got {self.prior_heads}, {self.prior_steps},"
+                              f" {self.prior_anneal_steps} and {self.prior_width}")
+
+    def prior(self, step: int) -> AttentionPrior | None:
+        """The attention prior of training step ``step`` (None once annealed away, or when off)."""
+        if not self.prior_heads:
+            return None
+        fade = (step - self.prior_steps) / max(self.prior_anneal_steps, 1)
+        scale = 1.0 - min(max(fade, 0.0), 1.0) if self.prior_anneal_steps else float(step < self.prior_steps)
+        return AttentionPrior(self.prior_heads, self.prior_width, scale) if scale > 0 else None
 
 
 class SpeechTextData:
@@ -92,10 +111,12 @@ class SpeechTextData:
 
 
 @torch.no_grad()
-def text_gain(model: nn.Module, items: list[Example], batch: int = 8, seed: int = 4321) -> float:
+def text_gain(model: nn.Module, items: list[Example], batch: int = 8, seed: int = 4321,
+              prior: AttentionPrior | None = None) -> float:
     """How much worse the TTS loss gets when each utterance is paired with the next one's transcript
     (same audio, flow times and noise). Near 0 while the model speaks without reading the text, which
-    a falling TTS loss does not reveal: a model that only continues the audio also lowers it."""
+    a falling TTS loss does not reveal: a model that only continues the audio also lowers it. With
+    ``prior``, under that attention prior (whether the model can use the text once shown where it is)."""
     texts = [e.text for e in items]
     gain = 0.0
     for start in range(0, len(items), batch):
@@ -104,7 +125,7 @@ def text_gain(model: nn.Module, items: list[Example], batch: int = 8, seed: int 
         for shift in (0, 1):
             torch.manual_seed(seed + start)
             examples = [Example("tts", texts[(i + shift) % len(items)], items[i].audio) for i in chunk]
-            losses.append(float(model(examples)["tts"]))
+            losses.append(float(model(examples, prior)["tts"]))
         gain += (losses[1] - losses[0]) * len(chunk)
     return gain / len(items)
 
@@ -112,14 +133,17 @@ def text_gain(model: nn.Module, items: list[Example], batch: int = 8, seed: int 
 class ARDiTRecipe(Recipe):
     kind = MODEL_KIND
     objective_class = ARDiTObjective
-    progress_keys = ("loss", "tts", "eos", "asr", "align")
+    progress_keys = ("loss", "tts", "eos", "asr", "align", "asr_ctc", "regress")
     plot_panels = (
         ("tts", "valid_tts", "TTS: flow matching (latents) or code cross-entropy (tokens)"),
         ("eos", "valid_eos", "end-of-speech BCE"),
         ("asr", "valid_asr", "ASR: text cross-entropy"),
         ("align", "valid_align", "TTS states → transcript CTC (align_weight × loss)"),
+        ("asr_ctc", "valid_asr_ctc", "ASR audio states → transcript CTC (asr_ctc_weight × loss)"),
+        ("regress", "valid_regress", "TTS states → next patch regression (regression_weight × MSE)"),
         ("asr_accuracy", "valid_asr_accuracy", "ASR: next-unit accuracy"),
         (None, "valid_text_gain", "TTS: loss with the wrong text − with the right one (> 0: text is used)"),
+        (None, "valid_text_gain_prior", "the same under the full attention prior (when training with one)"),
         ("lr", None, "learning rate"),
     )
 
@@ -156,7 +180,9 @@ class ARDiTRecipe(Recipe):
 
     def losses(self, modules: dict[str, nn.Module], batch: list[Example], phase: str, scratch: dict[str, Any],
                step: int) -> dict[str, torch.Tensor]:
-        return modules["model"](batch)
+        """The batch's losses under the attention prior of ``step`` (validation runs without one: it
+        measures the model as it generates)."""
+        return modules["model"](batch, self.objective.prior(step))
 
     @torch.no_grad()
     def validate(self, modules: dict[str, nn.Module], data: SpeechTextData, model: nn.Module,
@@ -169,11 +195,14 @@ class ARDiTRecipe(Recipe):
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(1234)
             for start in range(0, len(items), 8):
-                out = self.losses(modules, items[start:start + 8], "model", {}, 0)
+                out = modules["model"](items[start:start + 8])
                 for key, value in out.items():
                     if key != "loss":
                         sums[key] = sums.get(key, 0.0) + float(value)
                         counts[key] = counts.get(key, 0) + 1
             if len(items) > 1:
                 sums["text_gain"], counts["text_gain"] = text_gain(modules["model"], items), 1
+                if self.objective.prior_heads:
+                    shown = AttentionPrior(self.objective.prior_heads, self.objective.prior_width)
+                    sums["text_gain_prior"], counts["text_gain_prior"] = text_gain(modules["model"], items, prior=shown), 1
         return {f"valid_{k}": sums[k] / counts[k] for k in sums}
