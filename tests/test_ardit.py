@@ -358,3 +358,23 @@ def test_help_lists_the_commands():
     assert "tts" in text and "asr" in text and "ardit-small" in subprocess.run(
         [sys.executable, "-m", "speechtok.cli", "train", "--help"], capture_output=True, text=True, cwd=ROOT).stdout
 
+
+def test_probe_script_reports_where_tts_takes_its_information(tokenizers, clips, real_manifest, tmp_path):
+    """`scripts/ardit_probe.py` prints its tables for a latent model (with the regression's text gain
+    when it has that head) and refuses a code model in one line, exit 2."""
+    lm, _ = _speech_lm("latents", tokenizers, clips)
+    model = ARDiT(dataclasses.replace(lm.model.config, tokenizer=str(tokenizers["latents"]), regression_weight=1.0))
+    model.load_state_dict(lm.model.state_dict(), strict=False)
+    model.save_pretrained(tmp_path / "latents")
+    ARDiT(dataclasses.replace(get_preset("ardit-tiny-sitok"), tokenizer=str(tokenizers["tokens"]))).save_pretrained(
+        tmp_path / "codes")
+    script = ROOT / "scripts" / "ardit_probe.py"
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "latents"), "--data", str(real_manifest),
+                           "--limit", "3"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    for row in ("| flow loss, null LM state |", "| text gain (flow) under the prior |", "| text gain (regression) |",
+                "| components for 90 % of the variance |"):
+        assert row in done.stdout
+    done = subprocess.run([sys.executable, str(script), str(tmp_path / "codes"), "--data", str(real_manifest)],
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "latent" in done.stderr
