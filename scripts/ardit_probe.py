@@ -5,14 +5,17 @@
 Every transcribed utterance is a TTS item (and an ASR item for the last rows). Printed as markdown:
 
 * the flow loss as trained; with the LM state replaced by the learned null state (what the LM adds);
-  without the DiT's history frames (what the last patches add);
+  with the DiT's history frames zeroed, as the first patch of an utterance sees them (what the last
+  patches add);
 * the text gain (`speechtok.train.ardit_recipe.text_gain`: the loss with every utterance paired with
   the next one's transcript minus with its own), also under the diagonal attention prior, and of the
   next-patch regression when the model has that head;
 * ASR next-unit accuracy without and under the prior;
-* the tokenizer latents' own statistics (posterior means): principal components holding 90 / 97.5 %
-  of the variance, median per-dimension correlation 1 frame and 1 patch apart, posterior noise share.
-All losses use fixed seeds, so two models probed on the same data see the same flow times and noise.
+* the tokenizer latents' own statistics (posterior means, before the model's normalisation):
+  principal components holding 90 / 97.5 % of the variance, median per-dimension correlation 1 frame
+  and 1 patch apart, and the posterior noise variance over the variance of the means (median dimension).
+All losses use fixed seeds, so two models probed on the same data see the same flow times and noise;
+each is a mean over batches of 8 utterances weighted by utterance, not by patch.
 """
 from __future__ import annotations
 
@@ -66,13 +69,15 @@ def main() -> int:
     parser.add_argument("--data", default="data/splits/dev.tsv", help="a manifest (default: the dev split)")
     parser.add_argument("--prior-heads", type=int, default=2)
     parser.add_argument("--prior-width", type=float, default=0.1)
-    parser.add_argument("--limit", type=int, default=None, help="first N transcribed rows")
+    parser.add_argument("--limit", type=int, default=None, help="the first N transcribed rows (before the 12 s limit)")
     args = parser.parse_args()
     try:
         model = ARDiT.from_pretrained(args.model).eval()
         if model.config.audio != "latents":
             raise SpeechtokError(f"{args.model}: the probe reads latent models (audio 'latents')")
         prior = AttentionPrior(args.prior_heads, args.prior_width)
+        if prior.heads > model.config.heads:
+            raise SpeechtokError(f"--prior-heads {prior.heads}: {args.model} has {model.config.heads} heads")
         manifest = Path(args.data) if Path(args.data).exists() else ROOT / args.data
         rows = [r for r in read_manifest(manifest) if r.transcript][: args.limit]
         data = SpeechTextData(rows, load_tokenizer(model.config.tokenizer), model, model.vocabulary,
@@ -85,28 +90,39 @@ def main() -> int:
     tts = [Example("tts", data.items[i][0], a) for i, a in enumerate(audio)]
     asr = [Example("asr", data.items[i][0], a) for i, a in enumerate(audio)]
     rows_out = {"flow loss": mean_loss(model, tts, "tts")}
-    null = dataclasses.replace(model.config, cond_drop=1.0)  # in training mode every state is dropped
-    model.config, config = null, model.config
+    config = model.config
+    model.config = dataclasses.replace(config, cond_drop=1.0)  # in training mode every state is dropped
     rows_out["flow loss, null LM state"] = mean_loss(model.train(), tts, "tts")
-    model.config = dataclasses.replace(config, history_patches=0)
-    rows_out["flow loss, no history frames"] = mean_loss(model.eval(), tts, "tts")
     model.config = config
+    model.eval()
+    history = model._history
+
+    def zero_history(frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        before, patches = history(frames)
+        return torch.zeros_like(before), patches
+
+    model._history = zero_history  # type: ignore[method-assign]
+    rows_out["flow loss, history frames zeroed"] = mean_loss(model, tts, "tts")
+    del model._history  # the class's own again
     rows_out["text gain (flow)"] = text_gain(model, tts)
     rows_out["text gain (flow) under the prior"] = text_gain(model, tts, prior=prior)
     if hasattr(model, "regress_head"):
         shifted = [Example("tts", tts[(i + 1) % len(tts)].text, e.audio) for i, e in enumerate(tts)]
-        rows_out["next-patch regression"] = mean_loss(model, tts, "regress")
-        rows_out["text gain (regression)"] = mean_loss(model, shifted, "regress") - rows_out["next-patch regression"]
+        weight = model.config.regression_weight  # the model reports weight × MSE
+        rows_out["next-patch regression MSE"] = mean_loss(model, tts, "regress") / weight
+        rows_out["text gain (regression MSE)"] = (mean_loss(model, shifted, "regress") / weight
+                                                  - rows_out["next-patch regression MSE"])
     rows_out["ASR next-unit accuracy"] = mean_loss(model, asr, "asr_accuracy")
     rows_out["ASR next-unit accuracy under the prior"] = mean_loss(model, asr, "asr_accuracy", prior)
-    print(f"Produced by `python scripts/ardit_probe.py {args.model} --data {args.data}"
-          f" --prior-heads {args.prior_heads}`: {len(tts)} transcribed utterances.\n")
+    limit = f" --limit {args.limit}" if args.limit is not None else ""
+    print(f"Produced by `python scripts/ardit_probe.py {args.model} --data {args.data} --prior-heads {args.prior_heads}"
+          f" --prior-width {args.prior_width}{limit}`: {len(tts)} transcribed utterances of at most 12 s.\n")
     print("| probe | value |\n|---|---|")
     for name, value in rows_out.items():
         print(f"| {name} | {value:.4f} |")
     means = [features[:, : model.config.latent_dim] for _, features, _ in data.items]
     stats = latent_statistics(means, model.config.patch_size)
-    stats["median posterior noise variance / variance of the means"] = float(
+    stats["posterior noise variance / variance of the means (median dimension)"] = float(
         (torch.cat([f[:, model.config.latent_dim:] for _, f, _ in data.items]).double().exp() ** 2).mean(0).div(
             torch.cat(means).double().var(0)).median())
     print("\n| tokenizer latents | value |\n|---|---|")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import math
 import subprocess
 import sys
 from pathlib import Path
@@ -121,36 +122,60 @@ def test_alignment_loss_is_learnable_and_absent_by_default(tokenizers, clips):
             assert collapsed == item.text.tolist()
 
 
-def test_attention_prior_pulls_heads_to_the_diagonal_and_anneals_away(tokenizers, clips):
-    """The prior biases only its heads, only the rows of states that predict a target, towards the
-    key at the same relative position (text for TTS, audio for ASR); scale 0 is no prior; the
-    objective holds it, then fades it linearly to nothing."""
+def test_attention_prior_pulls_heads_to_the_diagonal_and_anneals_away(tokenizers, clips, monkeypatch):
+    """In a real forward the prior biases only its heads, only the rows of the states that predict a
+    patch (TTS) or a text unit (ASR), towards the key at the same relative position (text for TTS,
+    audio for ASR); the objective holds it, then fades it linearly to nothing."""
     lm, examples = _speech_lm("latents", tokenizers, clips)
     model = lm.model.eval()
-    n, m = 9, 5
-    windows = [(n + 1, m, 1, n), (m + 2, n + 1, 2, m)]  # TTS: states before patches → text; ASR: before units → patches
-    bias = model._prior_bias(windows, n + m + 3, AttentionPrior(heads=2))
-    assert bias.shape == (2, model.config.heads, n + m + 3, n + m + 3) and not bias[:, 2:].any()
-    for item, (query, queries, key, keys) in enumerate(windows):
+    seen = {}
+    build = model._prior_bias
+
+    def spy(windows, length, prior):
+        seen["windows"], seen["bias"] = windows, build(windows, length, prior)
+        return seen["bias"]
+
+    monkeypatch.setattr(model, "_prior_bias", spy)
+    batch = examples[:2]  # one utterance as TTS, then as ASR
+    with torch.no_grad():
+        torch.manual_seed(3)
+        plain = float(model(batch)["loss"])
+        torch.manual_seed(3)
+        assert float(model(batch, AttentionPrior(heads=2))["loss"]) != plain
+    n, m = len(batch[0].text), batch[0].audio.shape[0] // model.config.patch_size
+    assert seen["windows"] == [(n + 1, m, 1, n), (m + 2, n, 2, m)]  # <tts> t… <speech> a… | <asr> <speech> a… <text> t…
+    bias = seen["bias"]
+    assert bias.shape[:2] == (2, model.config.heads) and not bias[:, 2:].any()
+    for item, (query, queries, key, keys) in enumerate(seen["windows"]):
         rows = bias[item, 0, query: query + queries]
         nearest = rows[:, key: key + keys].argmax(-1)
         assert nearest[0] == 0 and nearest[-1] == keys - 1 and bool((nearest.diff() >= 0).all())
-        assert not bias[item, 0, :query].any() and not bias[item, 0, query + queries:].any()
+        assert not bias[item, 0, :query].any() and not bias[item, 0, query + queries:].any()  # end states free
         assert bool((rows[:, key: key + keys].max(-1).values > rows[:, :key].max(-1).values).all())
-    torch.manual_seed(3)
-    plain = model(examples)
-    torch.manual_seed(3)
-    assert torch.equal(model(examples, AttentionPrior(2, scale=0.0))["loss"], plain["loss"])
-    torch.manual_seed(3)
-    assert not torch.equal(model(examples, AttentionPrior(2))["loss"], plain["loss"])
+        assert float(rows.min()) == pytest.approx(-0.5 * (0.5 / 0.1) ** 2)  # distances capped at 0.5
     with pytest.raises(ConfigError, match="heads"):
-        model(examples, AttentionPrior(heads=model.config.heads + 1))
+        model(batch, AttentionPrior(heads=model.config.heads + 1))
+    with pytest.raises(ConfigError, match="width"):
+        AttentionPrior(heads=1, width=0.0)
     objective = ARDiTObjective(prior_heads=2, prior_steps=10, prior_anneal_steps=10)
     assert [objective.prior(s).scale for s in (0, 10, 15)] == [1.0, 1.0, 0.5]
     assert objective.prior(20) is None and ARDiTObjective().prior(0) is None
     assert ARDiTObjective(prior_heads=1, prior_steps=5, prior_anneal_steps=0).prior(5) is None
     with pytest.raises(ConfigError, match="prior_width"):
         ARDiTObjective(prior_heads=1, prior_width=0.0)
+
+
+@pytest.mark.parametrize("heads", [{}, {"align_weight": 1.0}, {"asr_ctc_weight": 1.0},
+                                   {"regression_weight": 1.0, "asr_ctc_weight": 1.0, "align_weight": 1.0}])
+@pytest.mark.parametrize("tasks", [("tts",), ("asr",), ("tts", "asr")])
+def test_every_parameter_gets_a_gradient_whatever_the_batch_holds(tokenizers, clips, heads, tasks):
+    """DDP needs a gradient for every parameter on every rank: a batch without one task still passes
+    (with weight 0) through that task's heads, whichever optional heads the model has."""
+    lm, examples = _speech_lm("latents", tokenizers, clips)
+    model = ARDiT(dataclasses.replace(lm.model.config, **heads))
+    out = model([e for e in examples if e.task in tasks])
+    out["loss"].backward()
+    assert bool(torch.isfinite(out["loss"])) and [n for n, p in model.named_parameters() if p.grad is None] == []
 
 
 def test_regression_and_asr_ctc_heads_learn_and_are_off_by_default(tokenizers, clips):
@@ -176,6 +201,14 @@ def test_regression_and_asr_ctc_heads_learn_and_are_off_by_default(tokenizers, c
     with torch.no_grad():
         last = model(examples)
     assert float(last["regress"]) < 0.5 * float(first["regress"]) and float(last["asr_ctc"]) < 0.2 * float(first["asr_ctc"])
+    with torch.no_grad():  # the regression reads the state before each patch; the CTC the ASR audio states
+        item = next(e for e in examples if e.task == "tts")
+        head = torch.cat([model._specials("<tts>"), model.text_embed(item.text), model._specials("<speech>")])
+        m = item.audio.shape[0] // model.config.patch_size
+        hidden = model.lm(torch.cat([head, model.embed_audio(item.audio[None])[0]])[None])[0]
+        predicted = model.regress_head(hidden[len(head) - 1: len(head) - 1 + m])
+        expected = item.audio.reshape(m, -1)
+        assert float(((predicted - expected) ** 2).mean()) < 0.5 * float(expected.pow(2).mean())
 
 
 def test_speech_input_dropout_makes_the_model_read_the_text(tokenizers, clips, one_thread):
@@ -329,6 +362,11 @@ def test_train_command_checkpoint_and_tts_asr_commands(tokenizers, real_manifest
                      "--init", str(tmp_path / "bundle"), "--out", str(tmp_path / "heads"), "--no-progress"]) == 0
     grown = ARDiT.from_pretrained(tmp_path / "heads" / "checkpoints" / "step_0000003")
     assert grown.config.regression_weight == 1.0 and hasattr(grown, "regress_head") and hasattr(grown, "align_head")
+    # and switch them off again: the training-only heads are left behind
+    assert cli_main(["train", "--preset", "ardit-tiny", "--data", str(subset), "--config", str(config),
+                     "--init", str(tmp_path / "heads" / "checkpoints" / "step_0000003"), "--out", str(tmp_path / "plain"),
+                     "--no-progress"]) == 0
+    assert not hasattr(ARDiT.from_pretrained(tmp_path / "plain" / "checkpoints" / "step_0000003"), "regress_head")
 
 
 def test_bundled_default_speaks_and_listens_without_model(tmp_path, capsys, monkeypatch):
@@ -372,9 +410,11 @@ def test_probe_script_reports_where_tts_takes_its_information(tokenizers, clips,
     done = subprocess.run([sys.executable, str(script), str(tmp_path / "latents"), "--data", str(real_manifest),
                            "--limit", "3"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
-    for row in ("| flow loss, null LM state |", "| text gain (flow) under the prior |", "| text gain (regression) |",
-                "| components for 90 % of the variance |"):
-        assert row in done.stdout
+    cells = [[c.strip() for c in line.strip("| ").split("|")] for line in done.stdout.splitlines() if line.startswith("| ")]
+    values = {name: value for name, value in cells if name not in ("probe", "tokenizer latents")}
+    for row in ("flow loss, null LM state", "flow loss, history frames zeroed", "text gain (flow) under the prior",
+                "text gain (regression MSE)", "components for 90 % of the variance"):
+        assert math.isfinite(float(values[row]))
     done = subprocess.run([sys.executable, str(script), str(tmp_path / "codes"), "--data", str(real_manifest)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "latent" in done.stderr

@@ -45,16 +45,23 @@ class Example:
 
 @dataclass(frozen=True)
 class AttentionPrior:
-    """A training-time diagonal prior on where the LM's first ``heads`` heads look (a deviation from
-    the paper, after the attention prior of T5-TTS / RAD-TTS): the state before speech patch k of m
-    is pulled towards text unit ≈ k·n/m, and the state before text unit j of n (ASR) towards patch
-    ≈ j·m/n, by adding ``-scale·(Δ/width)²/2`` to those heads' logits, Δ the difference of relative
-    positions (every other key counts as Δ = 0.5). Known lengths make the diagonal free in training;
-    annealing ``scale`` to 0 leaves a model that must find it alone, as it must in generation."""
+    """A training-time diagonal prior on where the LM's first ``heads`` heads of every layer look (a
+    deviation from the paper, after the attention prior of T5-TTS / RAD-TTS): the state before speech
+    patch k of m is pulled towards text unit ≈ k·n/m, and the state before text unit j of n (ASR)
+    towards patch ≈ j·m/n, by adding ``-scale·(Δ/width)²/2`` to those heads' logits, Δ the difference
+    of relative positions (0..1 along each side), capped at 0.5, which every other key counts as.
+    ``width`` is relative too: 0.1 of a 90-character text is ±9 characters. The end-of-speech and
+    end-of-text states are left free. Known lengths make the diagonal free in training; annealing
+    ``scale`` to 0 leaves a model that must find it alone, as it must in generation."""
 
     heads: int
     width: float = 0.1
     scale: float = 1.0
+
+    def __post_init__(self) -> None:
+        if self.heads < 1 or self.width <= 0 or self.scale < 0:
+            raise ConfigError(f"the attention prior needs >= 1 heads, a width > 0 and a scale >= 0,"
+                              f" got {self.heads}, {self.width} and {self.scale}")
 
 
 class _Context:
@@ -74,7 +81,6 @@ class _Context:
 
 class ARDiT(PretrainedMixin, nn.Module):
     model_kind = MODEL_KIND
-    finetune_additions = ("align_head", "regress_head")  # heads a fine-tune may switch on (ARDiTConfig.FINETUNE_FIELDS)
     config_class = ARDiTConfig
     get_preset = staticmethod(get_preset)
 
@@ -113,6 +119,21 @@ class ARDiT(PretrainedMixin, nn.Module):
         else:
             self.code_embed = nn.Embedding(c.codebook_size, c.dim)
             self.code_head = nn.Linear(c.dim, c.codebook_size)
+
+    @property
+    def finetune_additions(self) -> tuple[str, ...]:
+        """Heads a fine-tuning run may add over its --init checkpoint (see ``FINETUNE_FIELDS``)."""
+        return self._auxiliary_heads(present=True)
+
+    @property
+    def finetune_removals(self) -> tuple[str, ...]:
+        """Heads an --init checkpoint may carry that this run switched off (training-only heads)."""
+        return self._auxiliary_heads(present=False)
+
+    def _auxiliary_heads(self, present: bool) -> tuple[str, ...]:
+        c = self.config
+        heads = {"align_head": c.align_weight > 0 or c.asr_ctc_weight > 0, "regress_head": c.regression_weight > 0}
+        return tuple(name for name, on in heads.items() if on == present)
 
     # ----------------------------------------------------------------------------- sizes
     @property
@@ -248,7 +269,7 @@ class ARDiT(PretrainedMixin, nn.Module):
                 head = self._specials("<asr>", "<speech>")
                 rows.append(torch.cat([head, audio_embeds[i, :m], self._specials("<text>"), text]))
                 before.append(head.shape[0] + m)  # <text>
-                windows.append((before[-1], n + 1, head.shape[0], m))  # states before each unit → patches
+                windows.append((before[-1], n, head.shape[0], m))  # states before each unit → patches
         mask = nn.utils.rnn.pad_sequence([torch.ones(len(r), dtype=torch.bool, device=dev) for r in rows], batch_first=True)
         bias = None if prior is None or prior.scale == 0 else self._prior_bias(windows, mask.shape[1], prior)
         hidden = self.lm(nn.utils.rnn.pad_sequence(rows, batch_first=True), mask, bias=bias)
@@ -260,7 +281,7 @@ class ARDiT(PretrainedMixin, nn.Module):
             spans = [hidden[i, before[i]: before[i] + lengths[i] // c.patch_size] for i in tts]  # states before each patch
             out["tts"] = self._speech_loss(torch.cat(spans), [padded[i, : lengths[i]] for i in tts])
             if c.regression_weight > 0:
-                patches = torch.cat([padded[i, : lengths[i]].reshape(len(spans[n]), -1) for n, i in enumerate(tts)])
+                patches = torch.cat([padded[i, : lengths[i]].reshape(len(span), -1) for span, i in zip(spans, tts)])
                 out["regress"] = c.regression_weight * F.mse_loss(self.regress_head(torch.cat(spans)), patches)
             eos_states = torch.cat([hidden[i, before[i]: before[i] + lengths[i] // c.patch_size + 1] for i in tts])
             eos_target = torch.cat([F.one_hot(torch.tensor(lengths[i] // c.patch_size), lengths[i] // c.patch_size + 1)
@@ -275,7 +296,7 @@ class ARDiT(PretrainedMixin, nn.Module):
             out["asr"] = F.cross_entropy(logits, target)
             out["asr_accuracy"] = (logits.argmax(-1) == target).float().mean().detach()
             if c.asr_ctc_weight > 0:
-                audio_states = [hidden[i, 2: 2 + lengths[i] // c.patch_size] for i in asr]  # after <asr> <speech>
+                audio_states = [hidden[i, windows[i][2]: windows[i][2] + windows[i][3]] for i in asr]  # its audio positions
                 out["asr_ctc"] = c.asr_ctc_weight * self._align_loss(audio_states, [examples[i].text.to(dev) for i in asr])
         loss = sum(v for k, v in out.items() if k != "asr_accuracy")
         if not (tts and asr):
@@ -286,15 +307,14 @@ class ARDiT(PretrainedMixin, nn.Module):
     def _prior_bias(self, windows: list[tuple[int, int, int, int]], length: int, prior: AttentionPrior) -> torch.Tensor:
         """The attention logits' bias ``[B, heads, T, T]`` of :class:`AttentionPrior`."""
         c = self.config
-        if not 0 < prior.heads <= c.heads or prior.width <= 0 or prior.scale < 0:
-            raise ConfigError(f"the attention prior needs 1..{c.heads} heads, a width > 0 and a scale >= 0,"
-                              f" got {prior.heads}, {prior.width} and {prior.scale}")
+        if prior.heads > c.heads:
+            raise ConfigError(f"the attention prior asks for {prior.heads} heads; {c.name} has {c.heads}")
         bias = torch.zeros(len(windows), c.heads, length, length, device=self.device)
         for i, (query, queries, key, keys) in enumerate(windows):
             q = (torch.arange(queries, device=self.device) + 0.5) / queries
             k = (torch.arange(keys, device=self.device) + 0.5) / keys
             rows = torch.full((queries, length), 0.5, device=self.device)
-            rows[:, key: key + keys] = q[:, None] - k[None, :]
+            rows[:, key: key + keys] = (q[:, None] - k[None, :]).clamp(-0.5, 0.5)
             bias[i, : prior.heads, query: query + queries] = -0.5 * prior.scale * (rows / prior.width) ** 2
         return bias
 

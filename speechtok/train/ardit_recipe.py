@@ -51,11 +51,10 @@ class ARDiTObjective:
 
     def prior(self, step: int) -> AttentionPrior | None:
         """The attention prior of training step ``step`` (None once annealed away, or when off)."""
-        if not self.prior_heads:
+        if not self.prior_heads or step >= self.prior_steps + self.prior_anneal_steps:
             return None
-        fade = (step - self.prior_steps) / max(self.prior_anneal_steps, 1)
-        scale = 1.0 - min(max(fade, 0.0), 1.0) if self.prior_anneal_steps else float(step < self.prior_steps)
-        return AttentionPrior(self.prior_heads, self.prior_width, scale) if scale > 0 else None
+        scale = 1.0 if step < self.prior_steps else 1.0 - (step - self.prior_steps) / self.prior_anneal_steps
+        return AttentionPrior(self.prior_heads, self.prior_width, scale)
 
 
 class SpeechTextData:
@@ -158,6 +157,9 @@ class ARDiTRecipe(Recipe):
         return dataclasses.replace(model_config, tokenizer_sha256=actual)
 
     def build_model(self) -> ARDiT:
+        if self.objective.prior_heads > self.model_config.heads:  # before any data is encoded
+            raise ConfigError(f"objective.prior_heads is {self.objective.prior_heads}; {self.model_config.name}"
+                              f" has {self.model_config.heads} heads")
         self.tokenizer = load_tokenizer(self.model_config.tokenizer)
         check_pair(self.model_config, self.tokenizer)
         self.fitted = False
