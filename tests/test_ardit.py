@@ -57,6 +57,16 @@ def _speech_lm(kind: str, tokenizers: dict[str, Path], clips) -> tuple[SpeechLM,
     return lm, examples
 
 
+def _fit(model: ARDiT, items: list[Example], steps: int) -> None:
+    """Overfit ``items`` for ``steps`` full-batch AdamW steps (lr 2e-3)."""
+    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    for _ in range(steps):
+        out = model(items)
+        optimizer.zero_grad()
+        out["loss"].backward()
+        optimizer.step()
+
+
 @pytest.mark.parametrize("kind", ["latents", "tokens"])
 def test_one_model_does_tts_and_asr_and_overfits_a_few_utterances(kind, tokenizers, clips):
     lm, examples = _speech_lm(kind, tokenizers, clips)
@@ -64,15 +74,10 @@ def test_one_model_does_tts_and_asr_and_overfits_a_few_utterances(kind, tokenize
     assert examples[0].audio.shape[0] % model.config.patch_size == 0
     if kind == "latents":
         assert examples[0].audio.shape[1] == 128 and abs(float(examples[0].audio.mean())) < 1.0
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     model.train()
     with torch.no_grad():
         first = {k: float(v) for k, v in model(examples).items()}
-    for _ in range(120):
-        out = model(examples)
-        optimizer.zero_grad()
-        out["loss"].backward()
-        optimizer.step()
+    _fit(model, examples, 120)
     with torch.no_grad():
         last = {k: float(v) for k, v in model(examples).items()}
     assert set(first) >= {"tts", "eos", "asr", "loss"}
@@ -103,13 +108,9 @@ def test_alignment_loss_is_learnable_and_absent_by_default(tokenizers, clips):
     model = ARDiT(dataclasses.replace(lm.model.config, align_weight=1.0))
     model.load_state_dict(lm.model.state_dict(), strict=False)
     tts_items = [e for e in examples if e.task == "tts"]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
-    first = float(model(tts_items)["align"])
-    for _ in range(150):
-        out = model(tts_items)
-        optimizer.zero_grad()
-        out["loss"].backward()
-        optimizer.step()
+    with torch.no_grad():
+        first = float(model(tts_items)["align"])
+    _fit(model, tts_items, 150)
     assert float(model(tts_items)["align"]) < 0.2 * first
     with torch.no_grad():  # the state before each patch, read by the CTC head, spells what is said
         for item in tts_items:
@@ -190,14 +191,9 @@ def test_regression_and_asr_ctc_heads_learn_and_are_off_by_default(tokenizers, c
     torch.manual_seed(0)
     model = ARDiT(dataclasses.replace(lm.model.config, regression_weight=1.0, asr_ctc_weight=1.0))
     model.load_state_dict(lm.model.state_dict(), strict=False)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
     with torch.no_grad():
         first = model(examples)
-    for _ in range(150):
-        out = model(examples)
-        optimizer.zero_grad()
-        out["loss"].backward()
-        optimizer.step()
+    _fit(model, examples, 150)
     with torch.no_grad():
         last = model(examples)
     assert float(last["regress"]) < 0.5 * float(first["regress"]) and float(last["asr_ctc"]) < 0.2 * float(first["asr_ctc"])
@@ -226,12 +222,7 @@ def test_speech_input_dropout_makes_the_model_read_the_text(tokenizers, clips, o
         model = ARDiT(dataclasses.replace(lm.model.config, speech_input_dropout=dropout, history_patches=history,
                                           cond_drop=0.0))
         model.load_state_dict({k: v for k, v in lm.model.state_dict().items() if k.startswith("latent_")}, strict=False)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
-        for _ in range(600):
-            out = model(tts_items)
-            optimizer.zero_grad()
-            out["loss"].backward()
-            optimizer.step()
+        _fit(model, tts_items, 600)
         gains[dropout] = text_gain(model.eval(), tts_items)
     assert gains[0.5] > 2 * gains[0.0] > 0
     runs = [model.generate_speech(clips[0][0], max_seconds=1.0, generator=torch.Generator().manual_seed(seed))
