@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -313,3 +315,22 @@ def test_init_grows_the_encoder_and_starts_as_the_checkpoint(tmp_path, real_mani
     capsys.readouterr()
     assert main([*common, "--config", config("less", 1e-3, 1), "--init", str(init), "--out", str(tmp_path / "less")]) == 2
     assert "differs from this run's in encoder_layers" in capsys.readouterr().err
+
+
+def test_summarize_run_prints_any_family_and_refuses_a_folder_that_is_no_run(tmp_path):
+    """`scripts/summarize_run.py` shows what an AR+DiT run logs (its recipe's progress keys, every
+    validation metric, a validation missing one shown as –); a folder without a run is one line, exit 2."""
+    script = Path(__file__).resolve().parents[1] / "scripts" / "summarize_run.py"
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "spec.json").write_text(json.dumps({"kind": "ardit"}))
+    lines = [{"step": s, "loss": 2.0 - s / 1000, "tts": 0.9, "asr": 1.5, "sec_per_step": 0.5} for s in range(10, 1010, 10)]
+    lines += [{"step": 500, "valid_tts": 0.95, "valid_text_gain": 0.001}, {"step": 1000, "valid_tts": 0.93}]
+    (run / "metrics.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
+    done = subprocess.run([sys.executable, str(script), str(run)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert "| steps (window mean) | loss | tts | asr | sec_per_step |" in done.stdout
+    assert "| 901–1000 | 1.045 | 0.900 | 1.500 | 0.500 |" in done.stdout
+    assert "| valid_text_gain | 0.0010 | – |" in done.stdout
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.count("\n") == 1 and "not a training run" in done.stderr
