@@ -111,11 +111,12 @@ class SpeechTextData:
 
 @torch.no_grad()
 def text_gain(model: nn.Module, items: list[Example], batch: int = 8, seed: int = 4321,
-              prior: AttentionPrior | None = None) -> float:
+              prior: AttentionPrior | None = None, loss: str = "tts") -> float:
     """How much worse the TTS loss gets when each utterance is paired with the next one's transcript
     (same audio, flow times and noise). Near 0 while the model speaks without reading the text, which
     a falling TTS loss does not reveal: a model that only continues the audio also lowers it. With
-    ``prior``, under that attention prior (whether the model can use the text once shown where it is)."""
+    ``prior``, under that attention prior (whether the model can use the text once shown where it is);
+    ``loss`` names another TTS loss to compare (e.g. ``regress``)."""
     texts = [e.text for e in items]
     gain = 0.0
     for start in range(0, len(items), batch):
@@ -124,7 +125,7 @@ def text_gain(model: nn.Module, items: list[Example], batch: int = 8, seed: int 
         for shift in (0, 1):
             torch.manual_seed(seed + start)
             examples = [Example("tts", texts[(i + shift) % len(items)], items[i].audio) for i in chunk]
-            losses.append(float(model(examples, prior)["tts"]))
+            losses.append(float(model(examples, prior)[loss]))
         gain += (losses[1] - losses[0]) * len(chunk)
     return gain / len(items)
 
