@@ -10,7 +10,8 @@ Every transcribed utterance is a TTS item (and an ASR item for the last rows). P
 * the text gain (`speechtok.train.ardit_recipe.text_gain`: the loss with every utterance paired with
   the next one's transcript minus with its own), also under the diagonal attention prior, and of the
   next-patch regression when the model has that head;
-* ASR next-unit accuracy without and under the prior;
+* ASR next-unit accuracy without and under the prior, and with every transcript paired with the next
+  utterance's audio (what the audio adds: a model that only predicts text from text scores the same);
 * the tokenizer latents' own statistics (posterior means, before the model's normalisation):
   principal components holding 90 / 97.5 % of the variance, median per-dimension correlation 1 frame
   and 1 patch apart, and the posterior noise variance over the variance of the means (median dimension).
@@ -112,6 +113,8 @@ def main() -> int:
         rows_out["text gain (regression MSE)"] = text_gain(model, tts, loss="regress") / weight
     rows_out["ASR next-unit accuracy"] = mean_loss(model, asr, "asr_accuracy")
     rows_out["ASR next-unit accuracy under the prior"] = mean_loss(model, asr, "asr_accuracy", prior)
+    shifted = [Example("asr", e.text, asr[(i + 1) % len(asr)].audio) for i, e in enumerate(asr)]
+    rows_out["ASR next-unit accuracy, the next utterance's audio"] = mean_loss(model, shifted, "asr_accuracy")
     limit = f" --limit {args.limit}" if args.limit is not None else ""
     print(f"Produced by `python scripts/ardit_probe.py {args.model} --data {args.data} --prior-heads {args.prior_heads}"
           f" --prior-width {args.prior_width}{limit}`: {len(tts)} transcribed utterances of at most 12 s.\n")
