@@ -166,8 +166,9 @@ def test_attention_prior_pulls_heads_to_the_diagonal_and_anneals_away(tokenizers
         ARDiTObjective(prior_heads=1, prior_width=0.0)
 
 
-@pytest.mark.parametrize("heads", [{}, {"align_weight": 1.0}, {"asr_ctc_weight": 1.0},
-                                   {"regression_weight": 1.0, "asr_ctc_weight": 1.0, "align_weight": 1.0}])
+@pytest.mark.parametrize("heads", [{}, {"align_weight": 1.0}, {"asr_ctc_weight": 1.0}, {"aligner_layers": 1},
+                                   {"regression_weight": 1.0, "asr_ctc_weight": 1.0, "align_weight": 1.0,
+                                    "aligner_layers": 1}])
 @pytest.mark.parametrize("tasks", [("tts",), ("asr",), ("tts", "asr")])
 def test_every_parameter_gets_a_gradient_whatever_the_batch_holds(tokenizers, clips, heads, tasks):
     """DDP needs a gradient for every parameter on every rank: a batch without one task still passes
@@ -228,6 +229,52 @@ def test_speech_input_dropout_makes_the_model_read_the_text(tokenizers, clips, o
     runs = [model.generate_speech(clips[0][0], max_seconds=1.0, generator=torch.Generator().manual_seed(seed))
             for seed in (5, 5, 6)]
     assert torch.equal(runs[0], runs[1]) and not torch.equal(runs[0][: len(runs[2])], runs[2][: len(runs[0])])
+
+
+def test_text_aligner_makes_the_model_read_the_text_and_plans_generation(tokenizers, clips, one_thread):
+    """With ``aligner_layers`` the aligner's losses fall, and a model overfitting three utterances pays
+    far more for a wrong transcript than the same model without it (its DiT and LM inputs are told
+    which unit is spoken where). Generation lasts the predicted durations, whatever the end-of-speech
+    head says; a prompt is aligned to its transcript's units, which must be given; KV-cached equals
+    uncached. Off by default, and refused on codes."""
+    lm, examples = _speech_lm("latents", tokenizers, clips)
+    tts_items = [e for e in examples if e.task == "tts"]
+    assert "aligner" not in lm.model(examples) and not hasattr(lm.model, "aligner")
+    assert lm.model.parameter_counts()["aligner"] == 0
+    with pytest.raises(ConfigError, match="aligner_layers"):
+        dataclasses.replace(get_preset("ardit-tiny-sitok"), aligner_layers=1)
+    gains, losses = {}, {}
+    for layers in (0, 2):
+        torch.manual_seed(0)
+        model = ARDiT(dataclasses.replace(lm.model.config, aligner_layers=layers))
+        model.load_state_dict({k: v for k, v in lm.model.state_dict().items() if k.startswith("latent_")}, strict=False)
+        with torch.no_grad():
+            first = model(tts_items)
+        _fit(model, tts_items, 200)
+        with torch.no_grad():
+            losses[layers] = (first, model(tts_items))
+        gains[layers] = text_gain(model.eval(), tts_items)
+    first, last = losses[2]
+    assert float(last["aligner"]) < 0.7 * float(first["aligner"]) and float(last["duration"]) < 0.5 * float(first["duration"])
+    assert gains[2] > 3 * max(gains[0], 0.01)
+
+    model.eos_head.weight.data.zero_()
+    model.eos_head.bias.data.fill_(10.0)  # end-of-speech "certain" after every patch: the plan decides
+    text = clips[0][0]
+    ids = torch.tensor(model.vocabulary.encode(text))
+    with torch.no_grad():
+        _, log_durations = model.aligner(model.text_embed(ids)[None], torch.ones(1, len(ids), dtype=torch.bool))
+    planned = int(model.aligner.frames_per_unit(log_durations).sum())
+    speech = model.generate_speech(text, generator=torch.Generator().manual_seed(0))
+    assert speech.shape[0] == math.ceil(planned / model.config.patch_size) * model.config.patch_size
+    prompt = tts_items[0].audio[: 3 * model.config.patch_size]
+    with pytest.raises(ConfigError, match="prompt_units"):
+        model.generate_speech(f"{text} again", prompt=prompt)
+    units = len(ids)
+    runs = [model.generate_speech(f"{text} again", prompt=prompt, prompt_units=units, cfg=2.0, use_cache=cached,
+                                  generator=torch.Generator().manual_seed(3)) for cached in (True, False)]
+    torch.testing.assert_close(runs[0], runs[1], rtol=1e-4, atol=1e-4)
+    assert 0 < runs[0].shape[0] <= 4 * len(" again") * model.config.patch_size
 
 
 @pytest.mark.parametrize("kind", ["latents", "tokens"])

@@ -23,6 +23,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..modules.flow_matching import TimestepEmbedding, euler_integrate, flow_pair, guided
+from ..modules.text_aligner import TextAligner
 from ..modules.transformer import KVCache, Transformer, TransformerConfig
 from ..text import get_vocabulary
 from .ardit_config import ARDiTConfig, check_eos_threshold, get_preset
@@ -95,7 +96,8 @@ class ARDiT(PretrainedMixin, nn.Module):
         self.lm = Transformer(TransformerConfig(c.dim, c.layers, c.heads, c.mlp_dim, causal=True))
         self.text_head = nn.Linear(c.dim, units + 1)
         self.eos_head = nn.Linear(c.dim, 1)
-        if c.align_weight > 0 or c.asr_ctc_weight > 0:  # CTC over text units + blank, ``align_upsample`` sub-frames per state
+        switches = self._head_switches()
+        if switches["align_head"]:  # CTC over text units + blank, ``align_upsample`` sub-frames per state
             self.align_head = nn.Linear(c.dim, c.align_upsample * (units + 1))
         if c.audio == "latents":
             self.patch_in = nn.Linear(c.latent_dim, c.patch_dim)
@@ -110,8 +112,16 @@ class ARDiT(PretrainedMixin, nn.Module):
             self.dit = Transformer(TransformerConfig(c.dit_dim, c.dit_layers, c.dit_heads, c.dit_mlp_dim,
                                                      cond_dim=c.dit_dim))
             self.dit_out = nn.Linear(c.dit_dim, c.latent_dim)
-            if c.regression_weight > 0:
+            if switches["regress_head"]:
                 self.regress_head = nn.Linear(c.dim, c.patch_size * c.latent_dim)
+            if switches["aligner"]:
+                self.aligner = TextAligner(c.dim, c.aligner_layers, c.heads, c.mlp_dim, c.latent_dim)
+                # Both start at zero: a fine-tune that adds the aligner starts as its checkpoint.
+                self.aligned_lm_in = nn.Linear(c.patch_size * c.dim, c.dim)
+                self.aligned_dit_in = nn.Linear(c.dim, c.dit_dim)
+                for layer in (self.aligned_lm_in, self.aligned_dit_in):
+                    nn.init.zeros_(layer.weight)
+                    nn.init.zeros_(layer.bias)
             # Global per-dimension statistics of the tokenizer's latents (fitted on the training
             # set by the recipe): the model reads and writes zero-mean, unit-variance latents.
             self.register_buffer("latent_mean", torch.zeros(c.latent_dim))
@@ -130,10 +140,15 @@ class ARDiT(PretrainedMixin, nn.Module):
         """Heads an --init checkpoint may carry that this run switched off (training-only heads)."""
         return self._auxiliary_heads(present=False)
 
-    def _auxiliary_heads(self, present: bool) -> tuple[str, ...]:
+    def _head_switches(self) -> dict[str, bool]:
+        """Which optional training heads this config builds (one place for ``__init__`` and fine-tunes)."""
         c = self.config
-        heads = {"align_head": c.align_weight > 0 or c.asr_ctc_weight > 0, "regress_head": c.regression_weight > 0}
-        return tuple(name for name, on in heads.items() if on == present)
+        aligner = c.aligner_layers > 0
+        return {"align_head": c.align_weight > 0 or c.asr_ctc_weight > 0, "regress_head": c.regression_weight > 0,
+                "aligner": aligner, "aligned_lm_in": aligner, "aligned_dit_in": aligner}
+
+    def _auxiliary_heads(self, present: bool) -> tuple[str, ...]:
+        return tuple(name for name, on in self._head_switches().items() if on == present)
 
     # ----------------------------------------------------------------------------- sizes
     @property
@@ -141,11 +156,13 @@ class ARDiT(PretrainedMixin, nn.Module):
         return self.text_embed.weight.device
 
     def parameter_counts(self) -> dict[str, int]:
-        """Parameters of the LM (body and text side), the audio input path and the audio output head."""
+        """Parameters of the LM (body and text side), the audio input path, the audio output head and
+        the text aligner (0 without one)."""
         groups = {"lm": ("lm", "text_embed", "text_head", "eos_head", "align_head"),
                   "audio_in": ("patch_in", "patch_encoder", "patch_out", "code_embed"),
                   "audio_out": ("dit_state", "null_state", "dit_in", "dit_role", "time_embed", "dit", "dit_out",
-                                "code_head", "regress_head")}
+                                "code_head", "regress_head"),
+                  "aligner": ("aligner", "aligned_lm_in", "aligned_dit_in")}
         counts = {}
         for group, names in groups.items():
             counts[group] = sum(p.numel() for n, p in self.named_parameters() if n.split(".")[0] in names)
@@ -219,15 +236,19 @@ class ARDiT(PretrainedMixin, nn.Module):
         return embeds * keep.to(embeds.device) / (1.0 - p)
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, state: torch.Tensor, history: torch.Tensor,
-                 keep_state: torch.Tensor | None = None) -> torch.Tensor:
+                 keep_state: torch.Tensor | None = None, text: torch.Tensor | None = None) -> torch.Tensor:
         """The DiT head: noisy patch ``[N, P, D]``, time ``[N]``, LM state ``[N, dim]``, history frames
         ``[N, H·P, D]`` → velocity ``[N, P, D]``. ``keep_state`` False replaces the state by the learned
-        null state (condition dropout, and the unconditional branch of CFG)."""
+        null state (condition dropout, and the unconditional branch of CFG) and drops ``text``, the
+        aligner's unit states of each noisy frame ``[N, P, dim]``."""
         cond = self.dit_state(state)
+        noisy = self.dit_in(x_t)
+        if text is not None:
+            noisy = noisy + self.aligned_dit_in(text) * (1.0 if keep_state is None else keep_state[:, None, None])
         if keep_state is not None:
             cond = torch.where(keep_state[:, None], cond, self.null_state.expand_as(cond))
         roles = self.dit_role.weight
-        seq = torch.cat([(cond + roles[0])[:, None], self.dit_in(history) + roles[1], self.dit_in(x_t) + roles[2]], dim=1)
+        seq = torch.cat([(cond + roles[0])[:, None], self.dit_in(history) + roles[1], noisy + roles[2]], dim=1)
         out = self.dit(seq, cond=self.time_embed(t))
         return self.dit_out(out[:, -x_t.shape[1]:])
 
@@ -254,6 +275,14 @@ class ARDiT(PretrainedMixin, nn.Module):
             raise ConfigError(f"every item needs a whole, non-zero number of {c.patch_size}-frame patches")
         padded = nn.utils.rnn.pad_sequence(audio, batch_first=True)
         audio_embeds = self.embed_audio(padded)
+        out: dict[str, torch.Tensor] = {}
+        tts = [i for i, e in enumerate(examples) if e.task == "tts"]
+        asr = [i for i, e in enumerate(examples) if e.task == "asr"]
+        aligned: dict[int, torch.Tensor] = {}  # TTS item → its frames' aligned unit states [F, dim]
+        if tts and c.aligner_layers:
+            states, out["aligner"], out["duration"] = self._align([examples[i].text.to(dev) for i in tts],
+                                                                  [audio[i] for i in tts])
+            aligned = dict(zip(tts, states))
 
         rows, before = [], []  # per item: LM input rows, and the position of the state before its first target
         windows: list[tuple[int, int, int, int]] = []  # per item: (first query, queries, first key, keys) of the prior
@@ -262,7 +291,10 @@ class ARDiT(PretrainedMixin, nn.Module):
             text = self.text_embed(e.text.to(dev))
             if e.task == "tts":
                 head = torch.cat([self._specials("<tts>"), text, self._specials("<speech>")])
-                rows.append(torch.cat([head, self._drop_speech(audio_embeds[i, :m])]))
+                speech = torch.cat([head[-1:], self._drop_speech(audio_embeds[i, :m])])  # before patch 0, …, after the last
+                if i in aligned:
+                    speech = speech + F.pad(self._patch_conditions(aligned[i]), (0, 0, 0, 1))
+                rows.append(torch.cat([head[:-1], speech]))
                 before.append(head.shape[0] - 1)  # <speech>
                 windows.append((before[-1], m, 1, n))  # states before each patch → text units
             else:
@@ -274,12 +306,10 @@ class ARDiT(PretrainedMixin, nn.Module):
         bias = None if prior is None or prior.scale == 0 else self._prior_bias(windows, mask.shape[1], prior)
         hidden = self.lm(nn.utils.rnn.pad_sequence(rows, batch_first=True), mask, bias=bias)
 
-        out: dict[str, torch.Tensor] = {}
-        tts = [i for i, e in enumerate(examples) if e.task == "tts"]
-        asr = [i for i, e in enumerate(examples) if e.task == "asr"]
         if tts:
             spans = [hidden[i, before[i]: before[i] + lengths[i] // c.patch_size] for i in tts]  # states before each patch
-            out["tts"] = self._speech_loss(torch.cat(spans), [padded[i, : lengths[i]] for i in tts])
+            out["tts"] = self._speech_loss(torch.cat(spans), [padded[i, : lengths[i]] for i in tts],
+                                           [aligned[i] for i in tts] if aligned else None)
             if c.regression_weight > 0:
                 patches = torch.cat([padded[i, : lengths[i]].reshape(len(span), -1) for span, i in zip(spans, tts)])
                 out["regress"] = c.regression_weight * F.mse_loss(self.regress_head(torch.cat(spans)), patches)
@@ -332,8 +362,13 @@ class ARDiT(PretrainedMixin, nn.Module):
             if c.audio == "latents":
                 zeros = state.new_zeros(1, c.patch_size, c.latent_dim)
                 history = state.new_zeros(1, c.history_patches * c.patch_size, c.latent_dim)
+                text = None
+                if c.aligner_layers:
+                    units, log_durations = self.aligner(state[None], torch.ones(1, 1, dtype=torch.bool, device=state.device))
+                    text = units.expand(1, c.patch_size, -1)
+                    terms += [self.aligner.mean(units).sum(), log_durations.sum(), self._patch_conditions(text[0]).sum()]
                 terms.append(self.velocity(zeros, state.new_zeros(1), state, history,
-                                           torch.zeros(1, dtype=torch.bool, device=state.device)).sum())
+                                           torch.zeros(1, dtype=torch.bool, device=state.device), text).sum())
             else:
                 terms.append(self.code_head(state).sum())
         if asr:
@@ -350,29 +385,54 @@ class ARDiT(PretrainedMixin, nn.Module):
         return F.ctc_loss(padded, torch.cat(texts), [len(p) for p in log_probs], [len(t) for t in texts],
                           blank=blank, zero_infinity=True)
 
-    def _speech_loss(self, states: torch.Tensor, audio: list[torch.Tensor]) -> torch.Tensor:
-        """Flow matching on every patch (latents) or cross-entropy on every code (tokens)."""
+    def _speech_loss(self, states: torch.Tensor, audio: list[torch.Tensor],
+                     text: list[torch.Tensor] | None = None) -> torch.Tensor:
+        """Flow matching on every patch (latents) or cross-entropy on every code (tokens); ``text``:
+        each item's aligned unit states per frame, for the DiT."""
         if self.config.audio == "tokens":
             return F.cross_entropy(self.code_head(states), torch.cat(audio))
         history, patches = zip(*(self._history(a[None]) for a in audio))
         history, patches = torch.cat([h[0] for h in history]), torch.cat([p[0] for p in patches])
+        if text is not None:
+            text = torch.cat(text).reshape(patches.shape[0], self.config.patch_size, -1)
         t = torch.rand(patches.shape[0], device=patches.device)
         x_t, target = flow_pair(patches, t, torch.randn_like(patches))
         keep = torch.rand(patches.shape[0], device=patches.device) >= (self.config.cond_drop if self.training else 0.0)
-        return F.mse_loss(self.velocity(x_t, t, states, history, keep), target)
+        return F.mse_loss(self.velocity(x_t, t, states, history, keep, text), target)
+
+    def _align(self, texts: list[torch.Tensor], audio: list[torch.Tensor]
+               ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
+        """The aligner on TTS items: each item's frames' unit states ``[F, dim]``, the means' loss and
+        the durations' loss."""
+        dev = self.device
+        text_lengths = torch.tensor([len(t) for t in texts], device=dev)
+        frame_lengths = torch.tensor([a.shape[0] for a in audio], device=dev)
+        embeds = nn.utils.rnn.pad_sequence([self.text_embed(t) for t in texts], batch_first=True)
+        mask = torch.arange(embeds.shape[1], device=dev)[None] < text_lengths[:, None]
+        states, log_durations = self.aligner(embeds, mask)
+        path, mean_loss = self.aligner.align(states, nn.utils.rnn.pad_sequence(audio, batch_first=True),
+                                             text_lengths, frame_lengths)
+        frames = path.transpose(1, 2).to(states.dtype) @ states
+        return ([frames[j, : a.shape[0]] for j, a in enumerate(audio)], mean_loss,
+                self.aligner.duration_loss(log_durations, path, mask))
+
+    def _patch_conditions(self, frames: torch.Tensor) -> torch.Tensor:
+        """Aligned unit states per frame ``[F, dim]`` → the LM input added before each patch ``[F/P, dim]``."""
+        return self.aligned_lm_in(frames.reshape(-1, self.config.patch_size * frames.shape[-1]))
 
     # ----------------------------------------------------------------------------- generation
     @torch.inference_mode()
     def generate_speech(self, text: str, *, prompt: torch.Tensor | None = None, steps: int | None = None,
                         cfg: float | None = None, max_seconds: float | None = None, temperature: float = 1.0,
                         top_k: int = 50, eos_threshold: float | None = None, generator: torch.Generator | None = None,
-                        use_cache: bool = True) -> torch.Tensor:
+                        use_cache: bool = True, prompt_units: int | None = None) -> torch.Tensor:
         """TTS: text → normalised latents ``[F, D]`` or codes ``[F]`` (the prompt not included).
 
-        ``prompt`` (same form) is continued: ``text`` must then start with the prompt's transcript.
-        Generation stops when the end-of-speech head's probability exceeds ``eos_threshold`` (after at
-        least one patch) or at ``max_seconds``. ``use_cache=False`` reruns the whole sequence at every
-        step (same result).
+        ``prompt`` (same form) is continued: ``text`` must then start with the prompt's transcript,
+        whose length in units a model with a text aligner needs as ``prompt_units``. Generation stops
+        when the end-of-speech head's probability exceeds ``eos_threshold`` (after at least one patch)
+        or, with a text aligner, after the last unit's predicted frames; at ``max_seconds`` in any
+        case. ``use_cache=False`` reruns the whole sequence at every step (same result).
         """
         c = self.config
         steps = c.sample_steps if steps is None else int(steps)
@@ -393,21 +453,53 @@ class ARDiT(PretrainedMixin, nn.Module):
             past = self.check_audio(self.trim_to_patches(self._on_device(prompt)))
             if not past.shape[0]:
                 raise ConfigError(f"the prompt is shorter than one patch ({c.patch_size} frames)")
+        text_frames = self._planned_frames(ids, past, prompt_units) if c.aligner_layers else None
+        # what is added to the LM input before each patch (prompt and generated), then a zero after the last
+        conditions = None if text_frames is None else F.pad(self._patch_conditions(text_frames), (0, 0, 0, 1))
+        first = past.shape[0] // c.patch_size  # the global index of the first generated patch
+        if conditions is not None:
+            prefix = prefix + F.pad(conditions[:1], (0, 0, prefix.shape[1] - 1, 0))[None]
         if past.shape[0]:
-            prefix = torch.cat([prefix, self._drop_speech(self._embed_new(past, frames_ctx), generator)], dim=1)
+            embeds = self._drop_speech(self._embed_new(past, frames_ctx), generator)
+            prefix = torch.cat([prefix, embeds if conditions is None else embeds + conditions[1: first + 1]], dim=1)
         state = lm.extend(prefix)[-1]
         generated = []
         limit = int((c.max_speech_seconds if max_seconds is None else max_seconds) * c.patch_rate)
-        for k in range(limit):
-            if k and torch.sigmoid(self.eos_head(state))[0] > eos_threshold:
+        planned = None if text_frames is None else text_frames.shape[0] // c.patch_size - first
+        for k in range(limit if planned is None else min(limit, planned)):
+            if planned is None and k and torch.sigmoid(self.eos_head(state))[0] > eos_threshold:
                 break
             if c.audio == "latents":
-                piece = self._sample_patch(state, torch.cat([past, *generated]), steps, cfg, generator)
+                text = None if text_frames is None else text_frames[(first + k) * c.patch_size:][: c.patch_size]
+                piece = self._sample_patch(state, torch.cat([past, *generated]), steps, cfg, generator, text)
             else:
                 piece = self._sample_code(state, temperature, top_k, generator)
             generated.append(piece)
-            state = lm.extend(self._drop_speech(self._embed_new(piece, frames_ctx), generator))[-1]
+            embeds = self._drop_speech(self._embed_new(piece, frames_ctx), generator)
+            state = lm.extend(embeds if conditions is None else embeds + conditions[first + k + 1])[-1]
         return torch.cat(generated) if generated else empty
+
+    def _planned_frames(self, ids: torch.Tensor, prompt: torch.Tensor, prompt_units: int | None) -> torch.Tensor:
+        """The aligner's unit state for every frame to come ``[F, dim]``: the prompt's frames aligned to
+        its ``prompt_units`` first units, then the other units for their predicted durations, the last
+        repeated to fill a patch."""
+        c = self.config
+        units = 0
+        if prompt.shape[0]:
+            if prompt_units is None or not 0 < prompt_units < len(ids):
+                raise ConfigError(f"a prompt needs prompt_units, its transcript's units, between 1 and {len(ids) - 1}"
+                                  f" (the text has {len(ids)}); got {prompt_units}")
+            units = prompt_units
+        states, log_durations = self.aligner(self.text_embed(ids)[None], torch.ones(1, len(ids), dtype=torch.bool,
+                                                                                      device=self.device))
+        frames = []
+        if units:
+            lengths = torch.tensor([[units], [prompt.shape[0]]], device=self.device)
+            path, _ = self.aligner.align(states[:, :units], prompt[None], lengths[0], lengths[1])
+            frames.append(path[0].transpose(0, 1).to(states.dtype) @ states[0, :units])
+        rest = torch.repeat_interleave(states[0, units:], self.aligner.frames_per_unit(log_durations[0, units:]), dim=0)
+        frames.append(F.pad(rest[None], (0, 0, 0, -rest.shape[0] % c.patch_size), mode="replicate")[0])
+        return torch.cat(frames)
 
     def _on_device(self, audio: torch.Tensor) -> torch.Tensor:
         return audio.to(self.device, torch.float32) if self.config.audio == "latents" else audio.to(self.device)
@@ -419,20 +511,20 @@ class ARDiT(PretrainedMixin, nn.Module):
         return self._patches(frames_ctx.extend(self.patch_in(audio)[None])[None])
 
     def _sample_patch(self, state: torch.Tensor, frames: torch.Tensor, steps: int, cfg: float,
-                      generator: torch.Generator | None) -> torch.Tensor:
+                      generator: torch.Generator | None, text: torch.Tensor | None = None) -> torch.Tensor:
         c = self.config
         span = c.history_patches * c.patch_size
         history = F.pad(frames[-span:] if span else frames[:0], (0, 0, span - min(span, frames.shape[0]), 0))[None]
         noise = torch.randn((1, c.patch_size, c.latent_dim), generator=generator, device="cpu").to(self.device)
         if cfg == 1.0:
             def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                return self.velocity(x, t, state[None], history)
+                return self.velocity(x, t, state[None], history, text=None if text is None else text[None])
         else:
             keep = torch.tensor([True, False], device=self.device)
 
             def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
                 v = self.velocity(torch.cat([x, x]), torch.cat([t, t]), state[None].expand(2, -1),
-                                  history.expand(2, -1, -1), keep)
+                                  history.expand(2, -1, -1), keep, None if text is None else text[None].expand(2, -1, -1))
                 return guided(*v.chunk(2), cfg)
         return euler_integrate(velocity, noise, steps)[0]
 

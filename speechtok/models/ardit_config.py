@@ -70,6 +70,14 @@ class ARDiTConfig:
     # it asks the state for the patch's expected value, to which the upcoming text contributes
     # (docs/ardit.md, "Why the text is not read").
     regression_weight: float = 0.0
+    # A text aligner for TTS (latents; Grad-TTS's, a deviation from the paper, off at 0 layers): a
+    # bidirectional text encoder of this many layers predicts a mean latent frame and a duration per
+    # text unit; monotonic alignment search pairs units with frames in training (its losses: the means'
+    # squared error on the path and the durations'), predicted durations in generation, which then
+    # ends with the last unit's frames. The unit states aligned to a patch are added to the LM input
+    # that generates it and to the DiT's noisy frames, so the model is told what to say where
+    # (docs/ardit.md, "The text aligner"). ASR does not use it.
+    aligner_layers: int = 0
     sample_steps: int = 8
     cfg_scale: float = 1.0
     eos_threshold: float = 0.5  # TTS stops at the first patch whose end-of-speech probability exceeds this
@@ -84,7 +92,8 @@ class ARDiTConfig:
     #: it acts in generation too, so it is part of how the model speaks.)
     OBJECTIVE_FIELDS: ClassVar[tuple[str, ...]] = ("cond_drop",)
     #: Fields a fine-tune may switch on over its --init checkpoint: they add a fresh head it lacks.
-    FINETUNE_FIELDS: ClassVar[tuple[str, ...]] = ("align_weight", "asr_ctc_weight", "regression_weight")
+    FINETUNE_FIELDS: ClassVar[tuple[str, ...]] = ("align_weight", "asr_ctc_weight", "regression_weight",
+                                                  "aligner_layers")
 
     def __post_init__(self) -> None:
         if self.audio not in ("latents", "tokens"):
@@ -102,6 +111,9 @@ class ARDiTConfig:
         if self.regression_weight < 0.0 or (self.regression_weight and self.audio != "latents"):
             raise ConfigError(f"{self.name}: regression_weight must be >= 0 and needs audio 'latents',"
                               f" got {self.regression_weight} with {self.audio!r}")
+        if self.aligner_layers < 0 or (self.aligner_layers and self.audio != "latents"):
+            raise ConfigError(f"{self.name}: aligner_layers must be >= 0 and needs audio 'latents',"
+                              f" got {self.aligner_layers} with {self.audio!r}")
         if not 0.0 <= self.speech_input_dropout < 1.0:
             raise ConfigError(f"{self.name}: speech_input_dropout must be in [0, 1), got {self.speech_input_dropout}")
         check_eos_threshold(self.eos_threshold, f"{self.name}: eos_threshold")

@@ -120,6 +120,7 @@ class SpeechLM:
         if prompt is not None:
             prompt_audio = self.features(*prompt)
             prompt_text = self.model.transcribe(prompt_audio) if prompt_text is None else prompt_text
+            generation["prompt_units"] = len(self.model.vocabulary.encode(prompt_text))
             text = f"{prompt_text} {text}"
         audio = self.model.generate_speech(text, prompt=prompt_audio, **generation)
         if not audio.shape[0]:

@@ -133,7 +133,7 @@ def text_gain(model: nn.Module, items: list[Example], batch: int = 8, seed: int 
 class ARDiTRecipe(Recipe):
     kind = MODEL_KIND
     objective_class = ARDiTObjective
-    progress_keys = ("loss", "tts", "eos", "asr", "align", "asr_ctc", "regress")
+    progress_keys = ("loss", "tts", "eos", "asr", "align", "asr_ctc", "regress", "aligner", "duration")
     plot_panels = (
         ("tts", "valid_tts", "TTS: flow matching (latents) or code cross-entropy (tokens)"),
         ("eos", "valid_eos", "end-of-speech BCE"),
@@ -141,6 +141,8 @@ class ARDiTRecipe(Recipe):
         ("align", "valid_align", "TTS states → transcript CTC (align_weight × loss)"),
         ("asr_ctc", "valid_asr_ctc", "ASR audio states → transcript CTC (asr_ctc_weight × loss)"),
         ("regress", "valid_regress", "TTS states → next patch regression (regression_weight × MSE)"),
+        ("aligner", "valid_aligner", "text aligner: frames vs their units' means on the alignment (MSE)"),
+        ("duration", "valid_duration", "text aligner: log-duration error"),
         ("asr_accuracy", "valid_asr_accuracy", "ASR: next-unit accuracy"),
         (None, "valid_text_gain", "TTS: loss with the wrong text − with the right one (> 0: text is used)"),
         (None, "valid_text_gain_prior", "the same under the full attention prior (when training with one)"),
