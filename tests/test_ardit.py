@@ -270,11 +270,62 @@ def test_text_aligner_makes_the_model_read_the_text_and_plans_generation(tokeniz
     prompt = tts_items[0].audio[: 3 * model.config.patch_size]
     with pytest.raises(ConfigError, match="prompt_units"):
         model.generate_speech(f"{text} again", prompt=prompt)
-    units = len(ids)
-    runs = [model.generate_speech(f"{text} again", prompt=prompt, prompt_units=units, cfg=2.0, use_cache=cached,
+    joined = torch.tensor(model.vocabulary.encode(f"{text} again"))
+    with torch.no_grad():
+        _, log_durations = model.aligner(model.text_embed(joined)[None], torch.ones(1, len(joined), dtype=torch.bool))
+    rest = int(model.aligner.frames_per_unit(log_durations[:, len(ids):]).sum())
+    runs = [model.generate_speech(f"{text} again", prompt=prompt, prompt_units=len(ids), cfg=2.0, use_cache=cached,
                                   generator=torch.Generator().manual_seed(3)) for cached in (True, False)]
     torch.testing.assert_close(runs[0], runs[1], rtol=1e-4, atol=1e-4)
-    assert 0 < runs[0].shape[0] <= 4 * len(" again") * model.config.patch_size
+    assert runs[0].shape[0] == math.ceil(rest / model.config.patch_size) * model.config.patch_size
+    assert "aligner" in model.finetune_additions and "aligner" not in lm.model.finetune_removals
+
+
+def test_training_and_generation_condition_each_patch_alike(tokenizers, clips, monkeypatch):
+    """Generation hands the LM and the DiT the same aligned text for patch k as training does: with
+    the training alignment as the plan and the true patches fed back, every state that generates a
+    patch equals the teacher-forced one. The unconditional branch of CFG ignores the text."""
+    lm, examples = _speech_lm("latents", tokenizers, clips)
+    torch.manual_seed(0)
+    model = ARDiT(dataclasses.replace(lm.model.config, aligner_layers=1)).eval()
+    for layer in (model.aligned_lm_in, model.aligned_dit_in):  # zero at initialisation: make them matter
+        torch.nn.init.normal_(layer.weight, std=0.2)
+    item, p = examples[0], model.config.patch_size
+    seen = {}
+    align, speech_loss = model._align, model._speech_loss
+
+    def spy_align(texts, audio):
+        seen["frames"] = align(texts, audio)[0][0]
+        return align(texts, audio)
+
+    def spy_speech_loss(states, audio, text=None):
+        seen["states"], seen["text"] = states, text[0].reshape(-1, p, text[0].shape[-1])
+        return speech_loss(states, audio, text)
+
+    monkeypatch.setattr(model, "_align", spy_align)
+    monkeypatch.setattr(model, "_speech_loss", spy_speech_loss)
+    with torch.no_grad():
+        model([item])
+    given = []
+
+    def teacher(state, frames, steps, cfg, generator, text=None):
+        given.append((state.clone(), text.clone()))
+        return item.audio[(len(given) - 1) * p: len(given) * p]
+
+    monkeypatch.setattr(model, "_planned_frames", lambda ids, past, units: seen["frames"])
+    monkeypatch.setattr(model, "_sample_patch", teacher)
+    model.generate_speech(clips[0][0])
+    assert len(given) == item.audio.shape[0] // p
+    for k, (state, text) in enumerate(given):
+        torch.testing.assert_close(state, seen["states"][k], rtol=1e-4, atol=1e-4)
+        assert torch.equal(text, seen["text"][k])
+    x, t, history = torch.randn(2, p, 128), torch.rand(2), torch.zeros(2, 2 * p, 128)
+    drop = torch.zeros(2, dtype=torch.bool)
+    with torch.no_grad():
+        a, b = (model.velocity(x, t, seen["states"][:2], history, drop, torch.randn(2, p, model.config.dim))
+                for _ in range(2))
+        c = model.velocity(x, t, seen["states"][:2], history, ~drop, torch.randn(2, p, model.config.dim))
+    assert torch.equal(a, b) and not torch.allclose(a, c)
 
 
 @pytest.mark.parametrize("kind", ["latents", "tokens"])

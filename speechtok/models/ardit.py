@@ -141,14 +141,18 @@ class ARDiT(PretrainedMixin, nn.Module):
         return self._auxiliary_heads(present=False)
 
     def _head_switches(self) -> dict[str, bool]:
-        """Which optional training heads this config builds (one place for ``__init__`` and fine-tunes)."""
+        """Which optional modules this config builds (one place for ``__init__`` and fine-tunes)."""
         c = self.config
         aligner = c.aligner_layers > 0
         return {"align_head": c.align_weight > 0 or c.asr_ctc_weight > 0, "regress_head": c.regression_weight > 0,
                 "aligner": aligner, "aligned_lm_in": aligner, "aligned_dit_in": aligner}
 
     def _auxiliary_heads(self, present: bool) -> tuple[str, ...]:
-        return tuple(name for name, on in self._head_switches().items() if on == present)
+        """Modules switched on (``present``) or off. Only the training-only heads may be dropped: the
+        aligner is how such a model speaks, so a checkpoint's aligner never loads into a model without one."""
+        training_only = ("align_head", "regress_head")
+        return tuple(name for name, on in self._head_switches().items()
+                     if on == present and (present or name in training_only))
 
     # ----------------------------------------------------------------------------- sizes
     @property
@@ -264,7 +268,9 @@ class ARDiT(PretrainedMixin, nn.Module):
     # ----------------------------------------------------------------------------- training
     def forward(self, examples: list[Example], prior: AttentionPrior | None = None) -> dict[str, torch.Tensor]:
         """Teacher-forced losses of a mixed batch: ``tts`` (flow matching, or code cross-entropy),
-        ``eos`` (end of speech) and ``asr`` (text cross-entropy), summed with weight 1 into ``loss``.
+        ``eos`` (end of speech) and ``asr`` (text cross-entropy), with a text aligner its ``aligner``
+        and ``duration`` losses, summed with weight 1 into ``loss``; the optional heads' losses carry
+        their configured weights.
         ``prior`` biases the LM's attention towards the diagonal (training only)."""
         c, dev = self.config, self.device
         audio = [self.check_audio(e.audio).to(dev) for e in examples]
@@ -279,10 +285,15 @@ class ARDiT(PretrainedMixin, nn.Module):
         tts = [i for i, e in enumerate(examples) if e.task == "tts"]
         asr = [i for i, e in enumerate(examples) if e.task == "asr"]
         aligned: dict[int, torch.Tensor] = {}  # TTS item → its frames' aligned unit states [F, dim]
+        idle_units = None
         if tts and c.aligner_layers:
             states, out["aligner"], out["duration"] = self._align([examples[i].text.to(dev) for i in tts],
                                                                   [audio[i] for i in tts])
             aligned = dict(zip(tts, states))
+        elif c.aligner_layers:  # a zero-weighted pass, before the LM as on every other rank: FSDP pairs
+            # the ranks' gathers of transformer blocks by the order they run in
+            idle_units = self.aligner(self.text_embed(examples[0].text[:1].to(dev))[None],
+                                      torch.ones(1, 1, dtype=torch.bool, device=dev))
 
         rows, before = [], []  # per item: LM input rows, and the position of the state before its first target
         windows: list[tuple[int, int, int, int]] = []  # per item: (first query, queries, first key, keys) of the prior
@@ -330,7 +341,7 @@ class ARDiT(PretrainedMixin, nn.Module):
                 out["asr_ctc"] = c.asr_ctc_weight * self._align_loss(audio_states, [examples[i].text.to(dev) for i in asr])
         loss = sum(v for k, v in out.items() if k != "asr_accuracy")
         if not (tts and asr):
-            loss = loss + self._idle_branches(hidden[0, :1], tts=not tts, asr=not asr)
+            loss = loss + self._idle_branches(hidden[0, :1], tts=not tts, asr=not asr, units=idle_units)
         out["loss"] = loss
         return out
 
@@ -348,9 +359,11 @@ class ARDiT(PretrainedMixin, nn.Module):
             bias[i, : prior.heads, query: query + queries] = -0.5 * prior.scale * (rows / prior.width) ** 2
         return bias
 
-    def _idle_branches(self, state: torch.Tensor, *, tts: bool, asr: bool) -> torch.Tensor:
+    def _idle_branches(self, state: torch.Tensor, *, tts: bool, asr: bool,
+                       units: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
         """Zero-weighted passes through the heads of a task absent from this batch, so every rank
-        runs the same modules (DDP needs a gradient for each parameter; FSDP the same gathers)."""
+        runs the same modules (DDP needs a gradient for each parameter; FSDP the same gathers);
+        ``units``: the text aligner's idle output (states, log-durations), run before the LM."""
         c, terms = self.config, []
         align_used = (not tts and c.align_weight > 0) or (not asr and c.asr_ctc_weight > 0)
         if hasattr(self, "align_head") and not align_used:
@@ -363,10 +376,10 @@ class ARDiT(PretrainedMixin, nn.Module):
                 zeros = state.new_zeros(1, c.patch_size, c.latent_dim)
                 history = state.new_zeros(1, c.history_patches * c.patch_size, c.latent_dim)
                 text = None
-                if c.aligner_layers:
-                    units, log_durations = self.aligner(state[None], torch.ones(1, 1, dtype=torch.bool, device=state.device))
-                    text = units.expand(1, c.patch_size, -1)
-                    terms += [self.aligner.mean(units).sum(), log_durations.sum(), self._patch_conditions(text[0]).sum()]
+                if units is not None:
+                    states, log_durations = units
+                    text = states.expand(1, c.patch_size, -1)
+                    terms += [self.aligner.mean(states).sum(), log_durations.sum(), self._patch_conditions(text[0]).sum()]
                 terms.append(self.velocity(zeros, state.new_zeros(1), state, history,
                                            torch.zeros(1, dtype=torch.bool, device=state.device), text).sum())
             else:
@@ -430,9 +443,10 @@ class ARDiT(PretrainedMixin, nn.Module):
 
         ``prompt`` (same form) is continued: ``text`` must then start with the prompt's transcript,
         whose length in units a model with a text aligner needs as ``prompt_units``. Generation stops
-        when the end-of-speech head's probability exceeds ``eos_threshold`` (after at least one patch)
-        or, with a text aligner, after the last unit's predicted frames; at ``max_seconds`` in any
-        case. ``use_cache=False`` reruns the whole sequence at every step (same result).
+        when the end-of-speech head's probability exceeds ``eos_threshold`` (after at least one patch);
+        a model with a text aligner never asks that head (``eos_threshold`` has no effect) and stops
+        after the last unit's predicted frames. At ``max_seconds`` in any case. ``use_cache=False``
+        reruns the whole sequence at every step (same result).
         """
         c = self.config
         steps = c.sample_steps if steps is None else int(steps)

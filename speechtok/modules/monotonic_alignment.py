@@ -30,6 +30,8 @@ def monotonic_alignment(log_likelihood: torch.Tensor, text_lengths: torch.Tensor
             or int(frame_lengths.max()) > frames or int(text_lengths.max()) > units:
         raise ValueError("every row needs 1 <= text length <= frame length, within the tensor's N and M")
     ll = log_likelihood.detach().float().cpu()
+    if not bool(torch.isfinite(ll).all()):
+        raise ValueError("the log-likelihood has NaN or infinite values")
     score = torch.full((batch, units), _UNREACHABLE)
     score[:, 0] = ll[:, 0, 0]
     moved = torch.zeros(batch, units, frames, dtype=torch.bool)  # reached (i, j) from (i-1, j-1)

@@ -36,8 +36,9 @@ class TextAligner(nn.Module):
         the means' loss on it (squared error per frame dimension over real frames). A row with more
         units than frames, which no path can cover, is spread evenly instead."""
         means = self.mean(states)
-        with torch.no_grad():
-            log_likelihood = -0.5 * torch.cdist(means.float(), frames.float()) ** 2
+        with torch.no_grad():  # -½‖x − μ‖², expanded in fp32 (no square root, whatever the autocast)
+            m, x = means.float(), frames.float()
+            log_likelihood = m @ x.transpose(1, 2) - 0.5 * (m * m).sum(-1, keepdim=True) - 0.5 * (x * x).sum(-1)[:, None]
         fits = text_lengths <= frame_lengths
         path = torch.zeros_like(log_likelihood)
         if bool(fits.any()):
@@ -51,13 +52,16 @@ class TextAligner(nn.Module):
     @staticmethod
     def duration_loss(log_durations: torch.Tensor, path: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Squared error of the predicted ``log(1 + frames)`` against the path's, over real units."""
-        target = torch.log1p(durations(path)).to(log_durations.dtype)
-        return (((log_durations - target) ** 2) * mask).sum() / mask.sum()
+        target = torch.log1p(durations(path))
+        return (((log_durations.float() - target) ** 2) * mask).sum() / mask.sum()
 
     @staticmethod
     def frames_per_unit(log_durations: torch.Tensor) -> torch.Tensor:
-        """Predicted durations → whole frames, at least one per unit."""
-        return torch.expm1(log_durations.float()).round().clamp(min=1).long()
+        """Predicted durations ``[..., N]`` → whole frames, at least one per unit. The running total is
+        rounded, not each unit: units last one or two frames, and rounding each would lose up to half
+        a frame per unit."""
+        ends = torch.expm1(log_durations.float()).clamp(min=0).cumsum(-1).round()
+        return torch.diff(ends, dim=-1, prepend=torch.zeros_like(ends[..., :1])).clamp(min=1).long()
 
 
 def spread(units: int, frames: int, max_units: int, max_frames: int) -> torch.Tensor:
