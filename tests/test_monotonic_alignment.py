@@ -80,3 +80,21 @@ def test_the_aligner_spreads_a_row_too_short_for_its_text_and_rounds_durations()
     loss.backward()
     assert bool(torch.isfinite(loss)) and aligner.mean.weight.grad is not None
     assert TextAligner.frames_per_unit(torch.tensor([-5.0, 0.0, math.log(4.0)])).tolist() == [1, 1, 3]
+
+
+def test_predicted_durations_add_up_to_the_true_length() -> None:
+    """One shared prediction for units lasting 1, 2 and 6 frames: the log-domain loss per unit alone
+    would settle on their geometric mean (7.4 frames in all instead of 9); the total's term brings
+    the sum back."""
+    owner = torch.repeat_interleave(torch.arange(3), torch.tensor([1, 2, 6]))
+    path = torch.zeros(1, 3, 9)
+    path[0, owner, torch.arange(9)] = 1.0
+    shared = torch.zeros(1, requires_grad=True)
+    optimizer = torch.optim.Adam([shared], lr=0.05)
+    for _ in range(400):
+        loss = TextAligner.duration_loss(shared.expand(1, 3), path, torch.ones(1, 3))
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    total = float(torch.expm1(shared.detach()) * 3)
+    assert abs(total / 9 - 1) < 0.1 and total > 1.1 * 3 * (math.exp(math.log(42) / 3) - 1)
