@@ -268,7 +268,7 @@ def test_text_aligner_makes_the_model_read_the_text_and_plans_generation(tokeniz
     speech = model.generate_speech(text, generator=torch.Generator().manual_seed(0))
     assert speech.shape[0] == math.ceil(planned / model.config.patch_size) * model.config.patch_size
     prompt = tts_items[0].audio[: 3 * model.config.patch_size]
-    with pytest.raises(ConfigError, match="prompt_units"):
+    with pytest.raises(ConfigError, match="prompt_units, --prompt-text"):
         model.generate_speech(f"{text} again", prompt=prompt)
     joined = torch.tensor(model.vocabulary.encode(f"{text} again"))
     with torch.no_grad():

@@ -501,8 +501,9 @@ class ARDiT(PretrainedMixin, nn.Module):
         units = 0
         if prompt.shape[0]:
             if prompt_units is None or not 0 < prompt_units < len(ids):
-                raise ConfigError(f"a prompt needs prompt_units, its transcript's units, between 1 and {len(ids) - 1}"
-                                  f" (the text has {len(ids)}); got {prompt_units}")
+                raise ConfigError(f"a model with a text aligner aligns the prompt to its transcript, which must be"
+                                  f" 1 to {len(ids) - 1} of the text's {len(ids)} units (prompt_units, --prompt-text);"
+                                  f" got {prompt_units}")
             units = prompt_units
         states, log_durations = self.aligner(self.text_embed(ids)[None], torch.ones(1, len(ids), dtype=torch.bool,
                                                                                       device=self.device))
