@@ -1,7 +1,7 @@
 """Choose the AR+DiT model's TTS decoding defaults (DiT guidance scale, end-of-speech threshold) on dev.
 
     python scripts/ardit_decoding_sweep.py [--model ardit-default] [--data data/splits/dev.tsv] [--texts 20]
-                                           [--cfg 1 2 3] [--eos 0.5 0.3]
+                                           [--cfg 1 2 3] [--eos 0.5 0.3] [--marker M]
 
 Synthesises the first ``--texts`` transcripts of the dev split for every (CFG, threshold) pair and
 scores the speech with Moonshine, the data engine's gate ASR, never with the evaluation judge
@@ -34,8 +34,12 @@ def main() -> int:
     parser.add_argument("--data", default=str(ROOT / "data" / "splits" / "dev.tsv"))
     parser.add_argument("--texts", type=int, default=20)
     parser.add_argument("--cfg", type=float, nargs="+", default=[1.0, 2.0, 3.0])
-    parser.add_argument("--eos", type=float, nargs="+", default=[0.5, 0.3])
+    parser.add_argument("--eos", type=float, nargs="+", default=[0.5, 0.3],
+                        help="end-of-speech thresholds (a model with a text aligner ignores them: give one)")
+    parser.add_argument("--marker", default="ardit-decoding-sweep", help="block of docs/ardit.md to rewrite")
     args = parser.parse_args()
+    if f"<!-- {args.marker}:begin -->" not in (ROOT / "docs" / "ardit.md").read_text(encoding="utf-8"):
+        parser.exit(2, f"error: docs/ardit.md has no block {args.marker!r} to rewrite\n")
     rows = [r for r in read_manifest(args.data) if r.transcript][: args.texts]
     lm = SpeechLM.from_pretrained(args.model)
     asr = Moonshine()
@@ -50,10 +54,13 @@ def main() -> int:
                 generated += len(wav) / lm.sample_rate
             lines.append(f"| {cfg:g} | {eos:g} | {pooled_wer(pairs):.1f} | {generated / sum(r.seconds for r in rows):.2f} |")
             print(lines[-1], flush=True)
-    block = "\n".join([f"Produced by `python scripts/ardit_decoding_sweep.py --model {args.model} --texts {args.texts}`:"
+    command = " ".join(["python scripts/ardit_decoding_sweep.py", f"--model {args.model}", f"--texts {args.texts}",
+                        "--cfg", *(f"{c:g}" for c in args.cfg), "--eos", *(f"{e:g}" for e in args.eos),
+                        *([f"--marker {args.marker}"] if args.marker != "ardit-decoding-sweep" else [])])
+    block = "\n".join([f"Produced by `{command}`:"
                        f" the first {len(rows)} transcripts of `{Path(args.data).name}`, one seed each, scored by"
                        " Moonshine base (the gate ASR, not the evaluation judge).", "", *lines])
-    replace_marked_block(ROOT / "docs" / "ardit.md", "ardit-decoding-sweep", block)
+    replace_marked_block(ROOT / "docs" / "ardit.md", args.marker, block)
     print("updated docs/ardit.md")
     return 0
 

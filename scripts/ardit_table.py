@@ -122,6 +122,8 @@ def main() -> int:
                         help="load RUN with this copy of its tokenizer (same weights hash) instead of the recorded"
                              " path, e.g. when the bundled checkpoint's decoding defaults changed after training")
     args = parser.parse_args()
+    if f"<!-- {args.marker}:begin -->" not in (ROOT / "docs" / "ardit.md").read_text(encoding="utf-8"):
+        parser.exit(2, f"error: docs/ardit.md has no block {args.marker!r} to rewrite\n")
     tokenizers = dict(item.split("=", 1) for item in args.tokenizer)
     rows = [r for r in read_manifest(args.data) if r.transcript]
     judge = load_asr_judge("whisper-base")
