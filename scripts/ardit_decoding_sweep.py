@@ -54,7 +54,9 @@ def main() -> int:
                 generated += len(wav) / lm.sample_rate
             lines.append(f"| {cfg:g} | {eos:g} | {pooled_wer(pairs):.1f} | {generated / sum(r.seconds for r in rows):.2f} |")
             print(lines[-1], flush=True)
-    command = " ".join(["python scripts/ardit_decoding_sweep.py", f"--model {args.model}", f"--texts {args.texts}",
+    default_data = args.data == str(ROOT / "data" / "splits" / "dev.tsv")
+    command = " ".join(["python scripts/ardit_decoding_sweep.py", f"--model {args.model}",
+                        *([] if default_data else [f"--data {args.data}"]), f"--texts {args.texts}",
                         "--cfg", *(f"{c:g}" for c in args.cfg), "--eos", *(f"{e:g}" for e in args.eos),
                         *([f"--marker {args.marker}"] if args.marker != "ardit-decoding-sweep" else [])])
     block = "\n".join([f"Produced by `{command}`:"
