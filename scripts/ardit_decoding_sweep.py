@@ -21,8 +21,9 @@ from tqdm import tqdm
 
 from speechtok.data.manifest import read_manifest
 from speechtok.data.moonshine import Moonshine
+from speechtok.errors import SpeechtokError
 from speechtok.eval.judges.asr import pooled_wer
-from speechtok.eval.summary import replace_marked_block
+from speechtok.eval.summary import check_marked_block, replace_marked_block
 from speechtok.models.speech_lm import SpeechLM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -38,8 +39,10 @@ def main() -> int:
                         help="end-of-speech thresholds (a model with a text aligner ignores them: give one)")
     parser.add_argument("--marker", default="ardit-decoding-sweep", help="block of docs/ardit.md to rewrite")
     args = parser.parse_args()
-    if f"<!-- {args.marker}:begin -->" not in (ROOT / "docs" / "ardit.md").read_text(encoding="utf-8"):
-        parser.exit(2, f"error: docs/ardit.md has no block {args.marker!r} to rewrite\n")
+    try:
+        check_marked_block(ROOT / "docs" / "ardit.md", args.marker)
+    except SpeechtokError as error:
+        parser.exit(2, f"error: {error}\n")
     rows = [r for r in read_manifest(args.data) if r.transcript][: args.texts]
     lm = SpeechLM.from_pretrained(args.model)
     asr = Moonshine()

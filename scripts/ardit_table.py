@@ -27,8 +27,9 @@ from tqdm import tqdm
 from speechtok.audio import load_audio, resample, save_audio
 from speechtok.data.manifest import read_manifest
 from speechtok.data.texts import read_sentences
+from speechtok.errors import SpeechtokError
 from speechtok.eval.judges.asr import ASRJudge, load_asr_judge, pooled_wer
-from speechtok.eval.summary import replace_marked_block
+from speechtok.eval.summary import check_marked_block, replace_marked_block
 from speechtok.models.speech_lm import SpeechLM
 from speechtok.train.ardit_recipe import ARDiTObjective, SpeechTextData, text_gain
 from speechtok.train.plots import read_metrics
@@ -122,8 +123,10 @@ def main() -> int:
                         help="load RUN with this copy of its tokenizer (same weights hash) instead of the recorded"
                              " path, e.g. when the bundled checkpoint's decoding defaults changed after training")
     args = parser.parse_args()
-    if f"<!-- {args.marker}:begin -->" not in (ROOT / "docs" / "ardit.md").read_text(encoding="utf-8"):
-        parser.exit(2, f"error: docs/ardit.md has no block {args.marker!r} to rewrite\n")
+    try:
+        check_marked_block(ROOT / "docs" / "ardit.md", args.marker)
+    except SpeechtokError as error:
+        parser.exit(2, f"error: {error}\n")
     tokenizers = dict(item.split("=", 1) for item in args.tokenizer)
     rows = [r for r in read_manifest(args.data) if r.transcript]
     judge = load_asr_judge("whisper-base")

@@ -211,15 +211,22 @@ def write_markdown(path: Path, rows: Sequence[dict[str, Any]], cols: Sequence[st
         tmp.write_text("\n".join(parts), encoding="utf-8")
 
 
+def check_marked_block(doc: Path, marker: str) -> str:
+    """``doc``'s text, if it has the ``<!-- marker:begin -->`` … ``<!-- marker:end -->`` block (a script
+    that rewrites one calls this before its long work); else an EvalError."""
+    from .errors import EvalError
+
+    text = doc.read_text(encoding="utf-8")
+    if f"<!-- {marker}:begin -->" not in text or f"<!-- {marker}:end -->" not in text:
+        raise EvalError(f"{doc}: markers <!-- {marker}:begin --> / <!-- {marker}:end --> not found")
+    return text
+
+
 def replace_marked_block(doc: Path, marker: str, block: str) -> None:
     """Rewrite the text between ``<!-- marker:begin -->`` and ``<!-- marker:end -->`` in ``doc``."""
     import re
 
-    from .errors import EvalError
-
+    text = check_marked_block(doc, marker)
     begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
-    text = doc.read_text(encoding="utf-8")
-    if begin not in text or end not in text:
-        raise EvalError(f"{doc}: markers {begin} / {end} not found")
     pattern = re.compile(re.escape(begin) + ".*?" + re.escape(end), re.S)
     doc.write_text(pattern.sub(lambda _: f"{begin}\n{block}\n{end}", text), encoding="utf-8")

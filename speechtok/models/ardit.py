@@ -23,6 +23,7 @@ from torch import nn
 
 from ..errors import ConfigError
 from ..modules.flow_matching import TimestepEmbedding, euler_integrate, flow_pair, guided
+from ..modules.monotonic_alignment import expand
 from ..modules.text_aligner import TextAligner
 from ..modules.transformer import KVCache, Transformer, TransformerConfig
 from ..text import get_vocabulary
@@ -425,7 +426,7 @@ class ARDiT(PretrainedMixin, nn.Module):
         states, log_durations = self.aligner(embeds, mask)
         path, mean_loss = self.aligner.align(states, nn.utils.rnn.pad_sequence(audio, batch_first=True),
                                              text_lengths, frame_lengths)
-        frames = path.transpose(1, 2).to(states.dtype) @ states
+        frames = expand(path, states)
         return ([frames[j, : a.shape[0]] for j, a in enumerate(audio)], mean_loss,
                 self.aligner.duration_loss(log_durations, path, mask))
 
@@ -509,9 +510,9 @@ class ARDiT(PretrainedMixin, nn.Module):
                                                                                       device=self.device))
         frames = []
         if units:
-            lengths = torch.tensor([[units], [prompt.shape[0]]], device=self.device)
-            path, _ = self.aligner.align(states[:, :units], prompt[None], lengths[0], lengths[1])
-            frames.append(path[0].transpose(0, 1).to(states.dtype) @ states[0, :units])
+            path, _ = self.aligner.align(states[:, :units], prompt[None], torch.tensor([units], device=self.device),
+                                         torch.tensor([prompt.shape[0]], device=self.device))
+            frames.append(expand(path, states[:, :units])[0])
         rest = torch.repeat_interleave(states[0, units:], self.aligner.frames_per_unit(log_durations[0, units:]), dim=0)
         frames.append(F.pad(rest[None], (0, 0, 0, -rest.shape[0] % c.patch_size), mode="replicate")[0])
         return torch.cat(frames)

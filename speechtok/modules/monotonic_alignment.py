@@ -54,3 +54,9 @@ def monotonic_alignment(log_likelihood: torch.Tensor, text_lengths: torch.Tensor
 def durations(path: torch.Tensor) -> torch.Tensor:
     """Frames per unit of a path ``[B, N, M]`` → ``[B, N]``."""
     return path.sum(-1)
+
+
+def expand(path: torch.Tensor, per_unit: torch.Tensor) -> torch.Tensor:
+    """Per-unit values ``[B, N, D]`` → per frame ``[B, M, D]`` along a path ``[B, N, M]`` (0 where a
+    padded frame has no unit)."""
+    return path.transpose(-2, -1).to(per_unit.dtype) @ per_unit

@@ -12,7 +12,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .monotonic_alignment import durations, monotonic_alignment
+from .monotonic_alignment import durations, expand, monotonic_alignment
 from .transformer import Transformer, TransformerConfig
 
 
@@ -46,7 +46,7 @@ class TextAligner(nn.Module):
         for b in torch.nonzero(~fits)[:, 0].tolist():
             path[b] = spread(int(text_lengths[b]), int(frame_lengths[b]), *path.shape[1:])
         frame_mask = torch.arange(frames.shape[1], device=frames.device)[None] < frame_lengths[:, None].to(frames.device)
-        error = ((frames - path.transpose(1, 2).to(means.dtype) @ means) ** 2).mean(-1)
+        error = ((frames - expand(path, means)) ** 2).mean(-1)
         return path, (error * frame_mask).sum() / frame_mask.sum()
 
     @staticmethod
@@ -54,9 +54,9 @@ class TextAligner(nn.Module):
         """Squared error of the predicted ``log(1 + frames)`` against the path's, over real units, plus
         that of the log of each row's total. Per unit alone, the log domain predicts a geometric mean:
         units last 1–7 frames, and the totals came out 18 % short (docs/ardit.md, "The text aligner")."""
-        predicted, target = log_durations.float(), torch.log1p(durations(path))
-        per_unit = (((predicted - target) ** 2) * mask).sum() / mask.sum()
-        totals = (torch.expm1(predicted).clamp(min=0) * mask).sum(-1), target.expm1().mul(mask).sum(-1)
+        predicted, frames = log_durations.float(), durations(path)
+        per_unit = (((predicted - torch.log1p(frames)) ** 2) * mask).sum() / mask.sum()
+        totals = (torch.expm1(predicted).clamp(min=0) * mask).sum(-1), (frames * mask).sum(-1)
         return per_unit + ((torch.log1p(totals[0]) - torch.log1p(totals[1])) ** 2).mean()
 
     @staticmethod
