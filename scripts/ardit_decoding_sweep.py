@@ -6,7 +6,9 @@
 Synthesises the first ``--texts`` transcripts of the dev split for every (CFG, threshold) pair and
 scores the speech with Moonshine, the data engine's gate ASR, never with the evaluation judge
 (Whisper): the held-out TTS figures of ``scripts/ardit_table.py`` stay a fair test of the setting
-chosen here. Reports WER (pooled over words) and the generated / real duration ratio, and rewrites
+chosen here. Reports WER (pooled over words) and the generated / real duration ratio, beside the same
+ASR on the real recordings and on their reconstruction by the model's tokenizer (what TTS through
+that tokenizer can reach at best), and rewrites
 the ``ardit-decoding-sweep`` block of docs/ardit.md. Bundle the choice with
 ``scripts/bundle_checkpoint.py RUN/checkpoints/step_N ardit-default --cfg-scale C --eos-threshold E``.
 """
@@ -19,6 +21,7 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from speechtok.audio import load_audio
 from speechtok.data.manifest import read_manifest
 from speechtok.data.moonshine import Moonshine
 from speechtok.errors import SpeechtokError
@@ -47,6 +50,15 @@ def main() -> int:
     lm = SpeechLM.from_pretrained(args.model)
     asr = Moonshine()
     lines = ["| CFG | end-of-speech threshold | WER % (Moonshine) | generated / real duration |", "|---|---|---|---|"]
+    real, reconstructed = [], []
+    for row in tqdm(rows, desc="real speech", unit="clip"):
+        wav, rate = load_audio(row.path)
+        real.append((row.transcript, asr.transcribe(wav, rate)))
+        resynthesis = lm.synthesize(lm.features(wav, rate), torch.Generator().manual_seed(0))[0, 0].numpy()
+        reconstructed.append((row.transcript, asr.transcribe(resynthesis, lm.sample_rate)))
+    lines += [f"| real speech | – | {pooled_wer(real):.1f} | 1.00 |",
+              f"| real speech through the tokenizer | – | {pooled_wer(reconstructed):.1f} | 1.00 |"]
+    print(*lines[-2:], sep="\n", flush=True)
     for cfg in args.cfg:
         for eos in args.eos:
             pairs, generated = [], 0.0

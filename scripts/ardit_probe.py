@@ -88,7 +88,7 @@ def main() -> int:
     except SpeechtokError as error:
         parser.exit(2, f"error: {error}\n")
     audio = [data.get(i, 0).audio for i in range(len(data))]
-    tts = [Example("tts", data.items[i][0], a) for i, a in enumerate(audio)]
+    tts = [Example("tts", data.items[i][0], a, data.item_units[i]) for i, a in enumerate(audio)]
     asr = [Example("asr", data.items[i][0], a) for i, a in enumerate(audio)]
     rows_out = {"flow loss": mean_loss(model, tts, "tts")}
     config = model.config

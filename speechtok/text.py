@@ -1,17 +1,14 @@
-"""Label vocabularies for the CTC head: characters or espeak-ng IPA phonemes.
+"""Label vocabularies: characters or espeak-ng IPA phonemes (:mod:`speechtok.espeak`).
 
 Both inventories are fixed lists, so a checkpoint's output layer is defined by the vocabulary's
 name alone. Index 0 is the CTC blank. Symbols outside the inventory are dropped.
 """
 from __future__ import annotations
 
-import functools
 import re
-import shutil
-import subprocess
 from typing import Literal
 
-from .errors import ConfigError, DataError
+from .errors import ConfigError
 
 VocabularyName = Literal["char", "phoneme"]
 BLANK = "<blank>"
@@ -34,7 +31,10 @@ class Vocabulary:
 
     def units(self, text: str) -> list[str]:
         normalized = _normalize_text(text)
-        return list(_phonemize(normalized)) if self.name == "phoneme" else list(normalized)
+        if self.name == "phoneme":
+            from .espeak import ipa  # the phoneme extra, loaded only when used
+            return list(ipa(normalized))
+        return list(normalized)
 
     def encode(self, text: str) -> list[int]:
         ids = [self._index[u] for u in self.units(text) if u in self._index]
@@ -57,16 +57,6 @@ def _normalize_text(text: str) -> str:
     text = re.sub(r"\d", lambda m: f" {_DIGITS[int(m.group())]} ", text)
     text = re.sub(r"[^a-z' ]+", " ", text)
     return " ".join(text.split())
-
-
-@functools.lru_cache(maxsize=65536)
-def _phonemize(text: str) -> str:
-    exe = shutil.which("espeak-ng")
-    if exe is None:
-        raise DataError("the 'phoneme' vocabulary needs espeak-ng (apt-get install espeak-ng)")
-    result = subprocess.run([exe, "-q", "--ipa", "-v", "en-us", text], capture_output=True, text=True, check=True)
-    ipa = result.stdout.replace("ˈ", "").replace("ˌ", "").replace("\n", " ")
-    return " ".join(ipa.split())
 
 
 def _strip_spaces(ids: list[int], space: int) -> list[int]:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from speechtok import espeak
 from speechtok.audio import load_audio
 from speechtok.cli import main as cli_main
 from speechtok.data.manifest import read_manifest
@@ -55,6 +56,14 @@ def _speech_lm(kind: str, tokenizers: dict[str, Path], clips) -> tuple[SpeechLM,
     examples = [Example(task, torch.tensor(model.vocabulary.encode(text)), f)
                 for (text, _, _), f in zip(clips, raw) for task in ("tts", "asr")]
     return lm, examples
+
+
+def _with_aligner_units(model: ARDiT, examples: list[Example], clips) -> list[Example]:
+    """``examples`` (made by :func:`_speech_lm` from ``clips``, each clip's TTS item before its ASR
+    item) with the units of the model's own aligner vocabulary."""
+    per_clip = len(examples) // len(clips)
+    return [dataclasses.replace(e, units=torch.tensor(model.aligner_vocabulary.encode(clips[i // per_clip][0])))
+            for i, e in enumerate(examples)]
 
 
 def _fit(model: ARDiT, items: list[Example], steps: int) -> None:
@@ -168,13 +177,17 @@ def test_attention_prior_pulls_heads_to_the_diagonal_and_anneals_away(tokenizers
 
 @pytest.mark.parametrize("heads", [{}, {"align_weight": 1.0}, {"asr_ctc_weight": 1.0}, {"aligner_layers": 1},
                                    {"regression_weight": 1.0, "asr_ctc_weight": 1.0, "align_weight": 1.0,
-                                    "aligner_layers": 1}])
+                                    "aligner_layers": 1},
+                                   pytest.param({"aligner_layers": 1, "aligner_vocab": "phoneme"}, marks=pytest.mark.skipif(
+                                       not espeak.available(), reason="espeakng-loader not installed"))])
 @pytest.mark.parametrize("tasks", [("tts",), ("asr",), ("tts", "asr")])
 def test_every_parameter_gets_a_gradient_whatever_the_batch_holds(tokenizers, clips, heads, tasks):
     """DDP needs a gradient for every parameter on every rank: a batch without one task still passes
     (with weight 0) through that task's heads, whichever optional heads the model has."""
     lm, examples = _speech_lm("latents", tokenizers, clips)
     model = ARDiT(dataclasses.replace(lm.model.config, **heads))
+    if model.config.aligner_vocab:
+        examples = _with_aligner_units(model, examples, clips)
     out = model([e for e in examples if e.task in tasks])
     out["loss"].backward()
     assert bool(torch.isfinite(out["loss"])) and [n for n, p in model.named_parameters() if p.grad is None] == []
@@ -326,6 +339,50 @@ def test_training_and_generation_condition_each_patch_alike(tokenizers, clips, m
                 for _ in range(2))
         c = model.velocity(x, t, seen["states"][:2], history, ~drop, torch.randn(2, p, model.config.dim))
     assert torch.equal(a, b) and not torch.allclose(a, c)
+
+
+@pytest.mark.skipif(not espeak.available(), reason="espeakng-loader not installed (the phoneme extra)")
+def test_text_aligner_reads_its_own_vocabulary(tokenizers, clips, one_thread):
+    """``aligner_vocab: phoneme`` gives the aligner its own embeddings of phonemes while the LM reads
+    and ASR writes characters. TTS items must carry those units; the text gain pairs each audio with
+    another item's units too (else a model that reads only phonemes would show none); generation plans
+    the phonemes' durations, a prompt counted in phonemes."""
+    lm, examples = _speech_lm("latents", tokenizers, clips)
+    with pytest.raises(ConfigError, match="aligner_vocab 'phoneme' needs aligner_layers"):
+        dataclasses.replace(lm.model.config, aligner_vocab="phoneme")
+    torch.manual_seed(0)
+    model = ARDiT(dataclasses.replace(lm.model.config, aligner_layers=2, aligner_vocab="phoneme"))
+    model.load_state_dict({k: v for k, v in lm.model.state_dict().items() if k.startswith("latent_")}, strict=False)
+    assert model.text_embed.weight.shape == lm.model.text_embed.weight.shape
+    assert model.aligner_embed.num_embeddings == len(model.aligner_vocabulary) == 59  # 58 phonemes and the blank
+    assert "aligner_embed" in model.finetune_additions
+    tts_items = [e for e in examples if e.task == "tts"]
+    with pytest.raises(ConfigError, match="Example.units"):
+        model(tts_items)
+    tts_items = _with_aligner_units(model, tts_items, clips[:len(tts_items)])
+    with torch.no_grad():
+        first = model(tts_items)
+    _fit(model, tts_items, 200)
+    with torch.no_grad():
+        last = model(tts_items)
+    assert float(last["aligner"]) < 0.7 * float(first["aligner"])
+    assert text_gain(model.eval(), tts_items) > 0.03
+
+    text = clips[0][0]
+    units = torch.tensor(model.aligner_vocabulary.encode(text))
+    with torch.no_grad():
+        _, log_durations = model.aligner(model.aligner_embed(units)[None], torch.ones(1, len(units), dtype=torch.bool))
+    planned = int(model.aligner.frames_per_unit(log_durations).sum())
+    speech = model.generate_speech(text, generator=torch.Generator().manual_seed(0))
+    assert speech.shape[0] == math.ceil(planned / model.config.patch_size) * model.config.patch_size
+    prompt = tts_items[0].audio[: 3 * model.config.patch_size]
+    joined = torch.tensor(model.aligner_vocabulary.encode(f"{text} again"))
+    with torch.no_grad():
+        _, log_durations = model.aligner(model.aligner_embed(joined)[None], torch.ones(1, len(joined), dtype=torch.bool))
+    rest = int(model.aligner.frames_per_unit(log_durations[:, len(units):]).sum())
+    speech = model.generate_speech(f"{text} again", prompt=prompt, prompt_units=len(units),
+                                   generator=torch.Generator().manual_seed(0))
+    assert speech.shape[0] == math.ceil(rest / model.config.patch_size) * model.config.patch_size
 
 
 @pytest.mark.parametrize("kind", ["latents", "tokens"])

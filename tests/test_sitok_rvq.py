@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import math
-import shutil
 
 import numpy as np
 import pytest
@@ -13,6 +12,7 @@ import torch
 
 from speechtok.assets import SAMPLE_SPEECH
 from speechtok.cli import main
+from speechtok import espeak
 from speechtok.errors import ConfigError
 from speechtok.models.sitok import SiTok
 from speechtok.quantization import EMAVectorQuantizer
@@ -157,7 +157,7 @@ def test_a_trained_single_codebook_model_is_requantised_to_four_codebooks(tmp_pa
 
 @pytest.mark.parametrize("change, part, fresh", [
     pytest.param("ctc_vocab: phoneme", "CTC output", ("ctc_out.",), marks=pytest.mark.skipif(
-        shutil.which("espeak-ng") is None, reason="espeak-ng not installed (apt-get install espeak-ng)")),
+        not espeak.available(), reason="espeakng-loader not installed (the phoneme extra)")),
     ("decoder_head_layers: 1", "decoder layout", ("decoder.", "decoder_body.")),
 ])
 def test_init_replaces_one_part_and_loads_the_rest(change, part, fresh, tmp_path, real_manifest, capsys):

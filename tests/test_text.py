@@ -1,9 +1,9 @@
 from __future__ import annotations
 
-import shutil
 
 import pytest
 
+from speechtok import espeak
 from speechtok.errors import ConfigError
 from speechtok.text import get_vocabulary
 
@@ -16,7 +16,7 @@ def test_char_vocabulary_normalises_and_round_trips():
     assert vocab.decode(ids) == "press one then o'brien"
 
 
-@pytest.mark.skipif(shutil.which("espeak-ng") is None, reason="espeak-ng not installed (apt-get install espeak-ng)")
+@pytest.mark.skipif(not espeak.available(), reason="espeakng-loader not installed (the phoneme extra)")
 def test_phoneme_vocabulary_uses_espeak_ipa():
     vocab = get_vocabulary("phoneme")
     ids = vocab.encode("Please enter your agent number")

@@ -43,6 +43,7 @@ class Example:
     task: Task
     text: torch.Tensor  # [n] label ids (no blank)
     audio: torch.Tensor
+    units: torch.Tensor | None = None  # [u] the text aligner's own unit ids (``aligner_vocab``), TTS items
 
 
 @dataclass(frozen=True)
@@ -90,6 +91,8 @@ class ARDiT(PretrainedMixin, nn.Module):
         super().__init__()
         c = self.config = config
         self.vocabulary = get_vocabulary(c.text_vocab)
+        #: what the text aligner reads: the text vocabulary, or its own (``aligner_vocab``)
+        self.aligner_vocabulary = get_vocabulary(c.aligner_vocab) if c.aligner_vocab else self.vocabulary
         units = len(self.vocabulary)
         self.end_of_text = units  # the text head's extra class (an output id; <tts> shares the number as an input id)
         self.special = {name: units + i for i, name in enumerate(SPECIALS)}
@@ -117,6 +120,8 @@ class ARDiT(PretrainedMixin, nn.Module):
                 self.regress_head = nn.Linear(c.dim, c.patch_size * c.latent_dim)
             if switches["aligner"]:
                 self.aligner = TextAligner(c.dim, c.aligner_layers, c.heads, c.mlp_dim, c.latent_dim)
+                if switches["aligner_embed"]:
+                    self.aligner_embed = nn.Embedding(len(self.aligner_vocabulary), c.dim)
                 # Both start at zero: a fine-tune that adds the aligner starts as its checkpoint.
                 self.aligned_lm_in = nn.Linear(c.patch_size * c.dim, c.dim)
                 self.aligned_dit_in = nn.Linear(c.dim, c.dit_dim)
@@ -146,7 +151,8 @@ class ARDiT(PretrainedMixin, nn.Module):
         c = self.config
         aligner = c.aligner_layers > 0
         return {"align_head": c.align_weight > 0 or c.asr_ctc_weight > 0, "regress_head": c.regression_weight > 0,
-                "aligner": aligner, "aligned_lm_in": aligner, "aligned_dit_in": aligner}
+                "aligner": aligner, "aligned_lm_in": aligner, "aligned_dit_in": aligner,
+                "aligner_embed": aligner and c.aligner_vocab is not None}
 
     def _auxiliary_heads(self, present: bool) -> tuple[str, ...]:
         """Modules switched on (``present``) or off. Only the training-only heads may be dropped: the
@@ -167,7 +173,7 @@ class ARDiT(PretrainedMixin, nn.Module):
                   "audio_in": ("patch_in", "patch_encoder", "patch_out", "code_embed"),
                   "audio_out": ("dit_state", "null_state", "dit_in", "dit_role", "time_embed", "dit", "dit_out",
                                 "code_head", "regress_head"),
-                  "aligner": ("aligner", "aligned_lm_in", "aligned_dit_in")}
+                  "aligner": ("aligner", "aligner_embed", "aligned_lm_in", "aligned_dit_in")}
         counts = {}
         for group, names in groups.items():
             counts[group] = sum(p.numel() for n, p in self.named_parameters() if n.split(".")[0] in names)
@@ -288,12 +294,12 @@ class ARDiT(PretrainedMixin, nn.Module):
         aligned: dict[int, torch.Tensor] = {}  # TTS item → its frames' aligned unit states [F, dim]
         idle_units = None
         if tts and c.aligner_layers:
-            states, out["aligner"], out["duration"] = self._align([examples[i].text.to(dev) for i in tts],
+            states, out["aligner"], out["duration"] = self._align([self._aligner_ids(examples[i]) for i in tts],
                                                                   [audio[i] for i in tts])
             aligned = dict(zip(tts, states))
         elif c.aligner_layers:  # a zero-weighted pass, before the LM as on every other rank: FSDP pairs
             # the ranks' gathers of transformer blocks by the order they run in
-            idle_units = self.aligner(self.text_embed(examples[0].text[:1].to(dev))[None],
+            idle_units = self.aligner(self._aligner_embeds(torch.ones(1, dtype=torch.long, device=dev))[None],
                                       torch.ones(1, 1, dtype=torch.bool, device=dev))
 
         rows, before = [], []  # per item: LM input rows, and the position of the state before its first target
@@ -414,6 +420,16 @@ class ARDiT(PretrainedMixin, nn.Module):
         keep = torch.rand(patches.shape[0], device=patches.device) >= (self.config.cond_drop if self.training else 0.0)
         return F.mse_loss(self.velocity(x_t, t, states, history, keep, text), target)
 
+    def _aligner_ids(self, example: Example) -> torch.Tensor:
+        if self.config.aligner_vocab is None:
+            return example.text.to(self.device)
+        if example.units is None:
+            raise ConfigError(f"a TTS item needs its {self.config.aligner_vocab} units for the text aligner (Example.units)")
+        return example.units.to(self.device)
+
+    def _aligner_embeds(self, ids: torch.Tensor) -> torch.Tensor:
+        return self.text_embed(ids) if self.config.aligner_vocab is None else self.aligner_embed(ids)
+
     def _align(self, texts: list[torch.Tensor], audio: list[torch.Tensor]
                ) -> tuple[list[torch.Tensor], torch.Tensor, torch.Tensor]:
         """The aligner on TTS items: each item's frames' unit states ``[F, dim]``, the means' loss and
@@ -421,7 +437,7 @@ class ARDiT(PretrainedMixin, nn.Module):
         dev = self.device
         text_lengths = torch.tensor([len(t) for t in texts], device=dev)
         frame_lengths = torch.tensor([a.shape[0] for a in audio], device=dev)
-        embeds = nn.utils.rnn.pad_sequence([self.text_embed(t) for t in texts], batch_first=True)
+        embeds = nn.utils.rnn.pad_sequence([self._aligner_embeds(t) for t in texts], batch_first=True)
         mask = torch.arange(embeds.shape[1], device=dev)[None] < text_lengths[:, None]
         states, log_durations = self.aligner(embeds, mask)
         path, mean_loss = self.aligner.align(states, nn.utils.rnn.pad_sequence(audio, batch_first=True),
@@ -443,7 +459,7 @@ class ARDiT(PretrainedMixin, nn.Module):
         """TTS: text → normalised latents ``[F, D]`` or codes ``[F]`` (the prompt not included).
 
         ``prompt`` (same form) is continued: ``text`` must then start with the prompt's transcript,
-        whose length in units a model with a text aligner needs as ``prompt_units``. Generation stops
+        whose length in the text aligner's units a model with one needs as ``prompt_units``. Generation stops
         when the end-of-speech head's probability exceeds ``eos_threshold`` (after at least one patch);
         a model with a text aligner never asks that head (``eos_threshold`` has no effect) and stops
         after the last unit's predicted frames. At ``max_seconds`` in any case. ``use_cache=False``
@@ -468,7 +484,13 @@ class ARDiT(PretrainedMixin, nn.Module):
             past = self.check_audio(self.trim_to_patches(self._on_device(prompt)))
             if not past.shape[0]:
                 raise ConfigError(f"the prompt is shorter than one patch ({c.patch_size} frames)")
-        text_frames = self._planned_frames(ids, past, prompt_units) if c.aligner_layers else None
+        text_frames = None
+        if c.aligner_layers:
+            units = ids if c.aligner_vocab is None else torch.tensor(
+                self.aligner_vocabulary.encode(text), dtype=torch.long, device=self.device)
+            if not units.numel():
+                raise ConfigError(f"nothing to say: {text!r} has no units of the {c.aligner_vocab} vocabulary")
+            text_frames = self._planned_frames(units, past, prompt_units)
         # what is added to the LM input before each patch (prompt and generated), then a zero after the last
         conditions = None if text_frames is None else F.pad(self._patch_conditions(text_frames), (0, 0, 0, 1))
         first = past.shape[0] // c.patch_size  # the global index of the first generated patch
@@ -506,8 +528,8 @@ class ARDiT(PretrainedMixin, nn.Module):
                                   f" 1 to {len(ids) - 1} of the text's {len(ids)} units (prompt_units, --prompt-text);"
                                   f" got {prompt_units}")
             units = prompt_units
-        states, log_durations = self.aligner(self.text_embed(ids)[None], torch.ones(1, len(ids), dtype=torch.bool,
-                                                                                      device=self.device))
+        states, log_durations = self.aligner(self._aligner_embeds(ids)[None],
+                                             torch.ones(1, len(ids), dtype=torch.bool, device=self.device))
         frames = []
         if units:
             path, _ = self.aligner.align(states[:, :units], prompt[None], torch.tensor([units], device=self.device),

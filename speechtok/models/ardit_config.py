@@ -78,6 +78,10 @@ class ARDiTConfig:
     # that generates it and to the DiT's noisy frames, so the model is told what to say where
     # (docs/ardit.md, "The text aligner"). ASR does not use it.
     aligner_layers: int = 0
+    # The units the aligner reads: None, the text vocabulary (sharing the LM's text embeddings), or
+    # its own, e.g. phonemes while the LM reads and ASR writes characters. What a text sounds like is
+    # far easier to learn from a few hours of speech in phonemes than in English spelling.
+    aligner_vocab: Literal["char", "phoneme"] | None = None
     sample_steps: int = 8
     cfg_scale: float = 1.0
     eos_threshold: float = 0.5  # TTS stops at the first patch whose end-of-speech probability exceeds this
@@ -93,7 +97,7 @@ class ARDiTConfig:
     OBJECTIVE_FIELDS: ClassVar[tuple[str, ...]] = ("cond_drop",)
     #: Fields a fine-tune may switch on over its --init checkpoint: they add a fresh head it lacks.
     FINETUNE_FIELDS: ClassVar[tuple[str, ...]] = ("align_weight", "asr_ctc_weight", "regression_weight",
-                                                  "aligner_layers")
+                                                  "aligner_layers", "aligner_vocab")
 
     def __post_init__(self) -> None:
         if self.audio not in ("latents", "tokens"):
@@ -111,6 +115,8 @@ class ARDiTConfig:
         if self.regression_weight < 0.0 or (self.regression_weight and self.audio != "latents"):
             raise ConfigError(f"{self.name}: regression_weight must be >= 0 and needs audio 'latents',"
                               f" got {self.regression_weight} with {self.audio!r}")
+        if self.aligner_vocab and not self.aligner_layers:
+            raise ConfigError(f"{self.name}: aligner_vocab {self.aligner_vocab!r} needs aligner_layers > 0")
         if self.aligner_layers < 0 or (self.aligner_layers and self.audio != "latents"):
             raise ConfigError(f"{self.name}: aligner_layers must be >= 0 and needs audio 'latents',"
                               f" got {self.aligner_layers} with {self.audio!r}")

@@ -121,7 +121,7 @@ class SpeechLM:
             prompt_audio = self.features(*prompt)
             prompt_text = self.model.transcribe(prompt_audio) if prompt_text is None else prompt_text
             # the prompt's share of the joined text (exact for characters; phonemes of the joined text may differ slightly)
-            generation.setdefault("prompt_units", len(self.model.vocabulary.encode(prompt_text)))
+            generation.setdefault("prompt_units", len(self.model.aligner_vocabulary.encode(prompt_text)))
             text = f"{prompt_text} {text}"
         audio = self.model.generate_speech(text, prompt=prompt_audio, **generation)
         if not audio.shape[0]:

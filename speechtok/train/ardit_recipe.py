@@ -64,7 +64,9 @@ class SpeechTextData:
                  objective: ARDiTObjective, seed: int, progress: bool = True, load_workers: int = 1) -> None:
         self.model, self.objective, self.seed = model, objective, seed
         self.items: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # (text ids, features, seconds)
+        self.item_units: list[torch.Tensor | None] = []  # the text aligner's own unit ids (aligner_vocab)
         self.item_sources: list[str] = []  # the data engine source of each item (the data mix)
+        own_units = model.config.aligner_vocab is not None
         usable = [r for r in rows if r.transcript and r.seconds <= objective.max_seconds]
         # `load_workers` threads decode the audio a few clips ahead (decoding releases the GIL); the
         # tokenizer encodes in this thread, in order, on the training device
@@ -72,10 +74,12 @@ class SpeechTextData:
         for row, (wav, rate) in tqdm(zip(usable, clips), total=len(usable), desc="tokenizer features",
                                      disable=not progress, unit="utt", dynamic_ncols=True):
             ids = vocabulary.encode(row.transcript)
+            units = model.aligner_vocabulary.encode(row.transcript) if own_units else None
             features = encode_clip(tokenizer, torch.from_numpy(wav), rate)
             features = model.trim_to_patches(features.cpu())
-            if ids and features.shape[0]:
+            if ids and features.shape[0] and units != []:
                 self.items.append((torch.tensor(ids, dtype=torch.long), features, row.seconds))
+                self.item_units.append(None if units is None else torch.tensor(units, dtype=torch.long))
                 self.item_sources.append(source_of(row.path))
         if not self.items:
             raise DataError(f"no utterance with a transcript and at most {objective.max_seconds} s of speech")
@@ -106,7 +110,7 @@ class SpeechTextData:
             audio = self.model.normalize(mean + noise * log_std.exp())
         else:
             audio = features
-        return Example(task, ids, audio)
+        return Example(task, ids, audio, self.item_units[index])
 
 
 @torch.no_grad()
@@ -117,14 +121,15 @@ def text_gain(model: nn.Module, items: list[Example], batch: int = 8, seed: int 
     a falling TTS loss does not reveal: a model that only continues the audio also lowers it. With
     ``prior``, under that attention prior (whether the model can use the text once shown where it is);
     ``loss`` names another TTS loss to compare (e.g. ``regress``)."""
-    texts = [e.text for e in items]
     gain = 0.0
     for start in range(0, len(items), batch):
         chunk = range(start, min(start + batch, len(items)))
         losses = []
         for shift in (0, 1):
             torch.manual_seed(seed + start)
-            examples = [Example("tts", texts[(i + shift) % len(items)], items[i].audio) for i in chunk]
+            # item i's audio with item i + shift's text (and aligner units)
+            examples = [dataclasses.replace(items[(i + shift) % len(items)], task="tts", audio=items[i].audio)
+                        for i in chunk]
             losses.append(float(model(examples, prior)[loss]))
         gain += (losses[1] - losses[0]) * len(chunk)
     return gain / len(items)

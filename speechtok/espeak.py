@@ -1,0 +1,58 @@
+"""espeak-ng's IPA through the library the ``espeakng-loader`` wheel ships.
+
+Why the wheel and not the ``espeak-ng`` program: a model that reads phonemes needs them at
+inference too, so they must come with ``pip install`` (no system package), and from one espeak-ng
+version in training and use alike (the Debian 1.51 program and the wheel's 1.52 differ on a fifth of
+sentences, e.g. ``oː`` / ``ɔː`` before ``ɹ``).
+"""
+from __future__ import annotations
+
+import ctypes
+import functools
+import threading
+
+from .errors import DataError
+
+INSTALL_HINT = "pip install 'speechtok[phoneme]' (the espeakng-loader wheel)"
+_VOICE = b"en-us"
+_OUTPUT_SYNCHRONOUS, _CHARS_UTF8, _PHONEMES_IPA = 0x02, 0x01, 0x02
+_LOCK = threading.Lock()  # the library keeps one global state
+
+
+@functools.lru_cache(maxsize=1)
+def _library() -> ctypes.CDLL:
+    try:
+        import espeakng_loader
+    except ModuleNotFoundError:
+        raise DataError(f"phonemes need espeak-ng: {INSTALL_HINT}") from None
+    lib = ctypes.CDLL(espeakng_loader.get_library_path())
+    lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+    lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+    lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+    lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+    if lib.espeak_Initialize(_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0) <= 0:
+        raise DataError("espeak-ng (espeakng-loader) failed to initialise")
+    if lib.espeak_SetVoiceByName(_VOICE) != 0:
+        raise DataError(f"espeak-ng (espeakng-loader) has no {_VOICE.decode()} voice")
+    return lib
+
+
+def available() -> bool:
+    try:
+        _library()
+    except (DataError, OSError):
+        return False
+    return True
+
+
+@functools.lru_cache(maxsize=65536)
+def ipa(text: str) -> str:
+    """US English IPA of ``text``, words separated by single spaces, stress marks removed."""
+    with _LOCK:
+        lib = _library()
+        buffer = ctypes.create_string_buffer(text.encode("utf-8"))
+        cursor = ctypes.c_void_p(ctypes.addressof(buffer))
+        clauses = []
+        while cursor.value:  # one clause per call; the library moves the cursor, NULL at the end
+            clauses.append((lib.espeak_TextToPhonemes(ctypes.byref(cursor), _CHARS_UTF8, _PHONEMES_IPA) or b"").decode())
+    return " ".join(" ".join(clauses).replace("ˈ", "").replace("ˌ", "").split())
