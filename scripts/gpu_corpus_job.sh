@@ -130,8 +130,9 @@ prepare)
   mkdir -p .gpu/wheels
   speechtok data pack "${1:-/work/corpus/manifest.tsv}" -o ".gpu/train${4:+-$4}" --max-mb "${2:-21}" --kbps "${3:-20}"
   [ -f .gpu/dev/manifest.tsv ] || speechtok data pack data/splits/dev.tsv -o .gpu/dev --max-mb 2 --kbps 16
-  # the CUDA image has torch, numpy, safetensors, yaml and tqdm, but not soundfile (nor its cffi) or soxr
-  for wheel in soundfile==0.13.1 cffi==1.17.1 pycparser==2.22 soxr==0.5.0.post1; do
+  # the CUDA image has torch, numpy, safetensors, yaml and tqdm, but not soundfile (nor its cffi) or soxr,
+  # nor espeak-ng (espeakng-loader, 10 MB: the phonemes of an AR+DiT arm whose aligner reads them)
+  for wheel in soundfile==0.13.1 cffi==1.17.1 pycparser==2.22 soxr==0.5.0.post1 espeakng-loader==0.2.4; do
     python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
       --platform manylinux_2_27_x86_64 -d .gpu/wheels "$wheel"

@@ -20,7 +20,8 @@ from speechtok.models.ardit_config import PRESETS, get_preset
 from speechtok.models.holitok import HoliTok
 from speechtok.models.sitok import SiTok
 from speechtok.models.speech_lm import SpeechLM
-from speechtok.train.ardit_recipe import ARDiTObjective, text_gain
+from speechtok.train.ardit_recipe import ARDiTObjective, ARDiTRecipe, text_gain
+from speechtok.train.config import TrainConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -173,6 +174,41 @@ def test_attention_prior_pulls_heads_to_the_diagonal_and_anneals_away(tokenizers
     assert ARDiTObjective(prior_heads=1, prior_steps=5, prior_anneal_steps=0).prior(5) is None
     with pytest.raises(ConfigError, match="prior_width"):
         ARDiTObjective(prior_heads=1, prior_width=0.0)
+
+
+def test_asr_masks_hide_spans_of_training_audio_only():
+    """SpecAugment on ASR latents: whole frame spans and whole latent bands at zero, nothing else
+    changed, no wider than configured; the recipe masks ASR items of a training batch only, drawing
+    the same masks for the same step (exact resume). Off by default and refused on codes."""
+    objective = ARDiTObjective(asr_time_masks=2, asr_time_mask_frames=5, asr_channel_masks=1, asr_channel_mask_dims=8)
+    assert not ARDiTObjective().masks_asr and objective.masks_asr
+    audio = torch.rand(40, 128) + 1.0
+    hidden = 0
+    for seed in range(20):
+        masked = objective.mask_asr_audio(audio, torch.Generator().manual_seed(seed))
+        zero = masked == 0
+        rows, columns = zero.all(1), zero.all(0)
+        assert torch.equal(zero, rows[:, None] | columns[None, :]) and torch.equal(masked[~zero], audio[~zero])
+        assert int(rows.sum()) <= 10 and int(columns.sum()) <= 8
+        hidden += int(zero.sum())
+    assert hidden > 0
+    torch.testing.assert_close(objective.mask_asr_audio(audio, torch.Generator().manual_seed(3)),
+                               objective.mask_asr_audio(audio, torch.Generator().manual_seed(3)))
+    with pytest.raises(ConfigError, match="asr_time_masks"):
+        ARDiTObjective(asr_time_masks=-1)
+
+    recipe = ARDiTRecipe(get_preset("ardit-tiny"), TrainConfig(), objective, progress=False)
+    batch = [Example(task, torch.tensor([3, 4]), torch.rand(40, 128) + 1.0) for task in ("tts", "asr", "asr")]
+    seen = []
+    model = lambda items, prior: seen.append(items) or {}  # noqa: E731
+    recipe.losses({"model": model}, batch, "model", {}, 7)
+    recipe.losses({"model": model}, batch, "model", {}, 7)
+    recipe.losses({"model": model}, batch, "model", {}, 8)
+    assert seen[0][0] is batch[0] and all(bool((e.audio == 0).any()) for e in seen[0][1:])
+    assert all(torch.equal(a.audio, b.audio) for a, b in zip(seen[0], seen[1]))
+    assert not all(torch.equal(a.audio, b.audio) for a, b in zip(seen[0], seen[2]))
+    with pytest.raises(ConfigError, match="ASR masks act on latents"):
+        ARDiTRecipe(get_preset("ardit-tiny-sitok"), TrainConfig(), objective, progress=False).build_model()
 
 
 @pytest.mark.parametrize("heads", [{}, {"align_weight": 1.0}, {"asr_ctc_weight": 1.0}, {"aligner_layers": 1},

@@ -40,14 +40,40 @@ class ARDiTObjective:
     prior_width: float = 0.1
     prior_steps: int = 1000
     prior_anneal_steps: int = 1000
+    # SpecAugment on the latents ASR items read in training (Park et al. 2019; a deviation from the
+    # paper, off at 0 masks): `asr_time_masks` spans of up to `asr_time_mask_frames` frames and
+    # `asr_channel_masks` bands of up to `asr_channel_mask_dims` latent dimensions are set to 0, the
+    # latents' mean. ASR overfits a few hours of speech (docs/ardit.md); masks are the standard cure.
+    asr_time_masks: int = 0
+    asr_time_mask_frames: int = 10
+    asr_channel_masks: int = 0
+    asr_channel_mask_dims: int = 16
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.tts_ratio <= 1.0:
             raise ConfigError(f"objective.tts_ratio must be in 0..1, got {self.tts_ratio}")
+        if min(self.asr_time_masks, self.asr_time_mask_frames, self.asr_channel_masks, self.asr_channel_mask_dims) < 0:
+            raise ConfigError("objective: asr_time_masks, asr_time_mask_frames, asr_channel_masks and"
+                              " asr_channel_mask_dims must be >= 0")
         if self.prior_heads < 0 or self.prior_width <= 0 or self.prior_steps < 0 or self.prior_anneal_steps < 0:
             raise ConfigError("objective: prior_heads, prior_steps and prior_anneal_steps must be >= 0 and"
                               f" prior_width > 0, got {self.prior_heads}, {self.prior_steps},"
                               f" {self.prior_anneal_steps} and {self.prior_width}")
+
+    @property
+    def masks_asr(self) -> bool:
+        return bool(self.asr_time_masks and self.asr_time_mask_frames or self.asr_channel_masks and self.asr_channel_mask_dims)
+
+    def mask_asr_audio(self, audio: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        """Latents ``[F, D]`` with the time and channel masks drawn from ``generator`` set to 0."""
+        masked = audio.clone()
+        for count, width, axis in ((self.asr_time_masks, self.asr_time_mask_frames, 0),
+                                   (self.asr_channel_masks, self.asr_channel_mask_dims, 1)):
+            for _ in range(count):
+                size = int(torch.randint(0, width + 1, (), generator=generator))
+                start = int(torch.randint(0, max(1, audio.shape[axis] - size + 1), (), generator=generator))
+                masked.narrow(axis, start, min(size, audio.shape[axis] - start)).zero_()
+        return masked
 
     def prior(self, step: int) -> AttentionPrior | None:
         """The attention prior of training step ``step`` (None once annealed away, or when off)."""
@@ -168,6 +194,8 @@ class ARDiTRecipe(Recipe):
         if self.objective.prior_heads > self.model_config.heads:  # before any data is encoded
             raise ConfigError(f"objective.prior_heads is {self.objective.prior_heads}; {self.model_config.name}"
                               f" has {self.model_config.heads} heads")
+        if self.objective.masks_asr and self.model_config.audio != "latents":
+            raise ConfigError(f"objective: ASR masks act on latents; {self.model_config.name} reads codes")
         self.tokenizer = load_tokenizer(self.model_config.tokenizer)
         check_pair(self.model_config, self.tokenizer)
         self.fitted = False
@@ -190,8 +218,13 @@ class ARDiTRecipe(Recipe):
 
     def losses(self, modules: dict[str, nn.Module], batch: list[Example], phase: str, scratch: dict[str, Any],
                step: int) -> dict[str, torch.Tensor]:
-        """The batch's losses under the attention prior of ``step`` (validation runs without one: it
-        measures the model as it generates)."""
+        """The batch's training losses under the attention prior of ``step``, ASR items' latents masked
+        (validation runs without either: it measures the model as it is used). The masks are drawn
+        from the seed and step, so a resumed run draws the same."""
+        if self.objective.masks_asr:
+            generator = torch.Generator().manual_seed(self.train.seed * 1_000_003 + step)
+            batch = [dataclasses.replace(e, audio=self.objective.mask_asr_audio(e.audio, generator)) if e.task == "asr"
+                     else e for e in batch]
         return modules["model"](batch, self.objective.prior(step))
 
     @torch.no_grad()
