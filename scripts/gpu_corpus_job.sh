@@ -6,7 +6,8 @@
 #   here (CPU):   bash scripts/gpu_corpus_job.sh prepare [CORPUS_MANIFEST] [TRAIN_MIB] [KBPS] [ARM]
 #     packs the corpus as Opus (`speechtok data pack`; default 21 MiB ≈ 2.3 h at 20 kbit/s, the lowest rate
 #     that keeps most of the band above 8 kHz: 12 kbit/s, which session 18 used, cuts it), the dev split
-#     and the wheels the GPU image lacks (soundfile with cffi and pycparser, soxr) into .gpu/ (git-ignored). The device carries at
+#     and the wheels the GPU image lacks (soundfile with cffi and pycparser, soxr; espeakng-loader, 10 MB, apart in
+#     .gpu/phoneme: only an arm whose aligner reads phonemes carries it) into .gpu/ (git-ignored). The device carries at
 #     most 64 MiB together with the tracked files, counted with ~1 KiB per file of archive overhead, so run
 #     the calls from the lease tree (`lease-begin` below: only the code and vocos-24k tracked) and carry
 #     the bundles a call needs (docs/training.md, "On a lent GPU": 33.6 MB tracked + 21 MiB of pack passed,
@@ -42,7 +43,8 @@
 # Arms named `ardit*` (issue 14) continue the AR+DiT ardit-default on holitok-default's latents, which the
 # device computes from the received audio: carry both, e.g.
 #   GPU_JOB_ARMS="ardit=configs/ardit-gpu-continue.yaml" bash scripts/gpu_corpus_job.sh train 540
-#   carry=["speechtok/checkpoints/ardit-default", "speechtok/checkpoints/holitok-default", ".gpu/dev", ".gpu/wheels", ...]
+#   carry=["speechtok/checkpoints/ardit-default", "speechtok/checkpoints/holitok-default", ".gpu/dev", ".gpu/wheels",
+#          ".gpu/phoneme" (configs/ardit-gpu-continue.yaml's aligner reads phonemes), ...]
 # Their recipe names its tokenizer (`model: tokenizer:`); a SiTok recipe does not, and an arm whose name and
 # recipe disagree is refused. They export with the carried bundle's end-of-speech threshold (GPU_JOB_EOS
 # overrides it) and come back whole (6 MB). A `decoder*` arm freezes the encoder: never give it a recipe that
@@ -131,11 +133,12 @@ prepare)
   speechtok data pack "${1:-/work/corpus/manifest.tsv}" -o ".gpu/train${4:+-$4}" --max-mb "${2:-21}" --kbps "${3:-20}"
   [ -f .gpu/dev/manifest.tsv ] || speechtok data pack data/splits/dev.tsv -o .gpu/dev --max-mb 2 --kbps 16
   # the CUDA image has torch, numpy, safetensors, yaml and tqdm, but not soundfile (nor its cffi) or soxr,
-  # nor espeak-ng (espeakng-loader, 10 MB: the phonemes of an AR+DiT arm whose aligner reads them)
+  # nor espeak-ng: espeakng-loader (10 MB) goes to its own folder, carried only by an arm that reads phonemes
   for wheel in soundfile==0.13.1 cffi==1.17.1 pycparser==2.22 soxr==0.5.0.post1 espeakng-loader==0.2.4; do
+    folder=.gpu/wheels; [ "${wheel%%==*}" = espeakng-loader ] && folder=.gpu/phoneme
     python -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
       --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform manylinux2014_x86_64 \
-      --platform manylinux_2_27_x86_64 -d .gpu/wheels "$wheel"
+      --platform manylinux_2_27_x86_64 -d "$folder" "$wheel"
   done
   du -sh .gpu
   git ls-files -z | du -ch --files0-from=- | tail -n 1 | sed 's/total/tracked files (with .gpu at most 64 MiB)/'
@@ -217,10 +220,12 @@ unpack)
   ;;
 train)
   seconds=${1:?train needs a wall-clock budget in seconds}
-  if [ -d .gpu/wheels ]; then
-    python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site .gpu/wheels/*.whl
-    export PYTHONPATH="/tmp/site:$PWD"
-  fi
+  for folder in .gpu/wheels .gpu/phoneme; do
+    if [ -d "$folder" ]; then
+      python3 -m pip install -q --no-index --no-deps --no-compile --target /tmp/site "$folder"/*.whl
+      export PYTHONPATH="/tmp/site:$PWD"
+    fi
+  done
   export PYTHONUNBUFFERED=1
   out=${OUT:-runs/gpu-out}
   mkdir -p "$out"
@@ -237,6 +242,10 @@ train)
     done
     if grep -Eq '^\s+tokenizer:' "${arm_configs[$index]}"; then reads=ardit; else reads=sitok; fi
     [ "$reads" = "$family" ] || { echo "arm ${arms[$index]}: a $family arm (by its name) with a $reads recipe (${arm_configs[$index]})" >&2; exit 2; }
+    if grep -Eq '^\s+aligner_vocab:\s*phoneme' "${arm_configs[$index]}" \
+        && ! python3 -c 'from speechtok import espeak; raise SystemExit(not espeak.available())'; then
+      echo "arm ${arms[$index]}: its aligner reads phonemes: carry .gpu/phoneme (espeakng-loader)" >&2; exit 2
+    fi
     { cat "${arm_configs[$index]}"; echo "  time_budget_s: $seconds"; } > "/tmp/gpu-${arms[$index]}.yaml"
   done
   receive

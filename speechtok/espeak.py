@@ -16,31 +16,39 @@ from .errors import DataError
 INSTALL_HINT = "pip install 'speechtok[phoneme]' (the espeakng-loader wheel)"
 _VOICE = b"en-us"
 _OUTPUT_SYNCHRONOUS, _CHARS_UTF8, _PHONEMES_IPA = 0x02, 0x01, 0x02
-_LOCK = threading.Lock()  # the library keeps one global state
+_DONT_EXIT = 0x8000  # without it a failed data load ends the whole process (exit(1) inside the library)
+_LOCK = threading.RLock()  # the library keeps one global state
+_loaded: ctypes.CDLL | None = None
 
 
-@functools.lru_cache(maxsize=1)
 def _library() -> ctypes.CDLL:
-    try:
-        import espeakng_loader
-    except ModuleNotFoundError:
-        raise DataError(f"phonemes need espeak-ng: {INSTALL_HINT}") from None
-    lib = ctypes.CDLL(espeakng_loader.get_library_path())
-    lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
-    lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
-    lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
-    lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
-    if lib.espeak_Initialize(_OUTPUT_SYNCHRONOUS, 0, espeakng_loader.get_data_path().encode(), 0) <= 0:
-        raise DataError("espeak-ng (espeakng-loader) failed to initialise")
-    if lib.espeak_SetVoiceByName(_VOICE) != 0:
-        raise DataError(f"espeak-ng (espeakng-loader) has no {_VOICE.decode()} voice")
-    return lib
+    """The initialised library (loaded once, under the lock)."""
+    global _loaded
+    with _LOCK:
+        if _loaded is None:
+            try:
+                import espeakng_loader
+                lib = ctypes.CDLL(espeakng_loader.get_library_path())
+                data = espeakng_loader.get_data_path()
+            except ModuleNotFoundError:
+                raise DataError(f"phonemes need espeak-ng: {INSTALL_HINT}") from None
+            except (OSError, RuntimeError) as error:
+                raise DataError(f"espeak-ng (espeakng-loader) is unusable: {error}") from None
+            lib.espeak_Initialize.argtypes = [ctypes.c_int, ctypes.c_int, ctypes.c_char_p, ctypes.c_int]
+            lib.espeak_SetVoiceByName.argtypes = [ctypes.c_char_p]
+            lib.espeak_TextToPhonemes.argtypes = [ctypes.POINTER(ctypes.c_void_p), ctypes.c_int, ctypes.c_int]
+            lib.espeak_TextToPhonemes.restype = ctypes.c_char_p
+            lib.espeak_Initialize(_OUTPUT_SYNCHRONOUS, 0, data.encode(), _DONT_EXIT)
+            if lib.espeak_SetVoiceByName(_VOICE) != 0:  # also what fails when the data did not load
+                raise DataError(f"espeak-ng (espeakng-loader) has no {_VOICE.decode()} voice in {data}")
+            _loaded = lib
+        return _loaded
 
 
 def available() -> bool:
     try:
         _library()
-    except (DataError, OSError):
+    except DataError:
         return False
     return True
 

@@ -49,7 +49,7 @@ def get_vocabulary(name: str) -> Vocabulary:
         return Vocabulary("char", _CHARS)
     if name == "phoneme":
         return Vocabulary("phoneme", _PHONES)
-    raise ConfigError(f"unknown CTC vocabulary {name!r} (use 'char' or 'phoneme')")
+    raise ConfigError(f"unknown text vocabulary {name!r} (use 'char' or 'phoneme')")
 
 
 def _normalize_text(text: str) -> str:

@@ -10,9 +10,9 @@ import pytest
 import soundfile as sf
 import torch
 
+from speechtok import espeak
 from speechtok.assets import SAMPLE_SPEECH
 from speechtok.cli import main
-from speechtok import espeak
 from speechtok.errors import ConfigError
 from speechtok.models.sitok import SiTok
 from speechtok.quantization import EMAVectorQuantizer

@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+import sys
 
 import pytest
 
 from speechtok import espeak
-from speechtok.errors import ConfigError
+from speechtok.errors import ConfigError, DataError
 from speechtok.text import get_vocabulary
 
 
@@ -25,5 +26,13 @@ def test_phoneme_vocabulary_uses_espeak_ipa():
 
 
 def test_unknown_vocabulary():
-    with pytest.raises(ConfigError, match="unknown CTC vocabulary"):
+    with pytest.raises(ConfigError, match="unknown text vocabulary"):
         get_vocabulary("bpe")
+
+
+def test_phonemes_without_the_extra_say_what_to_install(monkeypatch):
+    monkeypatch.setattr(espeak, "_loaded", None)
+    monkeypatch.setitem(sys.modules, "espeakng_loader", None)  # as if not installed
+    assert not espeak.available()
+    with pytest.raises(DataError, match=r"speechtok\[phoneme\]"):
+        get_vocabulary("phoneme").encode("a new sentence")

@@ -97,7 +97,12 @@ class ARDiTConfig:
     OBJECTIVE_FIELDS: ClassVar[tuple[str, ...]] = ("cond_drop",)
     #: Fields a fine-tune may switch on over its --init checkpoint: they add a fresh head it lacks.
     FINETUNE_FIELDS: ClassVar[tuple[str, ...]] = ("align_weight", "asr_ctc_weight", "regression_weight",
-                                                  "aligner_layers", "aligner_vocab")
+                                                  "aligner_layers")
+    #: Parts a fine-tune may replace, as {part: (its config fields, its modules)}: an aligner that reads
+    #: other units starts fresh, its input layers at zero again, so the model starts as its checkpoint.
+    REPLACEABLE_PARTS: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
+        "text aligner": (("aligner_vocab",), ("aligner", "aligner_embed", "aligned_lm_in", "aligned_dit_in")),
+    }
 
     def __post_init__(self) -> None:
         if self.audio not in ("latents", "tokens"):

@@ -220,9 +220,10 @@ class ARDiTRecipe(Recipe):
                step: int) -> dict[str, torch.Tensor]:
         """The batch's training losses under the attention prior of ``step``, ASR items' latents masked
         (validation runs without either: it measures the model as it is used). The masks are drawn
-        from the seed and step, so a resumed run draws the same."""
+        from the seed, step and rank, so a resumed run draws the same and ranks draw their own."""
         if self.objective.masks_asr:
-            generator = torch.Generator().manual_seed(self.train.seed * 1_000_003 + step)
+            rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
+            generator = torch.Generator().manual_seed((self.train.seed * 1_000_003 + step) * 1009 + rank)
             batch = [dataclasses.replace(e, audio=self.objective.mask_asr_audio(e.audio, generator)) if e.task == "asr"
                      else e for e in batch]
         return modules["model"](batch, self.objective.prior(step))
