@@ -67,6 +67,15 @@ def _with_aligner_units(model: ARDiT, examples: list[Example], clips) -> list[Ex
             for i, e in enumerate(examples)]
 
 
+def _planned_frames(model: ARDiT, text: str, after: int = 0) -> int:
+    """The frames the aligner plans for ``text``'s units after the first ``after``, in whole patches."""
+    units = torch.tensor(model.aligner_vocabulary.encode(text))
+    with torch.no_grad():
+        _, log_durations = model.aligner(model._aligner_embeds(units)[None], torch.ones(1, len(units), dtype=torch.bool))
+    planned = int(model.aligner.frames_per_unit(log_durations[:, after:]).sum())
+    return math.ceil(planned / model.config.patch_size) * model.config.patch_size
+
+
 def _fit(model: ARDiT, items: list[Example], steps: int) -> None:
     """Overfit ``items`` for ``steps`` full-batch AdamW steps (lr 2e-3)."""
     optimizer = torch.optim.AdamW(model.parameters(), lr=2e-3)
@@ -310,23 +319,16 @@ def test_text_aligner_makes_the_model_read_the_text_and_plans_generation(tokeniz
     model.eos_head.weight.data.zero_()
     model.eos_head.bias.data.fill_(10.0)  # end-of-speech "certain" after every patch: the plan decides
     text = clips[0][0]
-    ids = torch.tensor(model.vocabulary.encode(text))
-    with torch.no_grad():
-        _, log_durations = model.aligner(model.text_embed(ids)[None], torch.ones(1, len(ids), dtype=torch.bool))
-    planned = int(model.aligner.frames_per_unit(log_durations).sum())
     speech = model.generate_speech(text, generator=torch.Generator().manual_seed(0))
-    assert speech.shape[0] == math.ceil(planned / model.config.patch_size) * model.config.patch_size
+    assert speech.shape[0] == _planned_frames(model, text)
     prompt = tts_items[0].audio[: 3 * model.config.patch_size]
     with pytest.raises(ConfigError, match="prompt_units, --prompt-text"):
         model.generate_speech(f"{text} again", prompt=prompt)
-    joined = torch.tensor(model.vocabulary.encode(f"{text} again"))
-    with torch.no_grad():
-        _, log_durations = model.aligner(model.text_embed(joined)[None], torch.ones(1, len(joined), dtype=torch.bool))
-    rest = int(model.aligner.frames_per_unit(log_durations[:, len(ids):]).sum())
+    ids = model.vocabulary.encode(text)
     runs = [model.generate_speech(f"{text} again", prompt=prompt, prompt_units=len(ids), cfg=2.0, use_cache=cached,
                                   generator=torch.Generator().manual_seed(3)) for cached in (True, False)]
     torch.testing.assert_close(runs[0], runs[1], rtol=1e-4, atol=1e-4)
-    assert runs[0].shape[0] == math.ceil(rest / model.config.patch_size) * model.config.patch_size
+    assert runs[0].shape[0] == _planned_frames(model, f"{text} again", after=len(ids))
     assert "aligner" in model.finetune_additions and "aligner" not in lm.model.finetune_removals
 
 
@@ -405,20 +407,13 @@ def test_text_aligner_reads_its_own_vocabulary(tokenizers, clips, one_thread):
     assert text_gain(model.eval(), tts_items) > 0.03
 
     text = clips[0][0]
-    units = torch.tensor(model.aligner_vocabulary.encode(text))
-    with torch.no_grad():
-        _, log_durations = model.aligner(model.aligner_embed(units)[None], torch.ones(1, len(units), dtype=torch.bool))
-    planned = int(model.aligner.frames_per_unit(log_durations).sum())
     speech = model.generate_speech(text, generator=torch.Generator().manual_seed(0))
-    assert speech.shape[0] == math.ceil(planned / model.config.patch_size) * model.config.patch_size
+    assert speech.shape[0] == _planned_frames(model, text)
     prompt = tts_items[0].audio[: 3 * model.config.patch_size]
-    joined = torch.tensor(model.aligner_vocabulary.encode(f"{text} again"))
-    with torch.no_grad():
-        _, log_durations = model.aligner(model.aligner_embed(joined)[None], torch.ones(1, len(joined), dtype=torch.bool))
-    rest = int(model.aligner.frames_per_unit(log_durations[:, len(units):]).sum())
+    units = model.aligner_vocabulary.encode(text)
     speech = model.generate_speech(f"{text} again", prompt=prompt, prompt_units=len(units),
                                    generator=torch.Generator().manual_seed(0))
-    assert speech.shape[0] == math.ceil(rest / model.config.patch_size) * model.config.patch_size
+    assert speech.shape[0] == _planned_frames(model, f"{text} again", after=len(units))
 
 
 @pytest.mark.parametrize("kind", ["latents", "tokens"])
