@@ -607,3 +607,32 @@ def test_probe_script_reports_where_tts_takes_its_information(tokenizers, clips,
     done = subprocess.run([sys.executable, str(script), str(tmp_path / "codes"), "--data", str(real_manifest)],
                           capture_output=True, text=True, timeout=300)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "latent" in done.stderr
+
+
+def test_voice_split_holds_out_sentences_with_their_augmented_copies(tmp_path):
+    """`scripts/voice_split.py`: the held-out rows come from the named source, none of their sentences is
+    trained on (not even an augmented copy), other sources and untranscribed rows are left out, the
+    draw is fixed by the seed, and it refuses to overwrite a split or to hold out more than there is."""
+    corpus = tmp_path / "corpus"
+    lines = ["path\tseconds\tspeaker\ttranscript"]
+    for i in range(12):
+        lines.append(f"audio/hibari/000/h-{i}.flac\t{2 + i % 5}.0\th\tSentence number {i}.")
+        lines.append(f"audio/hibari_aug/000/a-{i}.flac\t3.0\tx{i}\tsentence  number {i}.")
+    lines += ["audio/piper/000/p-0.flac\t3.0\tp\tSentence number 0.", "audio/hibari/000/u.flac\t3.0\th\t"]
+    corpus.mkdir()
+    (corpus / "manifest.tsv").write_text("\n".join(lines) + "\n")
+    script = [sys.executable, str(ROOT / "scripts" / "voice_split.py"), str(corpus / "manifest.tsv"), "--valid", "3"]
+    splits = []
+    for out in ("a", "b"):
+        assert subprocess.run([*script, "--out-dir", str(tmp_path / out)], capture_output=True, timeout=60).returncode == 0
+        splits.append([read_manifest(tmp_path / out / f"hibari-{s}.tsv") for s in ("train", "valid")])
+    (train, valid), (_, again) = splits
+    assert [r.path for r in valid] == [r.path for r in again] and len(valid) == 3
+    assert all(r.path.parent.parent.name == "hibari" for r in valid)
+    held_out = {r.transcript.lower() for r in valid}
+    assert len(train) == 24 - 6 and not {" ".join(r.transcript.lower().split()) for r in train} & held_out
+    assert all(r.path.parent.parent.name in ("hibari", "hibari_aug") and r.transcript for r in train)
+    refused = subprocess.run([*script, "--out-dir", str(tmp_path / "a")], capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "already there" in refused.stderr
+    too_many = subprocess.run([*script[:-1], "20", "--out-dir", str(tmp_path / "c")], capture_output=True, text=True, timeout=60)
+    assert too_many.returncode == 2 and "cannot hold out 20" in too_many.stderr and not (tmp_path / "c").exists()
