@@ -2,8 +2,8 @@
 
 Why the wheel and not the ``espeak-ng`` program: a model that reads phonemes needs them at
 inference too, so they must come with ``pip install`` (no system package), and from one espeak-ng
-version in training and use alike (the Debian 1.51 program and the wheel's 1.52 differ on a fifth of
-sentences, e.g. ``oː`` / ``ɔː`` before ``ɹ``).
+version in training and use alike (the Debian 1.51 program and the wheel's 1.52 differ on some sentences,
+e.g. ``oː`` / ``ɔː`` before ``ɹ``).
 """
 from __future__ import annotations
 
