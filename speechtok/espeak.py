@@ -13,7 +13,7 @@ import threading
 
 from .errors import DataError
 
-INSTALL_HINT = "pip install 'speechtok[phoneme]' (the espeakng-loader wheel)"
+INSTALL_HINT = "pip install espeakng-loader"
 _VOICE = b"en-us"
 _OUTPUT_SYNCHRONOUS, _CHARS_UTF8, _PHONEMES_IPA = 0x02, 0x01, 0x02
 _DONT_EXIT = 0x8000  # without it a failed data load ends the whole process (exit(1) inside the library)

@@ -10,7 +10,6 @@ from pathlib import Path
 import pytest
 import torch
 
-from speechtok import espeak
 from speechtok.audio import load_audio
 from speechtok.cli import main as cli_main
 from speechtok.data.manifest import read_manifest
@@ -223,8 +222,7 @@ def test_asr_masks_hide_spans_of_training_audio_only():
 @pytest.mark.parametrize("heads", [{}, {"align_weight": 1.0}, {"asr_ctc_weight": 1.0}, {"aligner_layers": 1},
                                    {"regression_weight": 1.0, "asr_ctc_weight": 1.0, "align_weight": 1.0,
                                     "aligner_layers": 1},
-                                   pytest.param({"aligner_layers": 1, "aligner_vocab": "phoneme"}, marks=pytest.mark.skipif(
-                                       not espeak.available(), reason="espeakng-loader not installed"))])
+                                   {"aligner_layers": 1, "aligner_vocab": "phoneme"}])
 @pytest.mark.parametrize("tasks", [("tts",), ("asr",), ("tts", "asr")])
 def test_every_parameter_gets_a_gradient_whatever_the_batch_holds(tokenizers, clips, heads, tasks):
     """DDP needs a gradient for every parameter on every rank: a batch without one task still passes
@@ -379,7 +377,6 @@ def test_training_and_generation_condition_each_patch_alike(tokenizers, clips, m
     assert torch.equal(a, b) and not torch.allclose(a, c)
 
 
-@pytest.mark.skipif(not espeak.available(), reason="espeakng-loader not installed (the phoneme extra)")
 def test_text_aligner_reads_its_own_vocabulary(tokenizers, clips, one_thread):
     """``aligner_vocab: phoneme`` gives the aligner its own embeddings of phonemes while the LM reads
     and ASR writes characters. TTS items must carry those units; the text gain pairs each audio with
@@ -545,17 +542,16 @@ def test_train_command_checkpoint_and_tts_asr_commands(tokenizers, real_manifest
                      "--no-progress"]) == 0
     assert not hasattr(ARDiT.from_pretrained(tmp_path / "plain" / "checkpoints" / "step_0000003"), "regress_head")
     # a text aligner over the bundle, then one that reads phonemes over that: the new aligner starts fresh
-    if espeak.available():
-        for name, fields in (("chars", "  aligner_layers: 1\n"), ("phonemes", "  aligner_layers: 1\n  aligner_vocab: phoneme\n")):
-            (tmp_path / f"{name}.yaml").write_text(config.read_text().replace("model:\n", "model:\n" + fields))
-        assert cli_main(["train", "--preset", "ardit-tiny", "--data", str(subset), "--config", str(tmp_path / "chars.yaml"),
-                         "--init", str(tmp_path / "bundle"), "--out", str(tmp_path / "chars"), "--no-progress"]) == 0
-        capsys.readouterr()
-        assert cli_main(["train", "--preset", "ardit-tiny", "--data", str(subset), "--config", str(tmp_path / "phonemes.yaml"),
-                         "--init", str(tmp_path / "chars" / "checkpoints" / "step_0000003"), "--out", str(tmp_path / "ph"),
-                         "--no-progress"]) == 0
-        assert "a new text aligner (ardit-tiny) starts fresh" in capsys.readouterr().out
-        assert hasattr(ARDiT.from_pretrained(tmp_path / "ph" / "checkpoints" / "step_0000003"), "aligner_embed")
+    for name, fields in (("chars", "  aligner_layers: 1\n"), ("phonemes", "  aligner_layers: 1\n  aligner_vocab: phoneme\n")):
+        (tmp_path / f"{name}.yaml").write_text(config.read_text().replace("model:\n", "model:\n" + fields))
+    assert cli_main(["train", "--preset", "ardit-tiny", "--data", str(subset), "--config", str(tmp_path / "chars.yaml"),
+                     "--init", str(tmp_path / "bundle"), "--out", str(tmp_path / "chars"), "--no-progress"]) == 0
+    capsys.readouterr()
+    assert cli_main(["train", "--preset", "ardit-tiny", "--data", str(subset), "--config", str(tmp_path / "phonemes.yaml"),
+                     "--init", str(tmp_path / "chars" / "checkpoints" / "step_0000003"), "--out", str(tmp_path / "ph"),
+                     "--no-progress"]) == 0
+    assert "a new text aligner (ardit-tiny) starts fresh" in capsys.readouterr().out
+    assert hasattr(ARDiT.from_pretrained(tmp_path / "ph" / "checkpoints" / "step_0000003"), "aligner_embed")
 
 
 def test_bundled_default_speaks_and_listens_without_model(tmp_path, capsys, monkeypatch):

@@ -10,7 +10,6 @@ import pytest
 import soundfile as sf
 import torch
 
-from speechtok import espeak
 from speechtok.assets import SAMPLE_SPEECH
 from speechtok.cli import main
 from speechtok.errors import ConfigError
@@ -156,8 +155,7 @@ def test_a_trained_single_codebook_model_is_requantised_to_four_codebooks(tmp_pa
 
 
 @pytest.mark.parametrize("change, part, fresh", [
-    pytest.param("ctc_vocab: phoneme", "CTC output", ("ctc_out.",), marks=pytest.mark.skipif(
-        not espeak.available(), reason="espeakng-loader not installed (the phoneme extra)")),
+    ("ctc_vocab: phoneme", "CTC output", ("ctc_out.",)),
     ("decoder_head_layers: 1", "decoder layout", ("decoder.", "decoder_body.")),
 ])
 def test_init_replaces_one_part_and_loads_the_rest(change, part, fresh, tmp_path, real_manifest, capsys):
