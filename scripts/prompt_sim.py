@@ -49,6 +49,9 @@ def main() -> None:
     judge = load_speaker_judge()
     clips = sorted(Path(args.data).glob("*.flac"))
     others = sorted(Path(args.other).glob("*.flac")) if args.other else []
+    if args.tts:  # a prompt is given with its transcript: only transcribed clips can be prompts
+        clips = [c for c in clips if transcripts.get(c.name)]
+        others = [c for c in others if transcripts.get(c.name)]
     scores: dict[str, list[float]] = {"no prompt": [], "same-speaker prompt": []}
     if others:
         scores["other-speaker prompt"] = []
