@@ -334,3 +334,37 @@ def test_summarize_run_prints_any_family_and_refuses_a_folder_that_is_no_run(tmp
     assert "| valid_text_gain | 0.0010 | – |" in done.stdout
     done = subprocess.run([sys.executable, str(script), str(tmp_path)], capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.count("\n") == 1 and "not a training run" in done.stderr
+
+
+CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+
+
+@pytest.mark.parametrize("path", sorted(p for p in CONFIGS.glob("*.yaml") if not p.name.startswith("data-")),
+                         ids=lambda p: p.name)
+def test_every_training_config_applies_to_its_family(path):
+    """Each recipe in configs/ (named after its family) overrides the presets its usage line names
+    (or, naming none, some preset of that family), and sets train and objective fields, without an
+    unknown or invalid field: a renamed field fails here, not in a user's run."""
+    import re
+
+    from speechtok.config import from_dict, load_yaml, override
+    from speechtok.errors import ConfigError
+    from speechtok.train.config import TrainConfig
+    from speechtok.train.families import FAMILIES
+
+    overrides = load_yaml(path)
+    assert set(overrides) <= {"model", "train", "objective"}
+    fam = FAMILIES[path.name.split("-")[0]]
+    named = set(re.findall(r"--preset ([\w-]+)", path.read_text()))
+    assert named <= set(fam.presets), f"{path.name} names presets of another family: {named}"
+    accepted = []
+    for preset in named or fam.presets:
+        try:
+            accepted.append(override(fam.get_preset(preset), overrides.get("model", {}), "model"))
+        except ConfigError:
+            if named:
+                raise
+    assert accepted, f"{path.name}: no {path.name.split('-')[0]} preset accepts its model section"
+    from_dict(TrainConfig, overrides.get("train", {}), "train")
+    if "objective" in overrides:
+        from_dict(fam.recipe.objective_class, overrides["objective"], "objective")
