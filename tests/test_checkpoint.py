@@ -117,10 +117,12 @@ def test_bundled_checkpoint_loads_with_hash_check_and_tokenizes(speech):
 
 
 def test_bundled_checkpoints_stay_small():
+    """The wheel carries four models (SiTok, HoliTok, vocoder, AR+DiT); it must stay well below PyPI's
+    100 MB per file with the code and assets beside them (60 MB until the AR+DiT got its text aligner)."""
     from speechtok.bundled import BUNDLED_DIR
 
     total = sum(p.stat().st_size for p in BUNDLED_DIR.rglob("*") if p.is_file())
-    assert total < 60e6, f"bundled checkpoints take {total / 1e6:.1f} MB"
+    assert total < 80e6, f"bundled checkpoints take {total / 1e6:.1f} MB"
 
 
 def test_a_checkpoint_travels_as_its_difference_and_is_rebuilt_byte_for_byte(tiny_model, tmp_path):
