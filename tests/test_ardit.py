@@ -219,6 +219,40 @@ def test_asr_masks_hide_spans_of_training_audio_only():
         ARDiTRecipe(get_preset("ardit-tiny-sitok"), TrainConfig(), objective, progress=False).build_model()
 
 
+def test_asr_text_noise_replaces_training_inputs_only(tokenizers, clips):
+    """ASR items of a training batch read noised teacher-forced units (about the configured share,
+    drawn alike for the same step); targets, TTS items and validation are untouched, and the model
+    reads ``inputs`` where given."""
+    objective = ARDiTObjective(asr_text_noise=0.3)
+    assert not ARDiTObjective().perturbs_asr and objective.perturbs_asr and not objective.masks_asr
+    text = torch.randint(1, 30, (4000,))
+    noised = objective.noisy_asr_inputs(text, 30, torch.Generator().manual_seed(0))
+    assert 0.25 < float((noised != text).float().mean()) < 0.32 and int(noised.min()) >= 1 and int(noised.max()) < 30
+    with pytest.raises(ConfigError, match="asr_text_noise"):
+        ARDiTObjective(asr_text_noise=1.0)
+
+    recipe = ARDiTRecipe(get_preset("ardit-tiny"), TrainConfig(), objective, progress=False)
+    batch = [Example(task, torch.arange(1, 41), torch.rand(40, 128)) for task in ("tts", "asr", "asr")]
+    seen = []
+    model = lambda items, prior: seen.append(items) or {}  # noqa: E731
+    for step in (7, 7, 8):
+        recipe.losses({"model": model}, batch, "model", {}, step)
+    assert seen[0][0] is batch[0] and all(e.inputs is not None and not torch.equal(e.inputs, e.text)
+                                          and torch.equal(e.text, batch[1].text) for e in seen[0][1:])
+    assert all(torch.equal(a.inputs, b.inputs) for a, b in zip(seen[0][1:], seen[1][1:]))
+    assert not all(torch.equal(a.inputs, b.inputs) for a, b in zip(seen[0][1:], seen[2][1:]))
+
+    lm, examples = _speech_lm("latents", tokenizers, clips)
+    asr_items = [e for e in examples if e.task == "asr"]
+    torch.manual_seed(0)
+    plain = float(lm.model(asr_items)["asr"])
+    torch.manual_seed(0)
+    same = float(lm.model([dataclasses.replace(e, inputs=e.text.clone()) for e in asr_items])["asr"])
+    torch.manual_seed(0)
+    other = float(lm.model([dataclasses.replace(e, inputs=e.text.flip(0)) for e in asr_items])["asr"])
+    assert same == plain != other
+
+
 @pytest.mark.parametrize("heads", [{}, {"align_weight": 1.0}, {"asr_ctc_weight": 1.0}, {"aligner_layers": 1},
                                    {"regression_weight": 1.0, "asr_ctc_weight": 1.0, "align_weight": 1.0,
                                     "aligner_layers": 1},

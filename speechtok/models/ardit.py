@@ -44,6 +44,7 @@ class Example:
     text: torch.Tensor  # [n] label ids (no blank)
     audio: torch.Tensor
     units: torch.Tensor | None = None  # [u] the text aligner's own unit ids (``aligner_vocab``), TTS items
+    inputs: torch.Tensor | None = None  # [n] ASR items' teacher-forced input ids where training noised them
 
 
 @dataclass(frozen=True)
@@ -306,7 +307,7 @@ class ARDiT(PretrainedMixin, nn.Module):
         windows: list[tuple[int, int, int, int]] = []  # per item: (first query, queries, first key, keys) of the prior
         for i, e in enumerate(examples):
             m, n = lengths[i] // c.patch_size, len(e.text)
-            text = self.text_embed(e.text.to(dev))
+            text = self.text_embed((e.text if e.inputs is None or e.task == "tts" else e.inputs).to(dev))
             if e.task == "tts":
                 head = torch.cat([self._specials("<tts>"), text, self._specials("<speech>")])
                 speech = torch.cat([head[-1:], self._drop_speech(audio_embeds[i, :m])])  # before patch 0, …, after the last

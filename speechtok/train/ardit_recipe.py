@@ -25,7 +25,7 @@ from ..errors import ConfigError, DataError
 from ..models.ardit import MODEL_KIND, ARDiT, AttentionPrior, Example
 from ..models.ardit_config import ARDiTConfig
 from ..models.speech_lm import check_pair, encode_clip, load_tokenizer, tokenizer_sha256
-from ..text import Vocabulary
+from ..text import Vocabulary, get_vocabulary
 from .recipe import Recipe
 
 
@@ -48,10 +48,16 @@ class ARDiTObjective:
     asr_time_mask_frames: int = 10
     asr_channel_masks: int = 0
     asr_channel_mask_dims: int = 16
+    # Each teacher-forced input unit of an ASR item is replaced by a random unit with this probability
+    # (targets unchanged; a deviation from the paper, off at 0). The masks hide audio; this hides the
+    # history the model otherwise completes from sentences it has seen, so the audio has to carry it.
+    asr_text_noise: float = 0.0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.tts_ratio <= 1.0:
             raise ConfigError(f"objective.tts_ratio must be in 0..1, got {self.tts_ratio}")
+        if not 0.0 <= self.asr_text_noise < 1.0:
+            raise ConfigError(f"objective.asr_text_noise must be in [0, 1), got {self.asr_text_noise}")
         if min(self.asr_time_masks, self.asr_time_mask_frames, self.asr_channel_masks, self.asr_channel_mask_dims) < 0:
             raise ConfigError("objective: asr_time_masks, asr_time_mask_frames, asr_channel_masks and"
                               " asr_channel_mask_dims must be >= 0")
@@ -63,6 +69,22 @@ class ARDiTObjective:
     @property
     def masks_asr(self) -> bool:
         return bool(self.asr_time_masks and self.asr_time_mask_frames or self.asr_channel_masks and self.asr_channel_mask_dims)
+
+    @property
+    def perturbs_asr(self) -> bool:
+        return self.masks_asr or self.asr_text_noise > 0
+
+    def noisy_asr_inputs(self, text: torch.Tensor, units: int, generator: torch.Generator) -> torch.Tensor:
+        """``text`` ``[n]`` with each id replaced, with probability ``asr_text_noise``, by a random
+        label id of ``1 .. units - 1`` (0 is the blank, never a text unit)."""
+        hit = torch.rand(text.shape, generator=generator) < self.asr_text_noise
+        return torch.where(hit, torch.randint(1, units, text.shape, generator=generator), text)
+
+    def perturb_asr(self, example: Example, units: int, generator: torch.Generator) -> Example:
+        """An ASR item with its latents masked and its teacher-forced inputs noised, as configured."""
+        audio = self.mask_asr_audio(example.audio, generator) if self.masks_asr else example.audio
+        inputs = self.noisy_asr_inputs(example.text, units, generator) if self.asr_text_noise else None
+        return dataclasses.replace(example, audio=audio, inputs=inputs)
 
     def mask_asr_audio(self, audio: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Latents ``[F, D]`` with the time and channel masks drawn from ``generator`` set to 0."""
@@ -219,13 +241,13 @@ class ARDiTRecipe(Recipe):
     def losses(self, modules: dict[str, nn.Module], batch: list[Example], phase: str, scratch: dict[str, Any],
                step: int) -> dict[str, torch.Tensor]:
         """The batch's training losses under the attention prior of ``step``, ASR items' latents masked
-        (validation runs without either: it measures the model as it is used). The masks are drawn
-        from the seed, step and rank, so a resumed run draws the same and ranks draw their own."""
-        if self.objective.masks_asr:
+        and inputs noised (validation runs without either: it measures the model as it is used). The
+        noise is drawn from the seed, step and rank, so a resumed run draws the same and ranks their own."""
+        if self.objective.perturbs_asr:
             rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
             generator = torch.Generator().manual_seed((self.train.seed * 1_000_003 + step) * 1009 + rank)
-            batch = [dataclasses.replace(e, audio=self.objective.mask_asr_audio(e.audio, generator)) if e.task == "asr"
-                     else e for e in batch]
+            units = len(get_vocabulary(self.model_config.text_vocab))  # the model may be wrapped (DDP)
+            batch = [self.objective.perturb_asr(e, units, generator) if e.task == "asr" else e for e in batch]
         return modules["model"](batch, self.objective.prior(step))
 
     @torch.no_grad()
