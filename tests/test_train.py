@@ -54,6 +54,13 @@ def test_config_errors_are_one_line(tmp_path, real_manifest, capsys):
                  "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err.strip()
     assert "min_seconds = 5 s" in err and len(err.splitlines()) == 1
+    for text, message in (("modle:\n  dim: 8\n", "unknown section(s) ['modle']"),
+                          ("objective:\n  stage: 1\n", "vocos-tiny: this model family has no 'objective' settings")):
+        bad.write_text(text)
+        assert main(["train", "--preset", "vocos-tiny", "--data", str(real_manifest), "--config", str(bad),
+                     "--out", str(tmp_path / "r")]) == 2
+        assert message in capsys.readouterr().err
+    assert not (tmp_path / "r").exists()
 
 
 def test_lr_schedule_warms_up_then_decays():
@@ -347,24 +354,19 @@ def test_every_training_config_applies_to_its_family(path):
     unknown or invalid field: a renamed field fails here, not in a user's run."""
     import re
 
-    from speechtok.config import from_dict, load_yaml, override
     from speechtok.errors import ConfigError
-    from speechtok.train.config import TrainConfig
+    from speechtok.train.cli import configure, load_overrides
     from speechtok.train.families import FAMILIES
 
-    overrides = load_yaml(path)
-    assert set(overrides) <= {"model", "train", "objective"}
+    overrides = load_overrides(str(path))
     fam = FAMILIES[path.name.split("-")[0]]
     named = set(re.findall(r"--preset ([\w-]+)", path.read_text()))
     assert named <= set(fam.presets), f"{path.name} names presets of another family: {named}"
     accepted = []
     for preset in named or fam.presets:
         try:
-            accepted.append(override(fam.get_preset(preset), overrides.get("model", {}), "model"))
+            accepted.append(configure(fam.get_preset(preset), fam.recipe.objective_class, overrides))
         except ConfigError:
             if named:
                 raise
     assert accepted, f"{path.name}: no {path.name.split('-')[0]} preset accepts its model section"
-    from_dict(TrainConfig, overrides.get("train", {}), "train")
-    if "objective" in overrides:
-        from_dict(fam.recipe.objective_class, overrides["objective"], "objective")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import Any
 
 from ..config import from_dict, load_yaml, override
 from ..errors import ConfigError
@@ -49,14 +50,33 @@ def add_train_command(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_run_train)
 
 
+SECTIONS = ("model", "train", "objective")
+
+
+def load_overrides(path: str | None) -> dict[str, Any]:
+    """A run's YAML overrides (none without a file), refusing sections other than :data:`SECTIONS`."""
+    overrides = load_yaml(path) if path else {}
+    unknown = sorted(set(overrides) - set(SECTIONS))
+    if unknown:
+        raise ConfigError(f"{path}: unknown section(s) {unknown} (use 'model', 'train' and 'objective')")
+    return overrides
+
+
+def configure(preset: Any, objective_class: type | None, overrides: dict[str, Any]) -> tuple[Any, TrainConfig, Any]:
+    """A new run's model, train and objective settings: ``preset`` and the defaults under ``overrides``
+    (the objective is None for a family without one)."""
+    if objective_class is None and "objective" in overrides:
+        raise ConfigError(f"{preset.name}: this model family has no 'objective' settings")
+    objective = objective_class and from_dict(objective_class, overrides.get("objective", {}), "objective")
+    return (override(preset, overrides.get("model", {}), "model"),
+            from_dict(TrainConfig, overrides.get("train", {}), "train"), objective)
+
+
 def _run_train(args: argparse.Namespace) -> int:
     from .state import find_checkpoint, read_trainer_state
     from .trainer import RunSpec, Trainer
 
-    overrides = load_yaml(args.config) if args.config else {}
-    unknown = sorted(set(overrides) - {"model", "train", "objective"})
-    if unknown:
-        raise ConfigError(f"{args.config}: unknown section(s) {unknown} (use 'model', 'train' and 'objective')")
+    overrides = load_overrides(args.config)
     if args.resume:
         checkpoint = find_checkpoint(args.resume)
         spec = RunSpec.from_json(read_trainer_state(checkpoint)["spec"])
@@ -73,15 +93,12 @@ def _run_train(args: argparse.Namespace) -> int:
         if args.stage is not None and args.stage not in recipe.stages:
             raise ConfigError(f"--stage {args.stage}: {args.preset} ({kind}) has "
                               + (f"stages {', '.join(recipe.stages)}" if recipe.stages else "no training stages"))
-        if recipe.objective_class is None and "objective" in overrides:
-            raise ConfigError(f"{args.preset}: this model family has no 'objective' settings")
-        objective = recipe.objective_class and from_dict(recipe.objective_class, overrides.get("objective", {}), "objective")
+        model_config, train_config, objective = configure(preset, recipe.objective_class, overrides)
         if args.stage is not None:
             objective = override(objective, {"stage": int(args.stage) if args.stage.isdigit() else args.stage}, "objective")
         if getattr(objective, "requires_init", False) and not args.init:
             raise ConfigError(f"stage {objective.stage!r} fine-tunes a trained model: pass --init CHECKPOINT")
-        spec = RunSpec(override(preset, overrides.get("model", {}), "model"),
-                       from_dict(TrainConfig, overrides.get("train", {}), "train"), str(Path(args.data).resolve()),
+        spec = RunSpec(model_config, train_config, str(Path(args.data).resolve()),
                        str(Path(args.valid).resolve()) if args.valid else None, kind, objective)
         run_dir = Path(args.out)
     if args.steps is not None:
