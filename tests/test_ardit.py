@@ -253,9 +253,42 @@ def test_asr_text_noise_replaces_training_inputs_only(tokenizers, clips):
     assert same == plain != other
 
 
+def test_speaker_condition_tells_the_dit_the_voice_before_it_is_heard(one_thread):
+    """Two "voices" (latents shifted by ±1.5): without a speaker condition a short item's first patch
+    could be either, with one the DiT is told which; the condition starts at zero (a model that adds
+    it speaks as before) and generation takes it from the prompt. Refused on codes."""
+    with pytest.raises(ConfigError, match="speaker_condition"):
+        dataclasses.replace(get_preset("ardit-tiny-sitok"), speaker_condition=True)
+    base = dataclasses.replace(get_preset("ardit-tiny"), history_patches=0, cond_drop=0.0, speaker_drop=0.0)
+    generator = torch.Generator().manual_seed(0)
+    items = [Example("tts", torch.tensor([3, 4, 5]), torch.randn(8, 128, generator=generator) * 0.3 + (1.5 if i % 2 else -1.5))
+             for i in range(8)]
+    losses = {}
+    for condition in (False, True):
+        torch.manual_seed(0)
+        model = ARDiT(dataclasses.replace(base, speaker_condition=condition))
+        if condition:
+            torch.manual_seed(0)
+            plain = ARDiT(base)
+            x, t = torch.randn(2, 4, 128), torch.rand(2)
+            state, history = torch.randn(2, 64), torch.zeros(2, 0, 128)
+            torch.testing.assert_close(model.velocity(x, t, state, history, speaker=torch.randn(2, 256)),
+                                       plain.velocity(x, t, state, history))
+        _fit(model, items, 300)
+        model.eval()
+        torch.manual_seed(1)
+        with torch.no_grad():
+            losses[condition] = float(model(items)["tts"])
+    assert losses[True] < 0.7 * losses[False]
+    prompts = [items[0].audio[:4], items[1].audio[:4]]
+    means = [float(model.generate_speech("cd", prompt=p, max_seconds=0.32, generator=torch.Generator().manual_seed(2)).mean())
+             for p in prompts]
+    assert means[0] < 0 < means[1]
+
+
 @pytest.mark.parametrize("heads", [{}, {"align_weight": 1.0}, {"asr_ctc_weight": 1.0}, {"aligner_layers": 1},
                                    {"regression_weight": 1.0, "asr_ctc_weight": 1.0, "align_weight": 1.0,
-                                    "aligner_layers": 1},
+                                    "aligner_layers": 1, "speaker_condition": True},
                                    {"aligner_layers": 1, "aligner_vocab": "phoneme"}])
 @pytest.mark.parametrize("tasks", [("tts",), ("asr",), ("tts", "asr")])
 def test_every_parameter_gets_a_gradient_whatever_the_batch_holds(tokenizers, clips, heads, tasks):
@@ -391,7 +424,7 @@ def test_training_and_generation_condition_each_patch_alike(tokenizers, clips, m
         model([item])
     given = []
 
-    def teacher(state, frames, steps, cfg, generator, text=None):
+    def teacher(state, frames, steps, cfg, generator, text=None, speaker=None):
         given.append((state.clone(), text.clone()))
         return item.audio[(len(given) - 1) * p: len(given) * p]
 
@@ -575,8 +608,10 @@ def test_train_command_checkpoint_and_tts_asr_commands(tokenizers, real_manifest
                      "--init", str(tmp_path / "heads" / "checkpoints" / "step_0000003"), "--out", str(tmp_path / "plain"),
                      "--no-progress"]) == 0
     assert not hasattr(ARDiT.from_pretrained(tmp_path / "plain" / "checkpoints" / "step_0000003"), "regress_head")
-    # a text aligner over the bundle, then one that reads phonemes over that: the new aligner starts fresh
-    for name, fields in (("chars", "  aligner_layers: 1\n"), ("phonemes", "  aligner_layers: 1\n  aligner_vocab: phoneme\n")):
+    # a text aligner and a speaker condition over the bundle, then an aligner that reads phonemes over
+    # that: the new aligner starts fresh (the speaker condition, part of how the model speaks, stays)
+    for name, fields in (("chars", "  aligner_layers: 1\n  speaker_condition: true\n"),
+                         ("phonemes", "  aligner_layers: 1\n  aligner_vocab: phoneme\n  speaker_condition: true\n")):
         (tmp_path / f"{name}.yaml").write_text(config.read_text().replace("model:\n", "model:\n" + fields))
     assert cli_main(["train", "--preset", "ardit-tiny", "--data", str(subset), "--config", str(tmp_path / "chars.yaml"),
                      "--init", str(tmp_path / "bundle"), "--out", str(tmp_path / "chars"), "--no-progress"]) == 0
@@ -585,7 +620,8 @@ def test_train_command_checkpoint_and_tts_asr_commands(tokenizers, real_manifest
                      "--init", str(tmp_path / "chars" / "checkpoints" / "step_0000003"), "--out", str(tmp_path / "ph"),
                      "--no-progress"]) == 0
     assert "a new text aligner (ardit-tiny) starts fresh" in capsys.readouterr().out
-    assert hasattr(ARDiT.from_pretrained(tmp_path / "ph" / "checkpoints" / "step_0000003"), "aligner_embed")
+    phonemes = ARDiT.from_pretrained(tmp_path / "ph" / "checkpoints" / "step_0000003")
+    assert hasattr(phonemes, "aligner_embed") and hasattr(phonemes, "speaker_in")
 
 
 def test_bundled_default_speaks_and_listens_without_model(tmp_path, capsys, monkeypatch):

@@ -119,6 +119,10 @@ class ARDiT(PretrainedMixin, nn.Module):
             self.dit_out = nn.Linear(c.dit_dim, c.latent_dim)
             if switches["regress_head"]:
                 self.regress_head = nn.Linear(c.dim, c.patch_size * c.latent_dim)
+            if switches["speaker_in"]:  # at zero: a fine-tune that adds it starts as its checkpoint
+                self.speaker_in = nn.Linear(2 * c.latent_dim, c.dit_dim)
+                nn.init.zeros_(self.speaker_in.weight)
+                nn.init.zeros_(self.speaker_in.bias)
             if switches["aligner"]:
                 self.aligner = TextAligner(c.dim, c.aligner_layers, c.heads, c.mlp_dim, c.latent_dim)
                 if switches["aligner_embed"]:
@@ -153,7 +157,7 @@ class ARDiT(PretrainedMixin, nn.Module):
         aligner = c.aligner_layers > 0
         return {"align_head": c.align_weight > 0 or c.asr_ctc_weight > 0, "regress_head": c.regression_weight > 0,
                 "aligner": aligner, "aligned_lm_in": aligner, "aligned_dit_in": aligner,
-                "aligner_embed": aligner and c.aligner_vocab is not None}
+                "aligner_embed": aligner and c.aligner_vocab is not None, "speaker_in": c.speaker_condition}
 
     def _auxiliary_heads(self, present: bool) -> tuple[str, ...]:
         """Modules switched on (``present``) or off. Only the training-only heads may be dropped: the
@@ -248,11 +252,13 @@ class ARDiT(PretrainedMixin, nn.Module):
         return embeds * keep.to(embeds.device) / (1.0 - p)
 
     def velocity(self, x_t: torch.Tensor, t: torch.Tensor, state: torch.Tensor, history: torch.Tensor,
-                 keep_state: torch.Tensor | None = None, text: torch.Tensor | None = None) -> torch.Tensor:
+                 keep_state: torch.Tensor | None = None, text: torch.Tensor | None = None,
+                 speaker: torch.Tensor | None = None) -> torch.Tensor:
         """The DiT head: noisy patch ``[N, P, D]``, time ``[N]``, LM state ``[N, dim]``, history frames
         ``[N, H·P, D]`` → velocity ``[N, P, D]``. ``keep_state`` False replaces the state by the learned
         null state (condition dropout, and the unconditional branch of CFG) and drops ``text``, the
-        aligner's unit states of each noisy frame ``[N, P, dim]``."""
+        aligner's unit states of each noisy frame ``[N, P, dim]``; ``speaker`` ``[N, 2D]`` (see
+        :meth:`speaker_vector`) is kept in both branches, so CFG strengthens the text, not the voice."""
         cond = self.dit_state(state)
         noisy = self.dit_in(x_t)
         if text is not None:
@@ -261,8 +267,18 @@ class ARDiT(PretrainedMixin, nn.Module):
             cond = torch.where(keep_state[:, None], cond, self.null_state.expand_as(cond))
         roles = self.dit_role.weight
         seq = torch.cat([(cond + roles[0])[:, None], self.dit_in(history) + roles[1], noisy + roles[2]], dim=1)
-        out = self.dit(seq, cond=self.time_embed(t))
+        global_cond = self.time_embed(t)
+        if self.config.speaker_condition:
+            global_cond = global_cond + self.speaker_in(x_t.new_zeros(x_t.shape[0], 2 * x_t.shape[2])
+                                                        if speaker is None else speaker)
+        out = self.dit(seq, cond=global_cond)
         return self.dit_out(out[:, -x_t.shape[1]:])
+
+    @staticmethod
+    def speaker_vector(audio: torch.Tensor) -> torch.Tensor:
+        """Normalised latents ``[F, D]`` → ``[2D]``: their mean and standard deviation over time, what
+        stays of a voice (and its channel) when the words are averaged away."""
+        return torch.cat([audio.mean(0), audio.std(0, unbiased=False)])
 
     def _history(self, frames: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """``[B, F, D]`` → per patch k the ``history_patches`` patches before it, zero-padded:
@@ -419,7 +435,19 @@ class ARDiT(PretrainedMixin, nn.Module):
         t = torch.rand(patches.shape[0], device=patches.device)
         x_t, target = flow_pair(patches, t, torch.randn_like(patches))
         keep = torch.rand(patches.shape[0], device=patches.device) >= (self.config.cond_drop if self.training else 0.0)
-        return F.mse_loss(self.velocity(x_t, t, states, history, keep, text), target)
+        return F.mse_loss(self.velocity(x_t, t, states, history, keep, text, self._training_speakers(audio)), target)
+
+    def _training_speakers(self, audio: list[torch.Tensor]) -> torch.Tensor | None:
+        """Each item's own :meth:`speaker_vector` for each of its patches ``[N, 2D]``, an item's all
+        zeros with probability ``speaker_drop`` in training (what generation without a prompt sees)."""
+        c = self.config
+        if not c.speaker_condition:
+            return None
+        vectors = torch.stack([self.speaker_vector(a) for a in audio])
+        if self.training:
+            vectors = vectors * (torch.rand(len(audio), 1, device=vectors.device) >= c.speaker_drop)
+        counts = torch.tensor([a.shape[0] // c.patch_size for a in audio], device=vectors.device)
+        return torch.repeat_interleave(vectors, counts, dim=0)
 
     def _aligner_ids(self, example: Example) -> torch.Tensor:
         if self.config.aligner_vocab is None:
@@ -494,6 +522,7 @@ class ARDiT(PretrainedMixin, nn.Module):
             text_frames = self._planned_frames(units, past, prompt_units)
         # what is added to the LM input before each patch (prompt and generated), then a zero after the last
         conditions = None if text_frames is None else F.pad(self._patch_conditions(text_frames), (0, 0, 0, 1))
+        speaker = self.speaker_vector(past) if c.speaker_condition and past.shape[0] else None
         first = past.shape[0] // c.patch_size  # the global index of the first generated patch
         if conditions is not None:
             prefix = prefix + F.pad(conditions[:1], (0, 0, prefix.shape[1] - 1, 0))[None]
@@ -509,7 +538,7 @@ class ARDiT(PretrainedMixin, nn.Module):
                 break
             if c.audio == "latents":
                 text = None if text_frames is None else text_frames[(first + k) * c.patch_size:][: c.patch_size]
-                piece = self._sample_patch(state, torch.cat([past, *generated]), steps, cfg, generator, text)
+                piece = self._sample_patch(state, torch.cat([past, *generated]), steps, cfg, generator, text, speaker)
             else:
                 piece = self._sample_code(state, temperature, top_k, generator)
             generated.append(piece)
@@ -550,20 +579,23 @@ class ARDiT(PretrainedMixin, nn.Module):
         return self._patches(frames_ctx.extend(self.patch_in(audio)[None])[None])
 
     def _sample_patch(self, state: torch.Tensor, frames: torch.Tensor, steps: int, cfg: float,
-                      generator: torch.Generator | None, text: torch.Tensor | None = None) -> torch.Tensor:
+                      generator: torch.Generator | None, text: torch.Tensor | None = None,
+                      speaker: torch.Tensor | None = None) -> torch.Tensor:
         c = self.config
         span = c.history_patches * c.patch_size
         history = F.pad(frames[-span:] if span else frames[:0], (0, 0, span - min(span, frames.shape[0]), 0))[None]
         noise = torch.randn((1, c.patch_size, c.latent_dim), generator=generator, device="cpu").to(self.device)
         if cfg == 1.0:
             def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-                return self.velocity(x, t, state[None], history, text=None if text is None else text[None])
+                return self.velocity(x, t, state[None], history, text=None if text is None else text[None],
+                                     speaker=None if speaker is None else speaker[None])
         else:
             keep = torch.tensor([True, False], device=self.device)
 
             def velocity(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
                 v = self.velocity(torch.cat([x, x]), torch.cat([t, t]), state[None].expand(2, -1),
-                                  history.expand(2, -1, -1), keep, None if text is None else text[None].expand(2, -1, -1))
+                                  history.expand(2, -1, -1), keep, None if text is None else text[None].expand(2, -1, -1),
+                                  None if speaker is None else speaker[None].expand(2, -1))
                 return guided(*v.chunk(2), cfg)
         return euler_integrate(velocity, noise, steps)[0]
 

@@ -82,6 +82,14 @@ class ARDiTConfig:
     # its own, e.g. phonemes while the LM reads and ASR writes characters. What a text sounds like is
     # far easier to learn from a few hours of speech in phonemes than in English spelling.
     aligner_vocab: Literal["char", "phoneme"] | None = None
+    # A global speaker condition for the DiT (latents; a deviation from the paper, off by default): the
+    # mean and standard deviation over time of a reference's normalised latents, projected by a layer
+    # that starts at zero and added to the DiT's adaptive-norm condition in both CFG branches. In
+    # training the reference is the item itself, replaced by zeros with probability `speaker_drop`;
+    # in generation it is the voice prompt (zeros without one). Continuation alone keeps too little
+    # of a prompt's voice at this size (docs/ardit.md, "Voice prompt").
+    speaker_condition: bool = False
+    speaker_drop: float = 0.2
     sample_steps: int = 8
     cfg_scale: float = 1.0
     eos_threshold: float = 0.5  # TTS stops at the first patch whose end-of-speech probability exceeds this
@@ -94,10 +102,10 @@ class ARDiTConfig:
                                                    "max_speech_seconds", "max_text_units")
     #: Training noise with no weights of its own: a fine-tune may change it. (Not speech_input_dropout:
     #: it acts in generation too, so it is part of how the model speaks.)
-    OBJECTIVE_FIELDS: ClassVar[tuple[str, ...]] = ("cond_drop",)
+    OBJECTIVE_FIELDS: ClassVar[tuple[str, ...]] = ("cond_drop", "speaker_drop")
     #: Fields a fine-tune may switch on over its --init checkpoint: they add a fresh head it lacks.
     FINETUNE_FIELDS: ClassVar[tuple[str, ...]] = ("align_weight", "asr_ctc_weight", "regression_weight",
-                                                  "aligner_layers")
+                                                  "aligner_layers", "speaker_condition")
     #: Parts a fine-tune may replace, as {part: (its config fields, its modules)}: an aligner that reads
     #: other units starts fresh, its input layers at zero again, so the model starts as its checkpoint.
     REPLACEABLE_PARTS: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
@@ -125,6 +133,9 @@ class ARDiTConfig:
         if self.aligner_layers < 0 or (self.aligner_layers and self.audio != "latents"):
             raise ConfigError(f"{self.name}: aligner_layers must be >= 0 and needs audio 'latents',"
                               f" got {self.aligner_layers} with {self.audio!r}")
+        if not 0.0 <= self.speaker_drop <= 1.0 or (self.speaker_condition and self.audio != "latents"):
+            raise ConfigError(f"{self.name}: speaker_drop must be in 0..1 and speaker_condition needs audio 'latents',"
+                              f" got {self.speaker_drop} with {self.audio!r}")
         if not 0.0 <= self.speech_input_dropout < 1.0:
             raise ConfigError(f"{self.name}: speech_input_dropout must be in [0, 1), got {self.speech_input_dropout}")
         check_eos_threshold(self.eos_threshold, f"{self.name}: eos_threshold")
