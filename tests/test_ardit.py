@@ -256,7 +256,8 @@ def test_asr_text_noise_replaces_training_inputs_only(tokenizers, clips):
 def test_speaker_condition_tells_the_dit_the_voice_before_it_is_heard(one_thread):
     """Two "voices" (latents shifted by ±1.5): without a speaker condition a short item's first patch
     could be either, with one the DiT is told which; the condition starts at zero (a model that adds
-    it speaks as before) and generation takes it from the prompt. Refused on codes."""
+    it speaks as before) and generation takes it from the prompt or from a voice given alone. Refused
+    on codes."""
     with pytest.raises(ConfigError, match="speaker_condition"):
         dataclasses.replace(get_preset("ardit-tiny-sitok"), speaker_condition=True)
     base = dataclasses.replace(get_preset("ardit-tiny"), history_patches=0, cond_drop=0.0, speaker_drop=0.0)
@@ -284,6 +285,12 @@ def test_speaker_condition_tells_the_dit_the_voice_before_it_is_heard(one_thread
     means = [float(model.generate_speech("cd", prompt=p, max_seconds=0.32, generator=torch.Generator().manual_seed(2)).mean())
              for p in prompts]
     assert means[0] < 0 < means[1]
+    # a voice given only to the speaker condition (no prompt to continue) moves the speech alike
+    voiced = [float(model.generate_speech("cd", speaker=p, max_seconds=0.32, generator=torch.Generator().manual_seed(2)).mean())
+              for p in prompts]
+    assert voiced[0] < 0 < voiced[1]
+    with pytest.raises(ConfigError, match="no speaker condition"):
+        plain.generate_speech("cd", speaker=prompts[0])
 
 
 @pytest.mark.parametrize("heads", [{}, {"align_weight": 1.0}, {"asr_ctc_weight": 1.0}, {"aligner_layers": 1},
@@ -572,6 +579,11 @@ def test_train_command_checkpoint_and_tts_asr_commands(tokenizers, real_manifest
     assert cli_main(["tts", "hi", "-o", str(tmp_path / "y.wav"), "--model", str(checkpoint),
                      "--eos-threshold", "1.5"]) == 2
     assert "--eos-threshold" in capsys.readouterr().err and not (tmp_path / "y.wav").exists()
+    assert cli_main(["tts", "hi", "-o", str(tmp_path / "y.wav"), "--model", str(checkpoint), "--voice", str(clip)]) == 2
+    assert "has no speaker condition" in capsys.readouterr().err and not (tmp_path / "y.wav").exists()
+    assert cli_main(["tts", "hi", "-o", str(tmp_path / "y.wav"), "--model", str(checkpoint),
+                     "--voice", str(tmp_path / "missing.wav")]) == 2
+    assert "missing.wav" in capsys.readouterr().err and not (tmp_path / "y.wav").exists()
     with pytest.raises(CheckpointError, match="not the tokenizer"):
         torch.manual_seed(1)
         HoliTok.from_preset("holitok-tiny").save_pretrained(tmp_path / "other")
@@ -622,6 +634,11 @@ def test_train_command_checkpoint_and_tts_asr_commands(tokenizers, real_manifest
     assert "a new text aligner (ardit-tiny) starts fresh" in capsys.readouterr().out
     phonemes = ARDiT.from_pretrained(tmp_path / "ph" / "checkpoints" / "step_0000003")
     assert hasattr(phonemes, "aligner_embed") and hasattr(phonemes, "speaker_in")
+    # its voice can be given without a transcript (--voice): heard through the speaker condition only
+    voiced = tmp_path / "voiced.wav"
+    assert cli_main(["tts", "one two", "-o", str(voiced), "--model", str(tmp_path / "ph" / "checkpoints" / "step_0000003"),
+                     "--voice", str(read_manifest(real_manifest)[0].path), "--max-seconds", "0.5"]) == 0
+    assert 0 < len(load_audio(voiced)[0]) <= 0.5 * 48000
 
 
 def test_bundled_default_speaks_and_listens_without_model(tmp_path, capsys, monkeypatch):

@@ -484,7 +484,8 @@ class ARDiT(PretrainedMixin, nn.Module):
     def generate_speech(self, text: str, *, prompt: torch.Tensor | None = None, steps: int | None = None,
                         cfg: float | None = None, max_seconds: float | None = None, temperature: float = 1.0,
                         top_k: int = 50, eos_threshold: float | None = None, generator: torch.Generator | None = None,
-                        use_cache: bool = True, prompt_units: int | None = None) -> torch.Tensor:
+                        use_cache: bool = True, prompt_units: int | None = None,
+                        speaker: torch.Tensor | None = None) -> torch.Tensor:
         """TTS: text → normalised latents ``[F, D]`` or codes ``[F]`` (the prompt not included).
 
         ``prompt`` (same form) is continued: ``text`` must then start with the prompt's transcript,
@@ -492,9 +493,14 @@ class ARDiT(PretrainedMixin, nn.Module):
         when the end-of-speech head's probability exceeds ``eos_threshold`` (after at least one patch);
         a model with a text aligner never asks that head (``eos_threshold`` has no effect) and stops
         after the last unit's predicted frames. At ``max_seconds`` in any case. ``use_cache=False``
-        reruns the whole sequence at every step (same result).
+        reruns the whole sequence at every step (same result). ``speaker`` (normalised latents) is the
+        voice a model with a speaker condition is told (default: the prompt's); it is not continued, so
+        it needs no transcript.
         """
         c = self.config
+        if speaker is not None and not c.speaker_condition:
+            raise ConfigError(f"{c.name} has no speaker condition (speaker_condition): give the voice as a prompt"
+                              " to be continued")
         steps = c.sample_steps if steps is None else int(steps)
         cfg = c.cfg_scale if cfg is None else float(cfg)
         eos_threshold = c.eos_threshold if eos_threshold is None else check_eos_threshold(float(eos_threshold))
@@ -522,7 +528,10 @@ class ARDiT(PretrainedMixin, nn.Module):
             text_frames = self._planned_frames(units, past, prompt_units)
         # what is added to the LM input before each patch (prompt and generated), then a zero after the last
         conditions = None if text_frames is None else F.pad(self._patch_conditions(text_frames), (0, 0, 0, 1))
-        speaker = self.speaker_vector(past) if c.speaker_condition and past.shape[0] else None
+        if speaker is not None:
+            speaker = self.speaker_vector(self.check_audio(self._on_device(speaker)))
+        elif c.speaker_condition and past.shape[0]:
+            speaker = self.speaker_vector(past)
         first = past.shape[0] // c.patch_size  # the global index of the first generated patch
         if conditions is not None:
             prefix = prefix + F.pad(conditions[:1], (0, 0, prefix.shape[1] - 1, 0))[None]

@@ -110,12 +110,15 @@ class SpeechLM:
                                      generator=generator)
 
     def tts(self, text: str, *, prompt: tuple[np.ndarray, int] | None = None, prompt_text: str | None = None,
-            **generation: Any) -> torch.Tensor:
+            voice: tuple[np.ndarray, int] | None = None, **generation: Any) -> torch.Tensor:
         """Text → waveform ``[1, 1, T]`` at :attr:`sample_rate`.
 
         With ``prompt`` (audio, rate) the model continues the prompt's voice; its transcript is
-        ``prompt_text`` or, when not given, the model's own transcription of it.
+        ``prompt_text`` or, when not given, the model's own transcription of it. ``voice`` (audio, rate)
+        is only heard through the speaker condition of a model that has one: no transcript, no continuation.
         """
+        if voice is not None:
+            generation["speaker"] = self.features(*voice)
         prompt_audio = None
         if prompt is not None:
             prompt_audio = self.features(*prompt)

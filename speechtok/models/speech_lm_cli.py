@@ -31,6 +31,8 @@ def add_speech_lm_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--vocoder", help="SiTok models: 'griffin-lim' or a vocoder checkpoint instead of the tokenizer's own")
     p.add_argument("--prompt", help="reference audio whose voice is continued")
     p.add_argument("--prompt-text", help="transcript of --prompt (default: the model transcribes it)")
+    p.add_argument("--voice", help="reference audio whose voice a model with a speaker condition takes"
+                                   " (not continued, no transcript needed)")
     p.add_argument("--steps", type=int, help="Euler steps of the DiT head (default: the model's)")
     p.add_argument("--cfg", type=float, help="classifier-free guidance scale (default: the model's)")
     p.add_argument("--eos-threshold", type=float,
@@ -52,18 +54,22 @@ def _tts(args: argparse.Namespace) -> int:
     import torch
 
     from ..audio import AUDIO_FORMATS, load_audio, save_audio
+    from ..errors import ConfigError
     from ..fileio import check_output
     from .ardit_config import check_eos_threshold
     from .speech_lm import SpeechLM
 
-    check_output(args.output, inputs=[args.prompt] if args.prompt else [], suffixes=tuple(AUDIO_FORMATS),
+    check_output(args.output, inputs=[p for p in (args.prompt, args.voice) if p], suffixes=tuple(AUDIO_FORMATS),
                  what="audio output")
     if args.eos_threshold is not None:
         check_eos_threshold(args.eos_threshold, "--eos-threshold")
 
+    prompt = load_audio(args.prompt) if args.prompt else None  # bad audio fails before the model loads
+    voice = load_audio(args.voice) if args.voice else None
     lm = SpeechLM.from_pretrained(model_source(args), tokenizer=args.tokenizer, vocoder=args.vocoder)
-    prompt = load_audio(args.prompt) if args.prompt else None
-    wav = lm.tts(args.text, prompt=prompt, prompt_text=args.prompt_text, steps=args.steps, cfg=args.cfg,
+    if voice is not None and not getattr(lm.model.config, "speaker_condition", False):
+        raise ConfigError(f"--voice: {lm.model.config.name} has no speaker condition; give the voice as --prompt")
+    wav = lm.tts(args.text, prompt=prompt, prompt_text=args.prompt_text, voice=voice, steps=args.steps, cfg=args.cfg,
                  eos_threshold=args.eos_threshold, temperature=args.temperature, max_seconds=args.max_seconds,
                  generator=torch.Generator().manual_seed(args.seed))
     save_audio(args.output, wav[0, 0], lm.sample_rate)
