@@ -6,7 +6,8 @@
         --other ../shared/data/ljspeech_32utt
 
 With ``--tts MODEL`` each clip is not reconstructed but its transcript (the folder's manifest.tsv) is
-spoken by that AR+DiT model, continuing the prompt (the whole prompt clip, given with its transcript).
+spoken by that AR+DiT model, continuing the prompt (the whole prompt clip, given with its transcript);
+with ``--voice`` as well, the prompt clip is the model's speaker condition only (``speechtok tts --voice``).
 
 Each clip (sorted by name) is reconstructed without a prompt, with the next clip of the folder as the
 prompt (another utterance of the same speaker), and, with ``--other``, with a clip of another speaker
@@ -40,7 +41,10 @@ def main() -> None:
     parser.add_argument("--steps", type=int)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tts", metavar="MODEL", help="an AR+DiT model that speaks each clip's transcript instead")
+    parser.add_argument("--voice", action="store_true", help="with --tts: prompts go to the speaker condition, not continued")
     args = parser.parse_args()
+    if args.voice and not args.tts:
+        parser.error("--voice needs --tts")
     torch.set_num_threads(args.threads)
     model = SpeechLM.from_pretrained(args.tts) if args.tts else SiTok.from_pretrained(args.checkpoint).eval()
     transcripts = {}
@@ -69,7 +73,7 @@ def main() -> None:
                 kwargs = {"prompt": torch.from_numpy(prompt[: int(args.prompt_seconds * prompt_rate)]),
                           "prompt_sample_rate": prompt_rate}
             if args.tts:
-                tts_prompt = {} if prompt_path is None else {
+                tts_prompt = {} if prompt_path is None else {"voice": (prompt, prompt_rate)} if args.voice else {
                     "prompt": (prompt, prompt_rate), "prompt_text": transcripts[prompt_path.name]}  # whole: its text
                 out = model.tts(transcripts[path.name], steps=args.steps, max_seconds=args.max_seconds,
                                 generator=torch.Generator().manual_seed(i), **tts_prompt)[0, 0].numpy()
@@ -80,7 +84,7 @@ def main() -> None:
                                            / (np.linalg.norm(reference) * np.linalg.norm(embedding) + 1e-12)))
         print(path.name, {k: round(v[-1], 3) for k, v in scores.items()}, flush=True)
     print(f"\n{args.tts or args.checkpoint}, {len(scores['no prompt'])} clips of {Path(args.data).name}, prompts"
-          f" {'whole (with their transcripts)' if args.tts else f'{args.prompt_seconds:g} s'}\n\n| condition | SIM (mean ± s.e.) | change vs no prompt (paired, ± s.e.) |\n|---|---|---|")
+          f" {'whole, as the speaker condition' if args.voice else 'whole (with their transcripts)' if args.tts else f'{args.prompt_seconds:g} s'}\n\n| condition | SIM (mean ± s.e.) | change vs no prompt (paired, ± s.e.) |\n|---|---|---|")
     baseline = np.array(scores["no prompt"])
     for condition, values in scores.items():
         change = np.array(values) - baseline
