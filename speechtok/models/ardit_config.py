@@ -87,7 +87,7 @@ class ARDiTConfig:
     # that starts at zero and added to the DiT's adaptive-norm condition in both CFG branches. In
     # training the reference is the item itself, replaced by zeros with probability `speaker_drop`;
     # in generation it is the voice prompt (zeros without one). Continuation alone keeps too little
-    # of a prompt's voice at this size (docs/ardit.md, "Voice prompt").
+    # of a prompt's voice at this size (docs/ardit.md, the voice prompt measurements).
     speaker_condition: bool = False
     speaker_drop: float = 0.2
     sample_steps: int = 8
