@@ -293,6 +293,45 @@ def test_speaker_condition_tells_the_dit_the_voice_before_it_is_heard(one_thread
         plain.generate_speech("cd", speaker=prompts[0])
 
 
+def test_speaker_reference_is_another_utterance_of_the_speaker(tokenizers, real_manifest):
+    """``objective.speaker_reference: speaker`` gives each TTS item (not ASR items) the posterior-mean
+    latents of another utterance of its speaker (its own when it is the only one), drawn alike for the
+    same epoch; ``item`` gives none (the item's own audio is used), and the model reads the reference."""
+    from speechtok.train.ardit_recipe import SpeechTextData
+
+    rows = read_manifest(real_manifest)
+    model = ARDiT(dataclasses.replace(get_preset("ardit-tiny"), speaker_condition=True))
+    tokenizer = HoliTok.from_pretrained(tokenizers["latents"])
+    with pytest.raises(ConfigError, match="speaker_reference"):
+        ARDiTObjective(speaker_reference="other")
+    data = SpeechTextData(rows, tokenizer, model, model.vocabulary, ARDiTObjective(tts_ratio=1.0, speaker_reference="speaker"),
+                          seed=0, progress=False)
+    means = [model.normalize(features[:, :128]) for _, features, _ in data.items]
+    speakers = data.item_speakers
+    for index in range(len(data)):
+        reference = data.get(index, 3).reference
+        match = [j for j, m in enumerate(means) if m.shape == reference.shape and torch.equal(m, reference)]
+        assert match and all(speakers[j] == speakers[index] for j in match)
+        assert (index not in match) == (speakers.count(speakers[index]) > 1)
+        assert torch.equal(reference, data.get(index, 3).reference)
+    asr = SpeechTextData(rows[:2], tokenizer, model, model.vocabulary, ARDiTObjective(tts_ratio=0.0, speaker_reference="speaker"),
+                         seed=0, progress=False)
+    plain = SpeechTextData(rows[:2], tokenizer, model, model.vocabulary, ARDiTObjective(tts_ratio=1.0), seed=0, progress=False)
+    assert asr.get(0, 0).reference is None and plain.get(0, 0).reference is None
+
+    for parameter in model.parameters():  # the zero-initialised layers (speaker_in, the DiT's modulation)
+        if parameter.dim() > 1 and not parameter.any():
+            torch.nn.init.normal_(parameter, std=0.1)
+    model.eval()
+    item = data.get(0, 0)
+    losses = []
+    for reference in (item.reference, item.audio, None):
+        torch.manual_seed(0)
+        with torch.no_grad():
+            losses.append(float(model([dataclasses.replace(item, reference=reference)])["tts"]))
+    assert losses[0] != losses[1] == losses[2]
+
+
 @pytest.mark.parametrize("heads", [{}, {"align_weight": 1.0}, {"asr_ctc_weight": 1.0}, {"aligner_layers": 1},
                                    {"regression_weight": 1.0, "asr_ctc_weight": 1.0, "align_weight": 1.0,
                                     "aligner_layers": 1, "speaker_condition": True},
@@ -421,9 +460,9 @@ def test_training_and_generation_condition_each_patch_alike(tokenizers, clips, m
         seen["frames"] = align(texts, audio)[0][0]
         return align(texts, audio)
 
-    def spy_speech_loss(states, audio, text=None):
+    def spy_speech_loss(states, audio, text=None, references=None):
         seen["states"], seen["text"] = states, text[0].reshape(-1, p, text[0].shape[-1])
-        return speech_loss(states, audio, text)
+        return speech_loss(states, audio, text, references)
 
     monkeypatch.setattr(model, "_align", spy_align)
     monkeypatch.setattr(model, "_speech_loss", spy_speech_loss)

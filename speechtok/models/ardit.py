@@ -45,6 +45,7 @@ class Example:
     audio: torch.Tensor
     units: torch.Tensor | None = None  # [u] the text aligner's own unit ids (``aligner_vocab``), TTS items
     inputs: torch.Tensor | None = None  # [n] ASR items' teacher-forced input ids where training noised them
+    reference: torch.Tensor | None = None  # [F', D] TTS items: whose statistics the speaker condition gets (default: audio)
 
 
 @dataclass(frozen=True)
@@ -344,7 +345,8 @@ class ARDiT(PretrainedMixin, nn.Module):
         if tts:
             spans = [hidden[i, before[i]: before[i] + lengths[i] // c.patch_size] for i in tts]  # states before each patch
             out["tts"] = self._speech_loss(torch.cat(spans), [padded[i, : lengths[i]] for i in tts],
-                                           [aligned[i] for i in tts] if aligned else None)
+                                           [aligned[i] for i in tts] if aligned else None,
+                                           [examples[i].reference for i in tts])
             if c.regression_weight > 0:
                 patches = torch.cat([padded[i, : lengths[i]].reshape(len(span), -1) for span, i in zip(spans, tts)])
                 out["regress"] = c.regression_weight * F.mse_loss(self.regress_head(torch.cat(spans)), patches)
@@ -422,10 +424,11 @@ class ARDiT(PretrainedMixin, nn.Module):
         return F.ctc_loss(padded, torch.cat(texts), [len(p) for p in log_probs], [len(t) for t in texts],
                           blank=blank, zero_infinity=True)
 
-    def _speech_loss(self, states: torch.Tensor, audio: list[torch.Tensor],
-                     text: list[torch.Tensor] | None = None) -> torch.Tensor:
+    def _speech_loss(self, states: torch.Tensor, audio: list[torch.Tensor], text: list[torch.Tensor] | None = None,
+                     references: list[torch.Tensor | None] | None = None) -> torch.Tensor:
         """Flow matching on every patch (latents) or cross-entropy on every code (tokens); ``text``:
-        each item's aligned unit states per frame, for the DiT."""
+        each item's aligned unit states per frame, for the DiT; ``references``: each item's speaker
+        reference (None: its own audio)."""
         if self.config.audio == "tokens":
             return F.cross_entropy(self.code_head(states), torch.cat(audio))
         history, patches = zip(*(self._history(a[None]) for a in audio))
@@ -435,15 +438,17 @@ class ARDiT(PretrainedMixin, nn.Module):
         t = torch.rand(patches.shape[0], device=patches.device)
         x_t, target = flow_pair(patches, t, torch.randn_like(patches))
         keep = torch.rand(patches.shape[0], device=patches.device) >= (self.config.cond_drop if self.training else 0.0)
-        return F.mse_loss(self.velocity(x_t, t, states, history, keep, text, self._training_speakers(audio)), target)
+        speakers = self._training_speakers(audio, references or [None] * len(audio))
+        return F.mse_loss(self.velocity(x_t, t, states, history, keep, text, speakers), target)
 
-    def _training_speakers(self, audio: list[torch.Tensor]) -> torch.Tensor | None:
-        """Each item's own :meth:`speaker_vector` for each of its patches ``[N, 2D]``, an item's all
-        zeros with probability ``speaker_drop`` in training (what generation without a prompt sees)."""
+    def _training_speakers(self, audio: list[torch.Tensor], references: list[torch.Tensor | None]) -> torch.Tensor | None:
+        """Each item's :meth:`speaker_vector` (of its reference, else its own audio) for each of its
+        patches ``[N, 2D]``, an item's all zeros with probability ``speaker_drop`` in training (what
+        generation without a prompt sees)."""
         c = self.config
         if not c.speaker_condition:
             return None
-        vectors = torch.stack([self.speaker_vector(a) for a in audio])
+        vectors = torch.stack([self.speaker_vector(a if r is None else r.to(a.device)) for a, r in zip(audio, references)])
         if self.training:
             vectors = vectors * (torch.rand(len(audio), 1, device=vectors.device) >= c.speaker_drop)
         counts = torch.tensor([a.shape[0] // c.patch_size for a in audio], device=vectors.device)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -52,10 +52,16 @@ class ARDiTObjective:
     # (targets unchanged; a deviation from the paper, off at 0). The masks hide audio; this hides the
     # history the model otherwise completes from sentences it has seen, so the audio has to carry it.
     asr_text_noise: float = 0.0
+    # Where a TTS item's speaker condition comes from in training (models with one): "item", its own
+    # latents; "speaker", another utterance of its speaker (its own when it is the speaker's only one),
+    # so that the condition can carry the voice but not the words it is to predict.
+    speaker_reference: Literal["item", "speaker"] = "item"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.tts_ratio <= 1.0:
             raise ConfigError(f"objective.tts_ratio must be in 0..1, got {self.tts_ratio}")
+        if self.speaker_reference not in ("item", "speaker"):
+            raise ConfigError(f"objective.speaker_reference must be 'item' or 'speaker', got {self.speaker_reference!r}")
         if not 0.0 <= self.asr_text_noise < 1.0:
             raise ConfigError(f"objective.asr_text_noise must be in [0, 1), got {self.asr_text_noise}")
         if min(self.asr_time_masks, self.asr_time_mask_frames, self.asr_channel_masks, self.asr_channel_mask_dims) < 0:
@@ -114,6 +120,7 @@ class SpeechTextData:
         self.items: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # (text ids, features, seconds)
         self.item_units: list[torch.Tensor | None] = []  # the text aligner's own unit ids (aligner_vocab)
         self.item_sources: list[str] = []  # the data engine source of each item (the data mix)
+        self.item_speakers: list[str] = []
         own_units = model.config.aligner_vocab is not None
         usable = [r for r in rows if r.transcript and r.seconds <= objective.max_seconds]
         # `load_workers` threads decode the audio a few clips ahead (decoding releases the GIL); the
@@ -129,8 +136,12 @@ class SpeechTextData:
                 self.items.append((torch.tensor(ids, dtype=torch.long), features, row.seconds))
                 self.item_units.append(None if units is None else torch.tensor(units, dtype=torch.long))
                 self.item_sources.append(source_of(row.path))
+                self.item_speakers.append(row.speaker)
         if not self.items:
             raise DataError(f"no utterance with a transcript and at most {objective.max_seconds} s of speech")
+        self.by_speaker: dict[str, list[int]] = {}
+        for index, speaker in enumerate(self.item_speakers):
+            self.by_speaker.setdefault(speaker, []).append(index)
 
     def __len__(self) -> int:
         return len(self.items)
@@ -158,7 +169,12 @@ class SpeechTextData:
             audio = self.model.normalize(mean + noise * log_std.exp())
         else:
             audio = features
-        return Example(task, ids, audio, self.item_units[index])
+        reference = None
+        if task == "tts" and self.model.config.speaker_condition and self.objective.speaker_reference == "speaker":
+            others = [j for j in self.by_speaker[self.item_speakers[index]] if j != index] or [index]
+            mean = self.items[others[int(rng.integers(len(others)))]][1][:, : self.model.config.latent_dim]
+            reference = self.model.normalize(mean)
+        return Example(task, ids, audio, self.item_units[index], reference=reference)
 
 
 @torch.no_grad()
