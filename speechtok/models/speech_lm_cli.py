@@ -54,7 +54,6 @@ def _tts(args: argparse.Namespace) -> int:
     import torch
 
     from ..audio import AUDIO_FORMATS, load_audio, save_audio
-    from ..errors import ConfigError
     from ..fileio import check_output
     from .ardit_config import check_eos_threshold
     from .speech_lm import SpeechLM
@@ -67,8 +66,6 @@ def _tts(args: argparse.Namespace) -> int:
     prompt = load_audio(args.prompt) if args.prompt else None  # bad audio fails before the model loads
     voice = load_audio(args.voice) if args.voice else None
     lm = SpeechLM.from_pretrained(model_source(args), tokenizer=args.tokenizer, vocoder=args.vocoder)
-    if voice is not None and not getattr(lm.model.config, "speaker_condition", False):
-        raise ConfigError(f"--voice: {lm.model.config.name} has no speaker condition; give the voice as --prompt")
     wav = lm.tts(args.text, prompt=prompt, prompt_text=args.prompt_text, voice=voice, steps=args.steps, cfg=args.cfg,
                  eos_threshold=args.eos_threshold, temperature=args.temperature, max_seconds=args.max_seconds,
                  generator=torch.Generator().manual_seed(args.seed))

@@ -9,6 +9,7 @@ reference code samples μ + ε·σ) or SiTok codes. Every item is a TTS item wit
 from __future__ import annotations
 
 import dataclasses
+import functools
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -254,6 +255,11 @@ class ARDiTRecipe(Recipe):
     def batch_seconds(self, batch: list[Example]) -> float:
         return sum(e.audio.shape[0] for e in batch) / self.model_config.frame_rate
 
+    @functools.cached_property
+    def text_units(self) -> int:
+        """Size of the text vocabulary (from the config: the model may be wrapped by DDP)."""
+        return len(get_vocabulary(self.model_config.text_vocab))
+
     def losses(self, modules: dict[str, nn.Module], batch: list[Example], phase: str, scratch: dict[str, Any],
                step: int) -> dict[str, torch.Tensor]:
         """The batch's training losses under the attention prior of ``step``, ASR items' latents masked
@@ -262,8 +268,7 @@ class ARDiTRecipe(Recipe):
         if self.objective.perturbs_asr:
             rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
             generator = torch.Generator().manual_seed((self.train.seed * 1_000_003 + step) * 1009 + rank)
-            units = len(get_vocabulary(self.model_config.text_vocab))  # the model may be wrapped (DDP)
-            batch = [self.objective.perturb_asr(e, units, generator) if e.task == "asr" else e for e in batch]
+            batch = [self.objective.perturb_asr(e, self.text_units, generator) if e.task == "asr" else e for e in batch]
         return modules["model"](batch, self.objective.prior(step))
 
     @torch.no_grad()
