@@ -591,7 +591,7 @@ def test_paper_preset_matches_the_published_sizes():
     assert tiny < 1e6
 
 
-def test_train_command_checkpoint_and_tts_asr_commands(tokenizers, real_manifest, tmp_path, capsys):
+def test_train_command_checkpoint_and_tts_asr_commands(tokenizers, real_manifest, tmp_path, capsys, monkeypatch):
     config = tmp_path / "ardit.yaml"
     config.write_text(f"model:\n  tokenizer: {tokenizers['latents']}\nobjective:\n  tts_ratio: 0.5\n"
                       "train:\n  steps: 3\n  batch_seconds: 6.0\n  log_every: 1\n  checkpoint_every: 3\n")
@@ -618,7 +618,15 @@ def test_train_command_checkpoint_and_tts_asr_commands(tokenizers, real_manifest
     assert cli_main(["tts", "hi", "-o", str(tmp_path / "y.wav"), "--model", str(checkpoint),
                      "--eos-threshold", "1.5"]) == 2
     assert "--eos-threshold" in capsys.readouterr().err and not (tmp_path / "y.wav").exists()
-    assert cli_main(["tts", "hi", "-o", str(tmp_path / "y.wav"), "--model", str(checkpoint), "--voice", str(clip)]) == 2
+    from speechtok.models.speech_lm import SpeechLM
+
+    def never_encoded(*args):
+        raise AssertionError("the voice was encoded before the refusal")
+
+    with monkeypatch.context() as patch:  # refused before the tokenizer encodes the voice
+        patch.setattr(SpeechLM, "features", never_encoded)
+        assert cli_main(["tts", "hi", "-o", str(tmp_path / "y.wav"), "--model", str(checkpoint),
+                         "--voice", str(clip)]) == 2
     assert "has no speaker condition" in capsys.readouterr().err and not (tmp_path / "y.wav").exists()
     assert cli_main(["tts", "hi", "-o", str(tmp_path / "y.wav"), "--model", str(checkpoint),
                      "--voice", str(tmp_path / "missing.wav")]) == 2

@@ -484,6 +484,12 @@ class ARDiT(PretrainedMixin, nn.Module):
         """Aligned unit states per frame ``[F, dim]`` → the LM input added before each patch ``[F/P, dim]``."""
         return self.aligned_lm_in(frames.reshape(-1, self.config.patch_size * frames.shape[-1]))
 
+    def require_speaker_condition(self) -> None:
+        """Refuse a voice reference on a model that cannot hear one (checked before the reference is encoded)."""
+        if not self.config.speaker_condition:
+            raise ConfigError(f"{self.config.name} has no speaker condition (speaker_condition): give the voice"
+                              " as a prompt to be continued")
+
     # ----------------------------------------------------------------------------- generation
     @torch.inference_mode()
     def generate_speech(self, text: str, *, prompt: torch.Tensor | None = None, steps: int | None = None,
@@ -503,9 +509,8 @@ class ARDiT(PretrainedMixin, nn.Module):
         it needs no transcript.
         """
         c = self.config
-        if speaker is not None and not c.speaker_condition:
-            raise ConfigError(f"{c.name} has no speaker condition (speaker_condition): give the voice as a prompt"
-                              " to be continued")
+        if speaker is not None:
+            self.require_speaker_condition()
         steps = c.sample_steps if steps is None else int(steps)
         cfg = c.cfg_scale if cfg is None else float(cfg)
         eos_threshold = c.eos_threshold if eos_threshold is None else check_eos_threshold(float(eos_threshold))

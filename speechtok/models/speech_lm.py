@@ -118,6 +118,7 @@ class SpeechLM:
         is only heard through the speaker condition of a model that has one: no transcript, no continuation.
         """
         if voice is not None:
+            self.model.require_speaker_condition()
             generation["speaker"] = self.features(*voice)
         prompt_audio = None
         if prompt is not None:

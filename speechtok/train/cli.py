@@ -58,7 +58,7 @@ def load_overrides(path: str | None) -> dict[str, Any]:
     overrides = load_yaml(path) if path else {}
     unknown = sorted(set(overrides) - set(SECTIONS))
     if unknown:
-        raise ConfigError(f"{path}: unknown section(s) {unknown} (use 'model', 'train' and 'objective')")
+        raise ConfigError(f"{path}: unknown section(s) {unknown} (use {', '.join(map(repr, SECTIONS))})")
     return overrides
 
 
