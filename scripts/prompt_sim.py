@@ -3,7 +3,7 @@
     python scripts/prompt_sim.py --data ../shared/data/librispeech_dev_clean_spk84 --limit 10 \
         [--checkpoint sitok-default] [--other ../shared/data/ljspeech_32utt] [--prompt-seconds 4]
     python scripts/prompt_sim.py --data ../shared/data/librispeech_dev_clean_spk84 --tts ardit-default \
-        --other ../shared/data/ljspeech_32utt
+        --other ../shared/data/ljspeech_32utt [--voice] [--cfg 2]
 
 With ``--tts MODEL`` each clip is not reconstructed but its transcript (the folder's manifest.tsv) is
 spoken by that AR+DiT model, continuing the prompt (the whole prompt clip, given with its transcript);
@@ -39,12 +39,13 @@ def main() -> None:
     parser.add_argument("--prompt-seconds", type=float, default=4.0, help="prompts are cut to this length")
     parser.add_argument("--max-seconds", type=float, default=8.0, help="clips are cut to this length")
     parser.add_argument("--steps", type=int)
+    parser.add_argument("--cfg", type=float, help="with --tts: the CFG scale (default: the model's)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tts", metavar="MODEL", help="an AR+DiT model that speaks each clip's transcript instead")
     parser.add_argument("--voice", action="store_true", help="with --tts: prompts go to the speaker condition, not continued")
     args = parser.parse_args()
-    if args.voice and not args.tts:
-        parser.error("--voice needs --tts")
+    if (args.voice or args.cfg is not None) and not args.tts:
+        parser.error("--voice and --cfg need --tts")
     torch.set_num_threads(args.threads)
     model = SpeechLM.from_pretrained(args.tts) if args.tts else SiTok.from_pretrained(args.checkpoint).eval()
     transcripts = {}
@@ -75,7 +76,7 @@ def main() -> None:
             if args.tts:
                 tts_prompt = {} if prompt_path is None else {"voice": (prompt, prompt_rate)} if args.voice else {
                     "prompt": (prompt, prompt_rate), "prompt_text": transcripts[prompt_path.name]}  # whole: its text
-                out = model.tts(transcripts[path.name], steps=args.steps, max_seconds=args.max_seconds,
+                out = model.tts(transcripts[path.name], steps=args.steps, cfg=args.cfg, max_seconds=args.max_seconds,
                                 generator=torch.Generator().manual_seed(i), **tts_prompt)[0, 0].numpy()
             else:
                 out = model.reconstruct(torch.from_numpy(wav)[None, None], rate, steps=args.steps, **kwargs)[0, 0].numpy()
@@ -83,7 +84,8 @@ def main() -> None:
             scores[condition].append(float(np.dot(reference, embedding)
                                            / (np.linalg.norm(reference) * np.linalg.norm(embedding) + 1e-12)))
         print(path.name, {k: round(v[-1], 3) for k, v in scores.items()}, flush=True)
-    print(f"\n{args.tts or args.checkpoint}, {len(scores['no prompt'])} clips of {Path(args.data).name}, prompts"
+    cfg = f", CFG {args.cfg:g}" if args.cfg is not None else ""
+    print(f"\n{args.tts or args.checkpoint}{cfg}, {len(scores['no prompt'])} clips of {Path(args.data).name}, prompts"
           f" {'whole, as the speaker condition' if args.voice else 'whole (with their transcripts)' if args.tts else f'{args.prompt_seconds:g} s'}\n\n| condition | SIM (mean ± s.e.) | change vs no prompt (paired, ± s.e.) |\n|---|---|---|")
     baseline = np.array(scores["no prompt"])
     for condition, values in scores.items():
