@@ -25,9 +25,10 @@ from tqdm import tqdm
 from speechtok.audio import load_audio
 from speechtok.data.manifest import read_manifest
 from speechtok.data.moonshine import Moonshine
-from speechtok.errors import SpeechtokError
+from speechtok.errors import ConfigError, SpeechtokError
 from speechtok.eval.judges.asr import pooled_wer
 from speechtok.eval.summary import check_marked_block, replace_marked_block
+from speechtok.models.ardit_config import check_eos_threshold
 from speechtok.models.speech_lm import SpeechLM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,13 +40,18 @@ def main() -> int:
     parser.add_argument("--data", default=str(ROOT / "data" / "splits" / "dev.tsv"))
     parser.add_argument("--texts", type=int, default=20)
     parser.add_argument("--cfg", type=float, nargs="+", default=[1.0, 2.0, 3.0])
-    parser.add_argument("--steps", type=int, nargs="+", help="the DiT's Euler steps (default: the model's)")
+    parser.add_argument("--steps", type=int, nargs="+",
+                        help="the DiT's Euler steps (default: the model's; a model on SiTok codes has none: give one)")
     parser.add_argument("--eos", type=float, nargs="+", default=[0.5, 0.3],
                         help="end-of-speech thresholds (a model with a text aligner ignores them: give one)")
     parser.add_argument("--marker", default="ardit-decoding-sweep", help="block of docs/ardit.md to rewrite")
     args = parser.parse_args()
-    try:
+    try:  # every refusal before the model and the judge load
         check_marked_block(ROOT / "docs" / "ardit.md", args.marker)
+        for eos in args.eos:
+            check_eos_threshold(eos, "--eos")
+        if args.steps and min(args.steps) < 1:
+            raise ConfigError(f"--steps must be >= 1, got {min(args.steps)}")
     except SpeechtokError as error:
         parser.exit(2, f"error: {error}\n")
     rows = [r for r in read_manifest(args.data) if r.transcript][: args.texts]
@@ -76,7 +82,8 @@ def main() -> int:
     default_data = args.data == str(ROOT / "data" / "splits" / "dev.tsv")
     command = " ".join(["python scripts/ardit_decoding_sweep.py", f"--model {args.model}",
                         *([] if default_data else [f"--data {args.data}"]), f"--texts {args.texts}",
-                        "--cfg", *(f"{c:g}" for c in args.cfg), *(["--steps", *map(str, args.steps)] if args.steps else []),
+                        "--cfg", *(f"{c:g}" for c in args.cfg),
+                        *(["--steps", *map(str, args.steps)] if args.steps else []),
                         "--eos", *(f"{e:g}" for e in args.eos),
                         *([f"--marker {args.marker}"] if args.marker != "ardit-decoding-sweep" else [])])
     block = "\n".join([f"Produced by `{command}`:"

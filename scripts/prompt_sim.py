@@ -25,6 +25,7 @@ import torch
 
 from speechtok.audio import load_audio, resample
 from speechtok.data.manifest import read_manifest
+from speechtok.errors import SpeechtokError
 from speechtok.eval.judges.speaker import load_speaker_judge
 from speechtok.models.sitok import SiTok
 from speechtok.models.speech_lm import SpeechLM
@@ -39,15 +40,20 @@ def main() -> None:
     parser.add_argument("--prompt-seconds", type=float, default=4.0, help="prompts are cut to this length")
     parser.add_argument("--max-seconds", type=float, default=8.0, help="clips are cut to this length")
     parser.add_argument("--steps", type=int)
-    parser.add_argument("--cfg", type=float, help="with --tts: the CFG scale (default: the model's)")
+    parser.add_argument("--cfg", type=float, help="the CFG scale (default: the model's)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--tts", metavar="MODEL", help="an AR+DiT model that speaks each clip's transcript instead")
     parser.add_argument("--voice", action="store_true", help="with --tts: prompts go to the speaker condition, not continued")
     args = parser.parse_args()
-    if (args.voice or args.cfg is not None) and not args.tts:
-        parser.error("--voice and --cfg need --tts")
+    if args.voice and not args.tts:
+        parser.error("--voice needs --tts")
     torch.set_num_threads(args.threads)
     model = SpeechLM.from_pretrained(args.tts) if args.tts else SiTok.from_pretrained(args.checkpoint).eval()
+    if args.voice:
+        try:  # before the judge loads and any speech is made
+            model.model.require_speaker_condition()
+        except SpeechtokError as error:
+            parser.exit(2, f"error: {error}\n")
     transcripts = {}
     for folder in filter(None, (args.data, args.other)) if args.tts else ():
         transcripts.update({r.path.name: r.transcript for r in read_manifest(Path(folder) / "manifest.tsv")})
@@ -79,7 +85,8 @@ def main() -> None:
                 out = model.tts(transcripts[path.name], steps=args.steps, cfg=args.cfg, max_seconds=args.max_seconds,
                                 generator=torch.Generator().manual_seed(i), **tts_prompt)[0, 0].numpy()
             else:
-                out = model.reconstruct(torch.from_numpy(wav)[None, None], rate, steps=args.steps, **kwargs)[0, 0].numpy()
+                out = model.reconstruct(torch.from_numpy(wav)[None, None], rate, steps=args.steps, cfg=args.cfg,
+                                        **kwargs)[0, 0].numpy()
             embedding = judge.embed(resample(out, model.sample_rate, judge.sample_rate))
             scores[condition].append(float(np.dot(reference, embedding)
                                            / (np.linalg.norm(reference) * np.linalg.norm(embedding) + 1e-12)))

@@ -620,7 +620,7 @@ def test_train_command_checkpoint_and_tts_asr_commands(tokenizers, real_manifest
     assert "--eos-threshold" in capsys.readouterr().err and not (tmp_path / "y.wav").exists()
     from speechtok.models.speech_lm import SpeechLM
 
-    def never_encoded(*args):
+    def never_encoded(*args: object) -> None:
         raise AssertionError("the voice was encoded before the refusal")
 
     with monkeypatch.context() as patch:  # refused before the tokenizer encodes the voice
