@@ -21,6 +21,9 @@ def test_score_text_normalises_before_counting():
     assert one_sub.wer == pytest.approx(100 / 3)
     assert one_sub.char_errors == 3  # c→d, a→o, t→g
     assert score_text("  ", "anything") is None
+    trailing = score_text("But in less than 5 minutes, the staircase...", "but in less than 5 minutes the staircase")
+    assert (trailing.word_errors, trailing.words) == (0, 8)  # the ellipsis is no word
+    assert score_text("...", "anything") is None
 
 
 def test_pooled_wer_weighs_every_word_and_skips_empty_references():

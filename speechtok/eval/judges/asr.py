@@ -191,7 +191,9 @@ def _normalizer():  # noqa: ANN202 - whisper_normalizer.english.EnglishTextNorma
 
 
 def normalize_text(text: str) -> str:
-    return " ".join(_normalizer()(text).split())
+    """Whisper's English normalisation, without the lone punctuation it leaves behind (a trailing
+    "..." becomes " ."), which would count as a word."""
+    return " ".join(word for word in _normalizer()(text).split() if any(c.isalnum() for c in word))
 
 
 def score_text(reference: str, hypothesis: str) -> TextScore | None:
