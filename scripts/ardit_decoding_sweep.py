@@ -1,16 +1,19 @@
-"""Choose the AR+DiT model's TTS decoding defaults (DiT guidance scale, Euler steps, end-of-speech threshold) on dev.
+"""Choose the AR+DiT model's TTS decoding defaults (DiT guidance scale, Euler steps, end-of-speech threshold,
+default voice) on dev.
 
     python scripts/ardit_decoding_sweep.py [--model ardit-default] [--data data/splits/dev.tsv] [--texts 20]
-                                           [--cfg 1 2 3] [--steps 8 16] [--eos 0.5 0.3] [--marker M]
+                                           [--cfg 1 2 3] [--steps 8 16] [--eos 0.5 0.3] [--voices none A.flac …]
+                                           [--marker M]
 
-Synthesises the first ``--texts`` transcripts of the dev split for every (CFG, steps, threshold) triple and
+Synthesises the first ``--texts`` transcripts of the dev split for every (CFG, steps, threshold, voice) and
 scores the speech with Moonshine, the data engine's gate ASR, never with the evaluation judge
 (Whisper): the held-out TTS figures of ``scripts/ardit_table.py`` stay a fair test of the setting
 chosen here. Reports WER (pooled over words) and the generated / real duration ratio, beside the same
 ASR on the real recordings and on their reconstruction by the model's tokenizer (what TTS through
 that tokenizer can reach at best), and rewrites
 the ``ardit-decoding-sweep`` block of docs/ardit.md. Bundle the choice with
-``scripts/bundle_checkpoint.py RUN/checkpoints/step_N ardit-default --cfg-scale C --sample-steps S --eos-threshold E``.
+``scripts/bundle_checkpoint.py RUN/checkpoints/step_N ardit-default --cfg-scale C --sample-steps S --eos-threshold E
+--voice CLIP``.
 """
 from __future__ import annotations
 
@@ -44,6 +47,8 @@ def main() -> int:
                         help="the DiT's Euler steps (default: the model's; a model on SiTok codes has none: give one)")
     parser.add_argument("--eos", type=float, nargs="+", default=[0.5, 0.3],
                         help="end-of-speech thresholds (a model with a text aligner ignores them: give one)")
+    parser.add_argument("--voices", nargs="+", default=["none"],
+                        help="voice clips (speechtok tts --voice); 'none' for the model's own default")
     parser.add_argument("--marker", default="ardit-decoding-sweep", help="block of docs/ardit.md to rewrite")
     args = parser.parse_args()
     try:  # every refusal before the model and the judge load
@@ -52,31 +57,33 @@ def main() -> int:
             check_eos_threshold(eos, "--eos")
         if args.steps and min(args.steps) < 1:
             raise ConfigError(f"--steps must be >= 1, got {min(args.steps)}")
+        voices = {name: None if name == "none" else load_audio(name) for name in args.voices}  # unreadable: refused
     except SpeechtokError as error:
         parser.exit(2, f"error: {error}\n")
     rows = [r for r in read_manifest(args.data) if r.transcript][: args.texts]
     lm = SpeechLM.from_pretrained(args.model)
     steps_grid = args.steps or [lm.model.config.sample_steps]
     asr = Moonshine()
-    lines = ["| CFG | Euler steps | end-of-speech threshold | WER % (Moonshine) | generated / real duration |",
-             "|---|---|---|---|---|"]
+    lines = ["| CFG | Euler steps | end-of-speech threshold | voice | WER % (Moonshine) | generated / real duration |",
+             "|---|---|---|---|---|---|"]
     real, reconstructed = [], []
     for row in tqdm(rows, desc="real speech", unit="clip"):
         wav, rate = load_audio(row.path)
         real.append((row.transcript, asr.transcribe(wav, rate)))
         resynthesis = lm.synthesize(lm.features(wav, rate), torch.Generator().manual_seed(0))[0, 0].numpy()
         reconstructed.append((row.transcript, asr.transcribe(resynthesis, lm.sample_rate)))
-    lines += [f"| real speech | – | – | {pooled_wer(real):.1f} | 1.00 |",
-              f"| real speech through the tokenizer | – | – | {pooled_wer(reconstructed):.1f} | 1.00 |"]
+    lines += [f"| real speech | – | – | – | {pooled_wer(real):.1f} | 1.00 |",
+              f"| real speech through the tokenizer | – | – | – | {pooled_wer(reconstructed):.1f} | 1.00 |"]
     print(*lines[-2:], sep="\n", flush=True)
-    for cfg, steps, eos in itertools.product(args.cfg, steps_grid, args.eos):
+    for cfg, steps, eos, voice in itertools.product(args.cfg, steps_grid, args.eos, voices):
         pairs, generated = [], 0.0
-        for i, row in enumerate(tqdm(rows, desc=f"cfg {cfg:g} steps {steps} eos {eos:g}", unit="text")):
-            wav = lm.tts(row.transcript, cfg=cfg, steps=steps, eos_threshold=eos,
+        for i, row in enumerate(tqdm(rows, desc=f"cfg {cfg:g} steps {steps} eos {eos:g} voice {Path(voice).name}",
+                                     unit="text")):
+            wav = lm.tts(row.transcript, cfg=cfg, steps=steps, eos_threshold=eos, voice=voices[voice],
                          generator=torch.Generator().manual_seed(i))[0, 0].numpy()
             pairs.append((row.transcript, asr.transcribe(wav, lm.sample_rate)))
             generated += len(wav) / lm.sample_rate
-        lines.append(f"| {cfg:g} | {steps} | {eos:g} | {pooled_wer(pairs):.1f} |"
+        lines.append(f"| {cfg:g} | {steps} | {eos:g} | {Path(voice).name} | {pooled_wer(pairs):.1f} |"
                      f" {generated / sum(r.seconds for r in rows):.2f} |")
         print(lines[-1], flush=True)
     default_data = args.data == str(ROOT / "data" / "splits" / "dev.tsv")
@@ -85,6 +92,7 @@ def main() -> int:
                         "--cfg", *(f"{c:g}" for c in args.cfg),
                         *(["--steps", *map(str, args.steps)] if args.steps else []),
                         "--eos", *(f"{e:g}" for e in args.eos),
+                        *(["--voices", *args.voices] if args.voices != ["none"] else []),
                         *([f"--marker {args.marker}"] if args.marker != "ardit-decoding-sweep" else [])])
     block = "\n".join([f"Produced by `{command}`:"
                        f" the first {len(rows)} transcripts of `{Path(args.data).name}`, one seed each, scored by"

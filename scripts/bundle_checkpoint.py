@@ -24,6 +24,7 @@ from pathlib import Path
 
 import torch
 
+from speechtok.assets import ASSETS
 from speechtok.bundled import BUNDLED_DIR
 from speechtok.checkpoint import load_checkpoint
 from speechtok.models.ardit import ARDiT
@@ -44,6 +45,7 @@ def main() -> None:
     parser.add_argument("--cfg-scale", type=float, help="SiTok, AR+DiT: the CFG scale decoding uses by default")
     parser.add_argument("--sample-temperature", type=float, help="SiTok: the decoder's starting-noise scale by default")
     parser.add_argument("--eos-threshold", type=float, help="AR+DiT: the end-of-speech probability that stops TTS")
+    parser.add_argument("--voice", help="AR+DiT: a clip of speechtok/assets whose voice TTS takes when given none")
     parser.add_argument("--out-dir", type=Path, default=BUNDLED_DIR,
                         help="folder that receives <name>/ (default: the package's bundled checkpoints; e.g."
                              " checkpoints/ for an export kept in the repository but not shipped)")
@@ -60,11 +62,14 @@ def main() -> None:
         info["vocoder"] = args.vocoder
     decoding = {k: v for k, v in (("sample_steps", args.sample_steps), ("cfg_scale", args.cfg_scale),
                                   ("sample_temperature", args.sample_temperature),
-                                  ("eos_threshold", args.eos_threshold)) if v is not None}
+                                  ("eos_threshold", args.eos_threshold), ("default_voice", args.voice)) if v is not None}
+    if args.voice and not (ASSETS / args.voice).is_file():
+        parser.error(f"--voice {args.voice}: not a clip of {ASSETS}")
     fields = {f.name for f in dataclasses.fields(MODELS[loaded.kind].config_class)}
     unknown = [k for k in decoding if k not in fields]
     if unknown:
-        parser.error(f"--{unknown[0].replace('_', '-')} does not apply to {loaded.kind} checkpoints")
+        flag = "voice" if unknown[0] == "default_voice" else unknown[0]
+        parser.error(f"--{flag.replace('_', '-')} does not apply to {loaded.kind} checkpoints")
     model = MODELS[loaded.kind].from_pretrained(source)
     if decoding:  # inference defaults only: the weights and the codes stay as trained
         model.config = dataclasses.replace(model.config, **decoding)

@@ -293,6 +293,64 @@ def test_speaker_condition_tells_the_dit_the_voice_before_it_is_heard(one_thread
         plain.generate_speech("cd", speaker=prompts[0])
 
 
+def test_voice_match_moves_the_speech_to_the_reference_mean(tokenizers, clips, monkeypatch):
+    """`SpeechLM.generate(voice=…)`: on a model without a speaker condition the voice moves the speech's
+    mean latent over time `voice_match` of the way to the voice's (the prompt's without a voice), the
+    frame-to-frame changes untouched; 0 is the speech as generated. A model's default voice (a clip of
+    speechtok/assets) is the voice when none and no prompt is given. A code model refuses a voice before
+    it is encoded."""
+    from speechtok.models.speech_lm import match_voice
+
+    lm, examples = _speech_lm("latents", tokenizers, clips)
+    assert not lm.model.config.speaker_condition
+    _, wav, rate = clips[1]
+    reference = lm.features(wav, rate)
+
+    def speak(**options: object) -> torch.Tensor:
+        return lm.generate("hello", max_seconds=0.48, generator=torch.Generator().manual_seed(3), **options)
+
+    plain = speak()
+    assert torch.equal(speak(voice=(wav, rate), voice_match=0.0), plain)
+    matched = speak(voice=(wav, rate))
+    assert torch.allclose(matched.mean(0), reference.mean(0), atol=1e-5)
+    assert not torch.allclose(plain.mean(0), reference.mean(0), atol=0.05)  # so the match did something
+    assert torch.allclose(matched - matched.mean(0), plain - plain.mean(0), atol=1e-5)  # the words as generated
+    half = speak(voice=(wav, rate), voice_match=0.5)
+    assert torch.allclose(half.mean(0), (plain.mean(0) + reference.mean(0)) / 2, atol=1e-5)
+    assert torch.equal(match_voice(plain, reference, 0.5), half)
+    # a prompt is matched too (its continuation, not the prompt itself, is what generate returns)
+    prompt_text = clips[0][0]
+    continued = lm.generate("hello", prompt=(clips[0][1], clips[0][2]), prompt_text=prompt_text, max_seconds=0.48,
+                            generator=torch.Generator().manual_seed(3))
+    assert torch.allclose(continued.mean(0), lm.features(clips[0][1], clips[0][2]).mean(0), atol=1e-5)
+    with pytest.raises(ConfigError, match="voice_match"):
+        speak(voice=(wav, rate), voice_match=-1.0)
+
+    # a default voice (a bundle's: a clip of speechtok/assets) is the voice when given neither voice nor prompt
+    from speechtok.assets import SAMPLE_SPEECH
+
+    sample = load_audio(SAMPLE_SPEECH)
+    lm.model.config = dataclasses.replace(lm.model.config, default_voice=SAMPLE_SPEECH.name)
+    assert torch.equal(speak(), speak(voice=sample)) and not torch.equal(speak(), plain)
+    assert torch.equal(lm.generate("hello", prompt=(clips[0][1], clips[0][2]), prompt_text=prompt_text,
+                                   max_seconds=0.48, generator=torch.Generator().manual_seed(3)), continued)
+    lm.model.config, lm._default_voice = dataclasses.replace(lm.model.config, default_voice="gone.flac"), None
+    with pytest.raises(CheckpointError, match="gone.flac"):
+        speak()
+    for bad, preset in (("../x.flac", "ardit-tiny"), (SAMPLE_SPEECH.name, "ardit-tiny-sitok")):
+        with pytest.raises(ConfigError, match="default_voice"):
+            dataclasses.replace(get_preset(preset), default_voice=bad)
+
+    codes_lm, _ = _speech_lm("tokens", tokenizers, clips)
+
+    def never_encoded(*args: object, **kwargs: object) -> None:
+        raise AssertionError("the voice was encoded before the refusal")
+
+    monkeypatch.setattr(codes_lm, "features", never_encoded)
+    with pytest.raises(ConfigError, match="speaks SiTok codes"):
+        codes_lm.generate("hello", voice=(wav, rate))
+
+
 def test_speaker_reference_is_another_utterance_of_the_speaker(tokenizers, real_manifest):
     """``objective.speaker_reference: speaker`` gives each TTS item (not ASR items) the posterior-mean
     latents of another utterance of its speaker (its own when it is the only one), drawn alike for the
@@ -618,16 +676,13 @@ def test_train_command_checkpoint_and_tts_asr_commands(tokenizers, real_manifest
     assert cli_main(["tts", "hi", "-o", str(tmp_path / "y.wav"), "--model", str(checkpoint),
                      "--eos-threshold", "1.5"]) == 2
     assert "--eos-threshold" in capsys.readouterr().err and not (tmp_path / "y.wav").exists()
-    from speechtok.models.speech_lm import SpeechLM
-
-    def never_encoded(*args: object) -> None:
-        raise AssertionError("the voice was encoded before the refusal")
-
-    with monkeypatch.context() as patch:  # refused before the tokenizer encodes the voice
-        patch.setattr(SpeechLM, "features", never_encoded)
-        assert cli_main(["tts", "hi", "-o", str(tmp_path / "y.wav"), "--model", str(checkpoint),
-                         "--voice", str(clip)]) == 2
-    assert "has no speaker condition" in capsys.readouterr().err and not (tmp_path / "y.wav").exists()
+    assert cli_main(["tts", "hi", "-o", str(tmp_path / "y.wav"), "--model", str(checkpoint),
+                     "--voice", str(clip), "--voice-match", "-1"]) == 2
+    assert "--voice-match" in capsys.readouterr().err and not (tmp_path / "y.wav").exists()
+    # a model without a speaker condition takes a voice through the mean latent (--voice-match)
+    assert cli_main(["tts", "hi", "-o", str(tmp_path / "matched.wav"), "--model", str(checkpoint),
+                     "--voice", str(clip), "--max-seconds", "0.5"]) == 0
+    assert 0 < len(load_audio(tmp_path / "matched.wav")[0]) <= 0.5 * 48000
     assert cli_main(["tts", "hi", "-o", str(tmp_path / "y.wav"), "--model", str(checkpoint),
                      "--voice", str(tmp_path / "missing.wav")]) == 2
     assert "missing.wav" in capsys.readouterr().err and not (tmp_path / "y.wav").exists()
@@ -702,6 +757,8 @@ def test_bundled_default_speaks_and_listens_without_model(tmp_path, capsys, monk
     assert rate == 48000 and 0 < len(wav) <= 2 * 48000 + 1920 * 4
     assert cli_main(["asr", str(ROOT / "speechtok" / "assets" / "librispeech_84-121123-0001.flac")]) == 0
     assert capsys.readouterr().out.strip()
+    assert cli_main(["info", "ardit-default"]) == 0  # its decoding defaults, its default voice among them
+    assert "CFG 5, stops where its text aligner plans; default voice librispeech_2952-407-0000.flac" in capsys.readouterr().out
     monkeypatch.setattr(speech_lm_cli, "DEFAULT_MODEL", "ardit-missing")
     assert cli_main(["tts", "hi", "-o", str(tmp_path / "y.wav")]) == 2
     err = capsys.readouterr().err.strip()

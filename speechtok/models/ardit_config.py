@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Literal
 
 from ..errors import ConfigError
@@ -95,11 +96,14 @@ class ARDiTConfig:
     eos_threshold: float = 0.5  # TTS stops at the first patch whose end-of-speech probability exceeds this
     max_speech_seconds: float = 30.0  # generation stops here if no end-of-speech was predicted
     max_text_units: int = 400  # ASR stops here if no end-of-text was predicted
+    # A clip of speechtok/assets whose voice TTS takes when given no voice or prompt (SpeechLM.generate:
+    # the speaker condition and the mean latent); a bundle's choice, made on dev (docs/ardit.md).
+    default_voice: str | None = None
 
     #: Decoding defaults: they change no weight, so fine-tuning may start from a checkpoint that differs in
     #: them (a bundle carries its chosen end-of-speech threshold; the run trains with its own config's).
     INFERENCE_FIELDS: ClassVar[tuple[str, ...]] = ("sample_steps", "cfg_scale", "eos_threshold",
-                                                   "max_speech_seconds", "max_text_units")
+                                                   "max_speech_seconds", "max_text_units", "default_voice")
     #: Training noise with no weights of its own: a fine-tune may change it. (Not speech_input_dropout:
     #: it acts in generation too, so it is part of how the model speaks.)
     OBJECTIVE_FIELDS: ClassVar[tuple[str, ...]] = ("cond_drop", "speaker_drop")
@@ -139,6 +143,9 @@ class ARDiTConfig:
         if not 0.0 <= self.speech_input_dropout < 1.0:
             raise ConfigError(f"{self.name}: speech_input_dropout must be in [0, 1), got {self.speech_input_dropout}")
         check_eos_threshold(self.eos_threshold, f"{self.name}: eos_threshold")
+        if self.default_voice is not None and (self.audio != "latents" or Path(self.default_voice).name != self.default_voice):
+            raise ConfigError(f"{self.name}: default_voice must name a clip of speechtok/assets and needs audio"
+                              f" 'latents', got {self.default_voice!r} with {self.audio!r}")
         for width, heads in ((self.dim, self.heads), (self.patch_dim, self.patch_heads), (self.dit_dim, self.dit_heads)):
             if width % heads:
                 raise ConfigError(f"{self.name}: width {width} is not divisible by {heads} heads")

@@ -141,6 +141,8 @@ def info(args: argparse.Namespace) -> int:
         lines = _vocos_summary(loaded)
     elif loaded.kind == "sitok":
         lines = _sitok_summary(loaded)
+    elif loaded.kind == "ardit":
+        lines = _ardit_summary(loaded)
     else:
         lines = [f"model        {loaded.kind}"]
     lines += [
@@ -207,6 +209,19 @@ def _sitok_summary(loaded: LoadedCheckpoint) -> list[str]:
         + ("; shortcut (step-size conditioned)" if cfg.shortcut else "")
         + (f"; one-pass guidance up to CFG {cfg.guidance_max:g} (distilled)" if cfg.guidance_distill else "")
         + (f"; light head: last {cfg.decoder_head_layers} decoder layers iterate" if cfg.decoder_head_layers else ""),
+    ]
+
+
+def _ardit_summary(loaded: LoadedCheckpoint) -> list[str]:
+    from .ardit_config import ARDiTConfig
+
+    cfg = from_dict(ARDiTConfig, loaded.config, where=f"{loaded.directory}/config")
+    n_params = sum(v.numel() for v in loaded.state.values())
+    return [
+        f"model        AR+DiT preset {cfg.name} ({n_params / 1e6:.2f} M parameters) on {cfg.audio} of {cfg.tokenizer}",
+        f"decoding     {cfg.sample_steps} Euler steps, CFG {cfg.cfg_scale:g}, "
+        + ("stops where its text aligner plans" if cfg.aligner_layers else f"end-of-speech threshold {cfg.eos_threshold:g}")
+        + (f"; default voice {cfg.default_voice}" if cfg.default_voice else ""),
     ]
 
 

@@ -12,6 +12,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from ..assets import ASSETS
+from ..audio import load_audio
 from ..bundled import load_checkpoint_kind, resolve
 from ..errors import CheckpointError, ConfigError
 from .ardit import ARDiT
@@ -51,6 +53,17 @@ def check_pair(config: ARDiTConfig, tokenizer: Tokenizer) -> None:
                           f" the tokenizer is a {type(tokenizer).__name__}")
 
 
+def match_voice(latents: torch.Tensor, reference: torch.Tensor, strength: float = 1.0) -> torch.Tensor:
+    """Normalised latents ``[F, D]`` moved by ``strength`` × (the reference's mean over time − theirs).
+
+    What stays of latents when the words are averaged away over time is mostly the voice and its
+    channel (:meth:`ARDiT.speaker_vector`), so this gives speech the reference's voice where the model
+    did not take it from its condition or prompt, and leaves what changes from frame to frame (the words)
+    as generated. A deviation from the paper, measured in docs/ardit.md.
+    """
+    return latents + strength * (reference.mean(0) - latents.mean(0))
+
+
 def encode_clip(tokenizer: Tokenizer, wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """One clip → the tokenizer's raw representation on the CPU: HoliTok's posterior ``[F, 2D]``
     (μ ‖ log σ) or SiTok's codes ``[F]``. Training data and inference both start here."""
@@ -68,6 +81,7 @@ class SpeechLM:
         """``vocoder`` overrides a SiTok tokenizer's own (``"griffin-lim"`` or a vocoder checkpoint)."""
         check_pair(model.config, tokenizer)
         self.model, self.tokenizer, self.vocoder = model.eval(), tokenizer.eval(), vocoder
+        self._default_voice: torch.Tensor | None = None
 
     @classmethod
     def from_pretrained(cls, source: str | Path, *, tokenizer: str | Path | None = None,
@@ -109,17 +123,48 @@ class SpeechLM:
         return self.tokenizer.decode(audio[None, None].to(self.tokenizer.device), vocoder=self.vocoder,
                                      generator=generator)
 
-    def tts(self, text: str, *, prompt: tuple[np.ndarray, int] | None = None, prompt_text: str | None = None,
-            voice: tuple[np.ndarray, int] | None = None, **generation: Any) -> torch.Tensor:
-        """Text → waveform ``[1, 1, T]`` at :attr:`sample_rate`.
+    def default_voice(self) -> torch.Tensor | None:
+        """The features of the clip of speechtok/assets named by the model's ``default_voice`` (None
+        without one), encoded once."""
+        name = self.model.config.default_voice
+        if name is None:
+            return None
+        if self._default_voice is None:
+            path = ASSETS / name
+            if not path.is_file():
+                raise CheckpointError(f"{self.model.config.name}: its default voice {name!r} is not in {ASSETS}")
+            self._default_voice = self.features(*load_audio(path))
+        return self._default_voice
+
+    def check_voice(self) -> None:
+        """Refuse a voice reference on a model that cannot take one (checked before it is encoded): codes
+        have no latent mean to move and a code model no speaker condition."""
+        if self.model.config.audio != "latents":
+            raise ConfigError(f"{self.model.config.name} speaks SiTok codes: a voice reference needs latents"
+                              " (give the voice as a prompt to be continued)")
+
+    def generate(self, text: str, *, prompt: tuple[np.ndarray, int] | None = None, prompt_text: str | None = None,
+                 voice: tuple[np.ndarray, int] | None = None, voice_match: float = 1.0,
+                 **generation: Any) -> torch.Tensor:
+        """Text → model-side audio (normalised latents ``[F, D]`` or codes ``[F]``), what :meth:`tts` decodes.
 
         With ``prompt`` (audio, rate) the model continues the prompt's voice; its transcript is
         ``prompt_text`` or, when not given, the model's own transcription of it. ``voice`` (audio, rate)
-        is only heard through the speaker condition of a model that has one: no transcript, no continuation.
+        needs no transcript and is not continued: a model with a speaker condition hears it there. Given
+        neither, the model's :meth:`default_voice` (if it has one) is the voice. On latents the speech's
+        mean over time is then moved ``voice_match`` of the way to the voice's (else the prompt's): 0
+        leaves it as generated, 1 matches it (:func:`match_voice`).
         """
+        if voice_match < 0:
+            raise ConfigError(f"voice_match must be >= 0, got {voice_match}")
+        reference = None
         if voice is not None:
-            self.model.require_speaker_condition()
-            generation["speaker"] = self.features(*voice)
+            self.check_voice()
+            reference = self.features(*voice)
+        elif prompt is None and self.model.config.default_voice:
+            reference = self.default_voice()
+        if reference is not None and self.model.config.speaker_condition:
+            generation["speaker"] = reference
         prompt_audio = None
         if prompt is not None:
             prompt_audio = self.features(*prompt)
@@ -130,7 +175,14 @@ class SpeechLM:
         audio = self.model.generate_speech(text, prompt=prompt_audio, **generation)
         if not audio.shape[0]:
             raise ConfigError("no speech generated: max_seconds is shorter than one patch")
-        return self.synthesize(audio, generation.get("generator"))
+        reference = prompt_audio if reference is None else reference
+        if reference is not None and self.model.config.audio == "latents" and voice_match:
+            audio = match_voice(audio, reference, voice_match)
+        return audio
+
+    def tts(self, text: str, **options: Any) -> torch.Tensor:
+        """Text → waveform ``[1, 1, T]`` at :attr:`sample_rate`; ``options`` as for :meth:`generate`."""
+        return self.synthesize(self.generate(text, **options), options.get("generator"))
 
     def asr(self, wav: np.ndarray | torch.Tensor, sample_rate: int) -> str:
         return self.model.transcribe(self.features(wav, sample_rate))

@@ -31,8 +31,11 @@ def add_speech_lm_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--vocoder", help="SiTok models: 'griffin-lim' or a vocoder checkpoint instead of the tokenizer's own")
     p.add_argument("--prompt", help="reference audio whose voice is continued")
     p.add_argument("--prompt-text", help="transcript of --prompt (default: the model transcribes it)")
-    p.add_argument("--voice", help="reference audio whose voice a model with a speaker condition takes"
-                                   " (not continued, no transcript needed)")
+    p.add_argument("--voice", help="reference audio whose voice the speech takes (not continued, no transcript"
+                                   " needed): through the speaker condition of a model with one and --voice-match")
+    p.add_argument("--voice-match", type=float, default=1.0,
+                   help="how far the speech's mean latent over time moves to the --voice clip's (else the --prompt"
+                        " clip's): 0 leaves it as generated, 1 matches it (default: 1; latent models)")
     p.add_argument("--steps", type=int, help="Euler steps of the DiT head (default: the model's)")
     p.add_argument("--cfg", type=float, help="classifier-free guidance scale (default: the model's)")
     p.add_argument("--eos-threshold", type=float,
@@ -54,6 +57,7 @@ def _tts(args: argparse.Namespace) -> int:
     import torch
 
     from ..audio import AUDIO_FORMATS, load_audio, save_audio
+    from ..errors import ConfigError
     from ..fileio import check_output
     from .ardit_config import check_eos_threshold
     from .speech_lm import SpeechLM
@@ -62,12 +66,15 @@ def _tts(args: argparse.Namespace) -> int:
                  what="audio output")
     if args.eos_threshold is not None:
         check_eos_threshold(args.eos_threshold, "--eos-threshold")
+    if args.voice_match < 0:
+        raise ConfigError(f"--voice-match must be >= 0, got {args.voice_match}")
 
     prompt = load_audio(args.prompt) if args.prompt else None  # bad audio fails before the model loads
     voice = load_audio(args.voice) if args.voice else None
     lm = SpeechLM.from_pretrained(model_source(args), tokenizer=args.tokenizer, vocoder=args.vocoder)
-    wav = lm.tts(args.text, prompt=prompt, prompt_text=args.prompt_text, voice=voice, steps=args.steps, cfg=args.cfg,
-                 eos_threshold=args.eos_threshold, temperature=args.temperature, max_seconds=args.max_seconds,
+    wav = lm.tts(args.text, prompt=prompt, prompt_text=args.prompt_text, voice=voice, voice_match=args.voice_match,
+                 steps=args.steps, cfg=args.cfg, eos_threshold=args.eos_threshold, temperature=args.temperature,
+                 max_seconds=args.max_seconds,
                  generator=torch.Generator().manual_seed(args.seed))
     save_audio(args.output, wav[0, 0], lm.sample_rate)
     print(f"{args.output}: {wav.shape[-1] / lm.sample_rate:.2f} s at {lm.sample_rate} Hz")
