@@ -6,6 +6,7 @@ import contextlib
 import json
 import os
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -212,11 +213,16 @@ def _sitok_summary(loaded: LoadedCheckpoint) -> list[str]:
     ]
 
 
+def _config_and_size(loaded: LoadedCheckpoint, config_class: type) -> tuple[Any, int]:
+    """A checkpoint's typed config and its parameter count."""
+    cfg = from_dict(config_class, loaded.config, where=f"{loaded.directory}/config")
+    return cfg, sum(v.numel() for v in loaded.state.values())
+
+
 def _ardit_summary(loaded: LoadedCheckpoint) -> list[str]:
     from .ardit_config import ARDiTConfig
 
-    cfg = from_dict(ARDiTConfig, loaded.config, where=f"{loaded.directory}/config")
-    n_params = sum(v.numel() for v in loaded.state.values())
+    cfg, n_params = _config_and_size(loaded, ARDiTConfig)
     return [
         f"model        AR+DiT preset {cfg.name} ({n_params / 1e6:.2f} M parameters) on {cfg.audio} of {cfg.tokenizer}",
         f"decoding     {cfg.sample_steps} Euler steps, CFG {cfg.cfg_scale:g}, "
@@ -228,8 +234,7 @@ def _ardit_summary(loaded: LoadedCheckpoint) -> list[str]:
 def _vocos_summary(loaded: LoadedCheckpoint) -> list[str]:
     from ..vocoder.vocos_config import VocosConfig
 
-    cfg = from_dict(VocosConfig, loaded.config, where=f"{loaded.directory}/config")
-    n_params = sum(v.numel() for v in loaded.state.values())
+    cfg, n_params = _config_and_size(loaded, VocosConfig)
     return [
         f"model        Vocos vocoder preset {cfg.name} ({n_params / 1e6:.2f} M parameters)",
         f"layers       {cfg.layers} ConvNeXt blocks, width {cfg.dim}, MLP {cfg.intermediate_dim}; "
