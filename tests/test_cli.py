@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import shutil
+
 import numpy as np
 import pytest
 import soundfile as sf
@@ -218,7 +220,9 @@ def test_holitok_checkpoints_work_with_the_same_commands(tmp_path, capsys):
     assert main(["decode", str(tmp_path / "z.npy"), "-o", str(tmp_path / "d.wav"), "--checkpoint", str(ckpt)]) == 0
     assert load_audio(tmp_path / "d.wav")[1] == 48000
     assert main(["reconstruct", str(SAMPLE_SPEECH), str(tmp_path / "r.wav"), "--checkpoint", str(ckpt)]) == 0
-    assert main(["tokenize", str(SAMPLE_SPEECH.parent), "-o", str(tmp_path / "tok"), "--checkpoint", str(ckpt)]) == 0
+    (tmp_path / "in").mkdir()
+    shutil.copy(SAMPLE_SPEECH, tmp_path / "in")
+    assert main(["tokenize", str(tmp_path / "in"), "-o", str(tmp_path / "tok"), "--checkpoint", str(ckpt)]) == 0
     assert np.array_equal(np.load(next((tmp_path / "tok").rglob("*.npy"))), latents)
     capsys.readouterr()
     assert main(["reconstruct", str(SAMPLE_SPEECH), str(tmp_path / "x.wav"), "--checkpoint", str(ckpt), "--steps", "4"]) == 2
