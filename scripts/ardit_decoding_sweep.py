@@ -47,8 +47,9 @@ def main() -> int:
                         help="the DiT's Euler steps (default: the model's; a model on SiTok codes has none: give one)")
     parser.add_argument("--eos", type=float, nargs="+", default=[0.5, 0.3],
                         help="end-of-speech thresholds (a model with a text aligner ignores them: give one)")
-    parser.add_argument("--voices", nargs="+", default=["none"],
-                        help="voice clips (speechtok tts --voice); 'none' for the model's own default")
+    parser.add_argument("--voices", nargs="+", default=["default"],
+                        help="voice clips (speechtok tts --voice); 'default': the model's default voice, if it has"
+                             " one; 'none': no voice at all")
     parser.add_argument("--marker", default="ardit-decoding-sweep", help="block of docs/ardit.md to rewrite")
     args = parser.parse_args()
     try:  # every refusal before the model and the judge load
@@ -57,11 +58,17 @@ def main() -> int:
             check_eos_threshold(eos, "--eos")
         if args.steps and min(args.steps) < 1:
             raise ConfigError(f"--steps must be >= 1, got {min(args.steps)}")
-        voices = {name: None if name == "none" else load_audio(name) for name in args.voices}  # unreadable: refused
+        voices = {name: None if name in ("none", "default") else load_audio(name)  # unreadable: refused
+                  for name in args.voices}
     except SpeechtokError as error:
         parser.exit(2, f"error: {error}\n")
     rows = [r for r in read_manifest(args.data) if r.transcript][: args.texts]
     lm = SpeechLM.from_pretrained(args.model)
+    if any(voices.values()):
+        try:
+            lm.check_voice()
+        except SpeechtokError as error:
+            parser.exit(2, f"error: {error}\n")
     steps_grid = args.steps or [lm.model.config.sample_steps]
     asr = Moonshine()
     lines = ["| CFG | Euler steps | end-of-speech threshold | voice | WER % (Moonshine) | generated / real duration |",
@@ -80,6 +87,7 @@ def main() -> int:
         for i, row in enumerate(tqdm(rows, desc=f"cfg {cfg:g} steps {steps} eos {eos:g} voice {Path(voice).name}",
                                      unit="text")):
             wav = lm.tts(row.transcript, cfg=cfg, steps=steps, eos_threshold=eos, voice=voices[voice],
+                         default_voice=voice != "none",
                          generator=torch.Generator().manual_seed(i))[0, 0].numpy()
             pairs.append((row.transcript, asr.transcribe(wav, lm.sample_rate)))
             generated += len(wav) / lm.sample_rate
@@ -92,7 +100,7 @@ def main() -> int:
                         "--cfg", *(f"{c:g}" for c in args.cfg),
                         *(["--steps", *map(str, args.steps)] if args.steps else []),
                         "--eos", *(f"{e:g}" for e in args.eos),
-                        *(["--voices", *args.voices] if args.voices != ["none"] else []),
+                        *(["--voices", *args.voices] if args.voices != ["default"] else []),
                         *([f"--marker {args.marker}"] if args.marker != "ardit-decoding-sweep" else [])])
     block = "\n".join([f"Produced by `{command}`:"
                        f" the first {len(rows)} transcripts of `{Path(args.data).name}`, one seed each, scored by"

@@ -27,6 +27,8 @@ import torch
 from speechtok.assets import ASSETS
 from speechtok.bundled import BUNDLED_DIR
 from speechtok.checkpoint import load_checkpoint
+from speechtok.config import from_dict
+from speechtok.errors import SpeechtokError
 from speechtok.models.ardit import ARDiT
 from speechtok.models.holitok import HoliTok
 from speechtok.models.sitok import SiTok
@@ -70,6 +72,10 @@ def main() -> None:
     if unknown:
         flag = "voice" if unknown[0] == "default_voice" else unknown[0]
         parser.error(f"--{flag.replace('_', '-')} does not apply to {loaded.kind} checkpoints")
+    try:  # the new defaults checked on the config before the weights load
+        dataclasses.replace(from_dict(MODELS[loaded.kind].config_class, loaded.config), **decoding)
+    except SpeechtokError as error:
+        parser.error(str(error))
     model = MODELS[loaded.kind].from_pretrained(source)
     if decoding:  # inference defaults only: the weights and the codes stay as trained
         model.config = dataclasses.replace(model.config, **decoding)

@@ -55,8 +55,8 @@ def main() -> None:
     parser.add_argument("--wer", action="store_true",
                         help="with --tts: also the Whisper judge's WER of the speech in each condition (transcripts)")
     args = parser.parse_args()
-    if (args.voice or args.wer) and not args.tts:
-        parser.error("--voice and --wer need --tts")
+    if (args.voice or args.wer or args.voice_match != 1.0) and not args.tts:
+        parser.error("--voice, --voice-match and --wer need --tts")
     if args.voice_match < 0:
         parser.error(f"--voice-match must be >= 0, got {args.voice_match}")
     torch.set_num_threads(args.threads)
@@ -111,7 +111,8 @@ def main() -> None:
             if prompt_path is None:
                 unprompted = embedding
             else:
-                voice = judge.embed(resample(prompt, prompt_rate, judge.sample_rate))
+                heard_prompt = prompt if args.tts else prompt[: int(args.prompt_seconds * prompt_rate)]  # as the model
+                voice = judge.embed(resample(heard_prompt, prompt_rate, judge.sample_rate))
                 towards[condition].append(_cosine(voice, embedding) - _cosine(voice, unprompted))
         print(path.name, {k: round(v[-1], 3) for k, v in scores.items()}, flush=True)
     cfg = f", CFG {args.cfg:g}" if args.cfg is not None else ""

@@ -332,12 +332,16 @@ def test_voice_match_moves_the_speech_to_the_reference_mean(tokenizers, clips, m
     sample = load_audio(SAMPLE_SPEECH)
     lm.model.config = dataclasses.replace(lm.model.config, default_voice=SAMPLE_SPEECH.name)
     assert torch.equal(speak(), speak(voice=sample)) and not torch.equal(speak(), plain)
+    assert torch.equal(speak(default_voice=False), plain)  # `speechtok tts --no-default-voice`
+    with pytest.raises(ConfigError, match="voice is shorter than one patch"):
+        speak(voice=(sample[0][:400], sample[1]))
     assert torch.equal(lm.generate("hello", prompt=(clips[0][1], clips[0][2]), prompt_text=prompt_text,
                                    max_seconds=0.48, generator=torch.Generator().manual_seed(3)), continued)
     lm.model.config, lm._default_voice = dataclasses.replace(lm.model.config, default_voice="gone.flac"), None
     with pytest.raises(CheckpointError, match="gone.flac"):
         speak()
-    for bad, preset in (("../x.flac", "ardit-tiny"), (SAMPLE_SPEECH.name, "ardit-tiny-sitok")):
+    for bad, preset in (("../x.flac", "ardit-tiny"), ("", "ardit-tiny"), ("CREDITS.md", "ardit-tiny"),
+                        (SAMPLE_SPEECH.name, "ardit-tiny-sitok")):
         with pytest.raises(ConfigError, match="default_voice"):
             dataclasses.replace(get_preset(preset), default_voice=bad)
 
@@ -349,6 +353,31 @@ def test_voice_match_moves_the_speech_to_the_reference_mean(tokenizers, clips, m
     monkeypatch.setattr(codes_lm, "features", never_encoded)
     with pytest.raises(ConfigError, match="speaks SiTok codes"):
         codes_lm.generate("hello", voice=(wav, rate))
+
+
+def test_default_voice_reaches_the_speaker_condition(tokenizers, clips):
+    """A model with a speaker condition hears its default voice there, as it hears a --voice clip."""
+    from speechtok.assets import SAMPLE_SPEECH
+
+    lm, _ = _speech_lm("latents", tokenizers, clips)
+    config = dataclasses.replace(lm.model.config, speaker_condition=True)
+    torch.manual_seed(0)
+    model = ARDiT(config)
+    model.load_state_dict(lm.model.state_dict(), strict=False)
+    with torch.no_grad():  # as if trained: the zero-initialised condition and adaptive norms no longer zero
+        for parameter in model.parameters():
+            parameter.add_(0.1 * torch.randn_like(parameter))
+    lm = SpeechLM(model, lm.tokenizer)
+    sample = load_audio(SAMPLE_SPEECH)
+
+    def speak(**options: object) -> torch.Tensor:
+        return lm.generate("hello", max_seconds=0.48, voice_match=0.0, generator=torch.Generator().manual_seed(3),
+                           **options)
+
+    voiced = speak(voice=sample)
+    assert not torch.equal(voiced, speak())  # the condition alone moves the speech (no mean match here)
+    model.config = dataclasses.replace(config, default_voice=SAMPLE_SPEECH.name)
+    assert torch.equal(speak(), voiced)
 
 
 def test_speaker_reference_is_another_utterance_of_the_speaker(tokenizers, real_manifest):

@@ -143,9 +143,11 @@ class ARDiTConfig:
         if not 0.0 <= self.speech_input_dropout < 1.0:
             raise ConfigError(f"{self.name}: speech_input_dropout must be in [0, 1), got {self.speech_input_dropout}")
         check_eos_threshold(self.eos_threshold, f"{self.name}: eos_threshold")
-        if self.default_voice is not None and (self.audio != "latents" or Path(self.default_voice).name != self.default_voice):
-            raise ConfigError(f"{self.name}: default_voice must name a clip of speechtok/assets and needs audio"
-                              f" 'latents', got {self.default_voice!r} with {self.audio!r}")
+        voice = self.default_voice
+        if voice is not None and (self.audio != "latents" or not voice or Path(voice).name != voice
+                                  or Path(voice).suffix.lower() not in _audio_formats()):
+            raise ConfigError(f"{self.name}: default_voice must name an audio clip of speechtok/assets and needs"
+                              f" audio 'latents', got {voice!r} with {self.audio!r}")
         for width, heads in ((self.dim, self.heads), (self.patch_dim, self.patch_heads), (self.dit_dim, self.dit_heads)):
             if width % heads:
                 raise ConfigError(f"{self.name}: width {width} is not divisible by {heads} heads")
@@ -153,6 +155,12 @@ class ARDiTConfig:
     @property
     def patch_rate(self) -> float:
         return self.frame_rate / self.patch_size
+
+
+def _audio_formats() -> tuple[str, ...]:
+    from ..audio import AUDIO_FORMATS  # only when a default voice is named: configs load without the audio stack
+
+    return tuple(AUDIO_FORMATS)
 
 
 def check_eos_threshold(value: float, name: str = "eos_threshold") -> float:

@@ -225,7 +225,8 @@ def _ardit_summary(loaded: LoadedCheckpoint) -> list[str]:
     cfg, n_params = _config_and_size(loaded, ARDiTConfig)
     return [
         f"model        AR+DiT preset {cfg.name} ({n_params / 1e6:.2f} M parameters) on {cfg.audio} of {cfg.tokenizer}",
-        f"decoding     {cfg.sample_steps} Euler steps, CFG {cfg.cfg_scale:g}, "
+        "decoding     " + ("codes sampled, " if cfg.audio == "tokens" else
+                             f"{cfg.sample_steps} Euler steps, CFG {cfg.cfg_scale:g}, ")
         + ("stops where its text aligner plans" if cfg.aligner_layers else f"end-of-speech threshold {cfg.eos_threshold:g}")
         + (f"; default voice {cfg.default_voice}" if cfg.default_voice else ""),
     ]

@@ -145,13 +145,14 @@ class SpeechLM:
 
     def generate(self, text: str, *, prompt: tuple[np.ndarray, int] | None = None, prompt_text: str | None = None,
                  voice: tuple[np.ndarray, int] | None = None, voice_match: float = 1.0,
-                 **generation: Any) -> torch.Tensor:
+                 default_voice: bool = True, **generation: Any) -> torch.Tensor:
         """Text → model-side audio (normalised latents ``[F, D]`` or codes ``[F]``), what :meth:`tts` decodes.
 
         With ``prompt`` (audio, rate) the model continues the prompt's voice; its transcript is
         ``prompt_text`` or, when not given, the model's own transcription of it. ``voice`` (audio, rate)
         needs no transcript and is not continued: a model with a speaker condition hears it there. Given
-        neither, the model's :meth:`default_voice` (if it has one) is the voice. On latents the speech's
+        neither, the model's :meth:`default_voice` (if it has one, and unless ``default_voice`` is False)
+        is the voice. On latents the speech's
         mean over time is then moved ``voice_match`` of the way to the voice's (else the prompt's): 0
         leaves it as generated, 1 matches it (:func:`match_voice`).
         """
@@ -161,7 +162,9 @@ class SpeechLM:
         if voice is not None:
             self.check_voice()
             reference = self.features(*voice)
-        elif prompt is None and self.model.config.default_voice:
+            if not reference.shape[0]:
+                raise ConfigError(f"the voice is shorter than one patch ({self.model.config.patch_size} frames)")
+        elif prompt is None and default_voice and self.model.config.default_voice:
             reference = self.default_voice()
         if reference is not None and self.model.config.speaker_condition:
             generation["speaker"] = reference
@@ -177,7 +180,7 @@ class SpeechLM:
             raise ConfigError("no speech generated: max_seconds is shorter than one patch")
         reference = prompt_audio if reference is None else reference
         if reference is not None and self.model.config.audio == "latents" and voice_match:
-            audio = match_voice(audio, reference, voice_match)
+            audio = match_voice(audio, reference.to(audio.device), voice_match)
         return audio
 
     def tts(self, text: str, **options: Any) -> torch.Tensor:

@@ -33,6 +33,8 @@ def add_speech_lm_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--prompt-text", help="transcript of --prompt (default: the model transcribes it)")
     p.add_argument("--voice", help="reference audio whose voice the speech takes (not continued, no transcript"
                                    " needed): through the speaker condition of a model with one and --voice-match")
+    p.add_argument("--no-default-voice", action="store_true",
+                   help="given no --voice or --prompt, speak as the model does without its default voice")
     p.add_argument("--voice-match", type=float, default=1.0,
                    help="how far the speech's mean latent over time moves to the --voice clip's (else the --prompt"
                         " clip's): 0 leaves it as generated, 1 matches it (default: 1; latent models)")
@@ -73,8 +75,8 @@ def _tts(args: argparse.Namespace) -> int:
     voice = load_audio(args.voice) if args.voice else None
     lm = SpeechLM.from_pretrained(model_source(args), tokenizer=args.tokenizer, vocoder=args.vocoder)
     wav = lm.tts(args.text, prompt=prompt, prompt_text=args.prompt_text, voice=voice, voice_match=args.voice_match,
-                 steps=args.steps, cfg=args.cfg, eos_threshold=args.eos_threshold, temperature=args.temperature,
-                 max_seconds=args.max_seconds,
+                 default_voice=not args.no_default_voice, steps=args.steps, cfg=args.cfg,
+                 eos_threshold=args.eos_threshold, temperature=args.temperature, max_seconds=args.max_seconds,
                  generator=torch.Generator().manual_seed(args.seed))
     save_audio(args.output, wav[0, 0], lm.sample_rate)
     print(f"{args.output}: {wav.shape[-1] / lm.sample_rate:.2f} s at {lm.sample_rate} Hz")
