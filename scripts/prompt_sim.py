@@ -32,7 +32,7 @@ from speechtok.audio import load_audio, resample
 from speechtok.data.manifest import read_manifest
 from speechtok.errors import SpeechtokError
 from speechtok.eval.judges.asr import load_asr_judge, pooled_wer
-from speechtok.eval.judges.speaker import load_speaker_judge
+from speechtok.eval.judges.speaker import embedding_cosine, load_speaker_judge
 from speechtok.models.sitok import SiTok
 from speechtok.models.speech_lm import SpeechLM
 
@@ -107,13 +107,13 @@ def main() -> None:
                 out = model.reconstruct(torch.from_numpy(wav)[None, None], rate, steps=args.steps, cfg=args.cfg,
                                         **kwargs)[0, 0].numpy()
             embedding = judge.embed(resample(out, model.sample_rate, judge.sample_rate))
-            scores[condition].append(_cosine(reference, embedding))
+            scores[condition].append(embedding_cosine(reference, embedding))
             if prompt_path is None:
                 unprompted = embedding
             else:
                 heard_prompt = prompt if args.tts else prompt[: int(args.prompt_seconds * prompt_rate)]  # as the model
                 voice = judge.embed(resample(heard_prompt, prompt_rate, judge.sample_rate))
-                towards[condition].append(_cosine(voice, embedding) - _cosine(voice, unprompted))
+                towards[condition].append(embedding_cosine(voice, embedding) - embedding_cosine(voice, unprompted))
         print(path.name, {k: round(v[-1], 3) for k, v in scores.items()}, flush=True)
     cfg = f", CFG {args.cfg:g}" if args.cfg is not None else ""
     match = f", voice match {args.voice_match:g}" if args.tts else ""
@@ -127,8 +127,8 @@ def main() -> None:
     baseline = np.array(scores["no prompt"])
     for condition, values in scores.items():
         change = np.array(values) - baseline
-        wer = f" {_mean_sem(towards[condition])} |" + (f" {pooled_wer(heard[condition]):.1f} |" if asr_judge else "")
-        print(f"| {condition} | {np.mean(values):.3f} ± {_sem(values):.3f} | {change.mean():+.3f} ± {_sem(change):.3f} |{wer}")
+        more = f" {_mean_sem(towards[condition])} |" + (f" {pooled_wer(heard[condition]):.1f} |" if asr_judge else "")
+        print(f"| {condition} | {np.mean(values):.3f} ± {_sem(values):.3f} | {change.mean():+.3f} ± {_sem(change):.3f} |{more}")
 
 
 def _sem(values: list[float] | np.ndarray) -> float:
@@ -137,10 +137,6 @@ def _sem(values: list[float] | np.ndarray) -> float:
 
 def _mean_sem(values: list[float]) -> str:
     return f"{np.mean(values):+.3f} ± {_sem(values):.3f}" if values else "–"
-
-
-def _cosine(a: np.ndarray, b: np.ndarray) -> float:
-    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
 
 
 if __name__ == "__main__":

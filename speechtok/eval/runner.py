@@ -31,6 +31,7 @@ from .align import AlignedPair, align
 from .groups import DEFAULT_GROUPS, METRIC_GROUPS
 from .judges import JudgeInfo, judge_threads, set_judge_threads
 from .judges.asr import ASRJudge, load_asr_judge, score_text
+from .judges.speaker import embedding_cosine
 from .systems import Reconstruction, System
 from .tokens import histogram
 
@@ -256,7 +257,7 @@ class Runner:
             self._reference_embeddings[utt.path] = judge.embed(load_audio(utt.path, judge.sample_rate)[0])
         a = self._reference_embeddings[utt.path]
         b = judge.embed(resample(pair.degraded, pair.sample_rate, judge.sample_rate))
-        return {"sim": float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))}
+        return {"sim": embedding_cosine(a, b)}
 
     def _score_dnsmos(self, pair: AlignedPair, utt: Utterance, record: dict[str, Any]) -> dict[str, float]:
         deg_wav, _ = load_audio(self.out_dir / record["audio"], JUDGE_RATE)

@@ -40,8 +40,12 @@ class SpeakerJudge:
             return _encoder(str(self.weights)).embed_utterance(clip)
 
     def similarity(self, reference: np.ndarray, degraded: np.ndarray) -> float:
-        a, b = self.embed(reference), self.embed(degraded)
-        return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
+        return embedding_cosine(self.embed(reference), self.embed(degraded))
+
+
+def embedding_cosine(a: np.ndarray, b: np.ndarray) -> float:
+    """SIM: the cosine of two speaker embeddings."""
+    return float(np.dot(a, b) / (np.linalg.norm(a) * np.linalg.norm(b) + 1e-12))
 
 
 @lru_cache(maxsize=1)
