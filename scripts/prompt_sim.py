@@ -34,7 +34,7 @@ from speechtok.errors import SpeechtokError
 from speechtok.eval.judges.asr import load_asr_judge, pooled_wer
 from speechtok.eval.judges.speaker import embedding_cosine, load_speaker_judge
 from speechtok.models.sitok import SiTok
-from speechtok.models.speech_lm import SpeechLM
+from speechtok.models.speech_lm import SpeechLM, check_voice_match
 
 
 def main() -> None:
@@ -57,8 +57,10 @@ def main() -> None:
     args = parser.parse_args()
     if (args.voice or args.wer or args.voice_match != 1.0) and not args.tts:
         parser.error("--voice, --voice-match and --wer need --tts")
-    if args.voice_match < 0:
-        parser.error(f"--voice-match must be >= 0, got {args.voice_match}")
+    try:
+        check_voice_match(args.voice_match, "--voice-match")
+    except SpeechtokError as error:
+        parser.error(str(error))
     torch.set_num_threads(args.threads)
     model = SpeechLM.from_pretrained(args.tts) if args.tts else SiTok.from_pretrained(args.checkpoint).eval()
     if args.voice:

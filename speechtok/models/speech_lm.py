@@ -64,6 +64,13 @@ def match_voice(latents: torch.Tensor, reference: torch.Tensor, strength: float 
     return latents + strength * (reference.mean(0) - latents.mean(0))
 
 
+def check_voice_match(value: float, name: str = "voice_match") -> float:
+    """How far the speech moves to a voice's mean latent: 0 (not at all) or more."""
+    if value < 0:
+        raise ConfigError(f"{name} must be >= 0, got {value}")
+    return value
+
+
 def encode_clip(tokenizer: Tokenizer, wav: torch.Tensor, sample_rate: int) -> torch.Tensor:
     """One clip → the tokenizer's raw representation on the CPU: HoliTok's posterior ``[F, 2D]``
     (μ ‖ log σ) or SiTok's codes ``[F]``. Training data and inference both start here."""
@@ -156,8 +163,7 @@ class SpeechLM:
         mean over time is then moved ``voice_match`` of the way to the voice's (else the prompt's): 0
         leaves it as generated, 1 matches it (:func:`match_voice`).
         """
-        if voice_match < 0:
-            raise ConfigError(f"voice_match must be >= 0, got {voice_match}")
+        check_voice_match(voice_match)
         reference = None
         if voice is not None:
             self.check_voice()

@@ -59,17 +59,15 @@ def _tts(args: argparse.Namespace) -> int:
     import torch
 
     from ..audio import AUDIO_FORMATS, load_audio, save_audio
-    from ..errors import ConfigError
     from ..fileio import check_output
     from .ardit_config import check_eos_threshold
-    from .speech_lm import SpeechLM
+    from .speech_lm import SpeechLM, check_voice_match
 
     check_output(args.output, inputs=[p for p in (args.prompt, args.voice) if p], suffixes=tuple(AUDIO_FORMATS),
                  what="audio output")
     if args.eos_threshold is not None:
         check_eos_threshold(args.eos_threshold, "--eos-threshold")
-    if args.voice_match < 0:
-        raise ConfigError(f"--voice-match must be >= 0, got {args.voice_match}")
+    check_voice_match(args.voice_match, "--voice-match")
 
     prompt = load_audio(args.prompt) if args.prompt else None  # bad audio fails before the model loads
     voice = load_audio(args.voice) if args.voice else None
