@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--sample-temperature", type=float, help="SiTok: the decoder's starting-noise scale by default")
     parser.add_argument("--eos-threshold", type=float, help="AR+DiT: the end-of-speech probability that stops TTS")
     parser.add_argument("--voice", help="AR+DiT: a clip of speechtok/assets whose voice TTS takes when given none")
+    parser.add_argument("--asr-decoding", choices=("attention", "ctc"),
+                        help="AR+DiT: how ASR reads (ctc needs an ASR encoder)")
     parser.add_argument("--out-dir", type=Path, default=BUNDLED_DIR,
                         help="folder that receives <name>/ (default: the package's bundled checkpoints; e.g."
                              " checkpoints/ for an export kept in the repository but not shipped)")
@@ -64,7 +66,8 @@ def main() -> None:
         info["vocoder"] = args.vocoder
     decoding = {k: v for k, v in (("sample_steps", args.sample_steps), ("cfg_scale", args.cfg_scale),
                                   ("sample_temperature", args.sample_temperature),
-                                  ("eos_threshold", args.eos_threshold), ("default_voice", args.voice)) if v is not None}
+                                  ("eos_threshold", args.eos_threshold), ("default_voice", args.voice),
+                                  ("asr_decoding", args.asr_decoding)) if v is not None}
     if args.voice and not (ASSETS / args.voice).is_file():
         parser.error(f"--voice {args.voice}: not a clip of {ASSETS}")
     fields = {f.name for f in dataclasses.fields(MODELS[loaded.kind].config_class)}

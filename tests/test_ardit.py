@@ -422,7 +422,8 @@ def test_speaker_reference_is_another_utterance_of_the_speaker(tokenizers, real_
 @pytest.mark.parametrize("heads", [{}, {"align_weight": 1.0}, {"asr_ctc_weight": 1.0}, {"aligner_layers": 1},
                                    {"regression_weight": 1.0, "asr_ctc_weight": 1.0, "align_weight": 1.0,
                                     "aligner_layers": 1, "speaker_condition": True},
-                                   {"aligner_layers": 1, "aligner_vocab": "phoneme"}])
+                                   {"aligner_layers": 1, "aligner_vocab": "phoneme"},
+                                   {"asr_encoder_layers": 1, "asr_encoder_dim": 32, "asr_encoder_mlp_dim": 64}])
 @pytest.mark.parametrize("tasks", [("tts",), ("asr",), ("tts", "asr")])
 def test_every_parameter_gets_a_gradient_whatever_the_batch_holds(tokenizers, clips, heads, tasks):
     """DDP needs a gradient for every parameter on every rank: a batch without one task still passes
@@ -462,6 +463,85 @@ def test_regression_and_asr_ctc_heads_learn_and_are_off_by_default(tokenizers, c
         predicted = model.regress_head(hidden[len(head) - 1: len(head) - 1 + m])
         expected = item.audio.reshape(m, -1)
         assert float(((predicted - expected) ** 2).mean()) < 0.5 * float(expected.pow(2).mean())
+
+
+def test_asr_encoder_transcribes_by_ctc_starts_as_its_checkpoint_and_is_off_by_default(tokenizers, clips, one_thread):
+    """``asr_encoder_layers`` adds a bidirectional encoder whose CTC head learns to spell ASR items and
+    whose states reach the LM through a layer at zero: added to a trained model, the LM's ASR is
+    unchanged until it trains. ``asr_decoding: ctc`` transcribes with the CTC head."""
+    lm, examples = _speech_lm("latents", tokenizers, clips)
+    asr_items = [e for e in examples if e.task == "asr"]
+    assert "asr_encoder" not in lm.model(examples) and not hasattr(lm.model, "asr_encoder")
+    assert lm.model.parameter_counts()["asr_encoder"] == 0
+    for bad in ({"asr_decoding": "ctc"}, {"asr_decoding": "beam", "asr_encoder_layers": 1}):
+        with pytest.raises(ConfigError, match="asr_decoding"):
+            dataclasses.replace(lm.model.config, **bad)
+    with pytest.raises(ConfigError, match="asr_encoder_layers"):
+        dataclasses.replace(get_preset("ardit-tiny-sitok"), asr_encoder_layers=1)
+    config = dataclasses.replace(lm.model.config, asr_encoder_layers=2, asr_encoder_dim=64, asr_encoder_mlp_dim=128)
+    torch.manual_seed(0)
+    model = ARDiT(config)
+    missing = model.load_state_dict(lm.model.state_dict(), strict=False).missing_keys
+    assert {k.split(".")[0] for k in missing} == set(model.finetune_additions) == {"asr_in", "asr_encoder", "asr_ctc_head", "asr_lm_in"}
+    assert model.parameter_counts()["asr_encoder"] > 0
+    with torch.no_grad():
+        assert torch.equal(model(asr_items)["asr"], lm.model(asr_items)["asr"])
+        first = float(model(asr_items)["asr_encoder"])
+    _fit(model, asr_items, 200)
+    model.eval()
+    with torch.no_grad():
+        assert float(model(asr_items)["asr_encoder"]) < 0.1 * first
+    model.config = dataclasses.replace(config, asr_decoding="ctc")
+    for (text, _, _), item in zip(clips, asr_items):
+        assert model.transcribe(item.audio) == model.vocabulary.decode(model.vocabulary.encode(text))
+
+
+def test_asr_encoder_batched_equals_solo(tokenizers, clips):
+    """Right padding changes no real frame's ASR encoder state."""
+    lm, examples = _speech_lm("latents", tokenizers, clips)
+    torch.manual_seed(0)
+    model = ARDiT(dataclasses.replace(lm.model.config, asr_encoder_layers=1, asr_encoder_dim=32,
+                                      asr_encoder_mlp_dim=64)).eval()
+    audio = [e.audio for e in examples if e.task == "asr"]
+    padded = torch.nn.utils.rnn.pad_sequence(audio, batch_first=True)
+    mask = torch.nn.utils.rnn.pad_sequence([torch.ones(len(a), dtype=torch.bool) for a in audio], batch_first=True)
+    with torch.no_grad():
+        batched = model.encode_asr(padded, mask)
+        for i, a in enumerate(audio):
+            assert torch.allclose(batched[i, : len(a)], model.encode_asr(a[None])[0], atol=1e-5)
+
+
+@pytest.mark.parametrize("config", ["ardit-gpu-continue.yaml", "ardit-asr-encoder.yaml"])
+def test_configs_that_continue_the_bundle_fit_its_weights(config):
+    """A config run with ``--init ardit-default`` (the next lease's arm; the ASR encoder's stage) builds
+    the bundle's architecture: the fields a fine-tune may not change are the bundle's, and its weights load."""
+    from speechtok.checkpoint import load_checkpoint, load_state
+    from speechtok.train.cli import configure, load_overrides
+
+    model_config, _, _ = configure(get_preset("ardit-small"), ARDiTObjective, load_overrides(ROOT / "configs" / config))
+    bundle = ARDiT.from_pretrained("ardit-default")
+    free = (*model_config.INFERENCE_FIELDS, *model_config.OBJECTIVE_FIELDS, *model_config.FINETUNE_FIELDS, "tokenizer_sha256")
+    assert {f: v for f, v in dataclasses.asdict(model_config).items() if f not in free} == \
+        {f: v for f, v in dataclasses.asdict(bundle.config).items() if f not in free}
+    model = ARDiT(model_config)
+    load_state(model, load_checkpoint("ardit-default", expected_kind="ardit"), may_lack=model.finetune_additions,
+               may_drop=model.finetune_removals)
+
+
+def test_train_only_freezes_every_other_part(tokenizers, clips):
+    """``objective.train_only`` trains the parts it names and leaves every other weight as it was."""
+    lm, examples = _speech_lm("latents", tokenizers, clips)
+    model = ARDiT(dataclasses.replace(lm.model.config, asr_encoder_layers=1, asr_encoder_dim=32, asr_encoder_mlp_dim=64))
+    with pytest.raises(ConfigError, match="train_only: asr_decoder is not a part"):
+        ARDiTRecipe.freeze_all_but(model, ("asr_decoder",))
+    trained = ("asr_in", "asr_encoder", "asr_ctc_head", "asr_lm_in", "text_head")
+    ARDiTRecipe.freeze_all_but(model, trained)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
+    model(examples)["loss"].backward()
+    optimizer.step()
+    changed = {k.split(".")[0] for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert changed == set(trained)
 
 
 def test_speech_input_dropout_makes_the_model_read_the_text(tokenizers, clips, one_thread):

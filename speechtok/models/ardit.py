@@ -84,6 +84,12 @@ class _Context:
         return self.stack(self.seq)[0, -x.shape[1]:]
 
 
+def _padded(items: list[torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Right-padded batch ``[B, T, …]`` of ``[T_i, …]`` items and its mask of real positions ``[B, T]``."""
+    mask = nn.utils.rnn.pad_sequence([torch.ones(len(x), dtype=torch.bool, device=x.device) for x in items], batch_first=True)
+    return nn.utils.rnn.pad_sequence(items, batch_first=True), mask
+
+
 class ARDiT(PretrainedMixin, nn.Module):
     model_kind = MODEL_KIND
     config_class = ARDiTConfig
@@ -124,6 +130,15 @@ class ARDiT(PretrainedMixin, nn.Module):
                 self.speaker_in = nn.Linear(2 * c.latent_dim, c.dit_dim)
                 nn.init.zeros_(self.speaker_in.weight)
                 nn.init.zeros_(self.speaker_in.bias)
+            if switches["asr_encoder"]:
+                self.asr_in = nn.Linear(c.latent_dim, c.asr_encoder_dim)
+                self.asr_encoder = Transformer(TransformerConfig(c.asr_encoder_dim, c.asr_encoder_layers,
+                                                                 c.asr_encoder_heads, c.asr_encoder_mlp_dim))
+                self.asr_ctc_head = nn.Linear(c.asr_encoder_dim, c.asr_encoder_upsample * (units + 1))
+                # At zero: a fine-tune that adds the encoder starts as its checkpoint.
+                self.asr_lm_in = nn.Linear(c.patch_size * c.asr_encoder_dim, c.dim)
+                nn.init.zeros_(self.asr_lm_in.weight)
+                nn.init.zeros_(self.asr_lm_in.bias)
             if switches["aligner"]:
                 self.aligner = TextAligner(c.dim, c.aligner_layers, c.heads, c.mlp_dim, c.latent_dim)
                 if switches["aligner_embed"]:
@@ -158,7 +173,8 @@ class ARDiT(PretrainedMixin, nn.Module):
         aligner = c.aligner_layers > 0
         return {"align_head": c.align_weight > 0 or c.asr_ctc_weight > 0, "regress_head": c.regression_weight > 0,
                 "aligner": aligner, "aligned_lm_in": aligner, "aligned_dit_in": aligner,
-                "aligner_embed": aligner and c.aligner_vocab is not None, "speaker_in": c.speaker_condition}
+                "aligner_embed": aligner and c.aligner_vocab is not None, "speaker_in": c.speaker_condition,
+                **dict.fromkeys(("asr_in", "asr_encoder", "asr_ctc_head", "asr_lm_in"), c.asr_encoder_layers > 0)}
 
     def _auxiliary_heads(self, present: bool) -> tuple[str, ...]:
         """Modules switched on (``present``) or off. Only the training-only heads may be dropped: the
@@ -173,13 +189,14 @@ class ARDiT(PretrainedMixin, nn.Module):
         return self.text_embed.weight.device
 
     def parameter_counts(self) -> dict[str, int]:
-        """Parameters of the LM (body and text side), the audio input path, the audio output head and
-        the text aligner (0 without one)."""
+        """Parameters of the LM (body and text side), the audio input path, the audio output head, the
+        text aligner and the ASR encoder (0 without one)."""
         groups = {"lm": ("lm", "text_embed", "text_head", "eos_head", "align_head"),
                   "audio_in": ("patch_in", "patch_encoder", "patch_out", "code_embed"),
                   "audio_out": ("dit_state", "null_state", "dit_in", "dit_role", "time_embed", "dit", "dit_out",
                                 "code_head", "regress_head"),
-                  "aligner": ("aligner", "aligner_embed", "aligned_lm_in", "aligned_dit_in")}
+                  "aligner": ("aligner", "aligner_embed", "aligned_lm_in", "aligned_dit_in"),
+                  "asr_encoder": ("asr_in", "asr_encoder", "asr_ctc_head", "asr_lm_in")}
         counts = {}
         for group, names in groups.items():
             counts[group] = sum(p.numel() for n, p in self.named_parameters() if n.split(".")[0] in names)
@@ -320,6 +337,13 @@ class ARDiT(PretrainedMixin, nn.Module):
             idle_units = self.aligner(self._aligner_embeds(torch.ones(1, dtype=torch.long, device=dev))[None],
                                       torch.ones(1, 1, dtype=torch.bool, device=dev))
 
+        asr_states: dict[int, torch.Tensor] = {}  # ASR item → its ASR encoder states [F, E]
+        if asr and c.asr_encoder_layers:
+            states = self.encode_asr(*_padded([audio[i] for i in asr]))
+            asr_states = {i: states[k, : lengths[i]] for k, i in enumerate(asr)}
+            out["asr_encoder"] = self._ctc_loss([self._asr_ctc_log_probs(asr_states[i]) for i in asr],
+                                                [examples[i].text.to(dev) for i in asr])
+
         rows, before = [], []  # per item: LM input rows, and the position of the state before its first target
         windows: list[tuple[int, int, int, int]] = []  # per item: (first query, queries, first key, keys) of the prior
         for i, e in enumerate(examples):
@@ -335,12 +359,13 @@ class ARDiT(PretrainedMixin, nn.Module):
                 windows.append((before[-1], m, 1, n))  # states before each patch → text units
             else:
                 head = self._specials("<asr>", "<speech>")
-                rows.append(torch.cat([head, audio_embeds[i, :m], self._specials("<text>"), text]))
+                speech = audio_embeds[i, :m] + (self._asr_lm_inputs(asr_states[i]) if i in asr_states else 0.0)
+                rows.append(torch.cat([head, speech, self._specials("<text>"), text]))
                 before.append(head.shape[0] + m)  # <text>
                 windows.append((before[-1], n, head.shape[0], m))  # states before each unit → patches
-        mask = nn.utils.rnn.pad_sequence([torch.ones(len(r), dtype=torch.bool, device=dev) for r in rows], batch_first=True)
+        inputs, mask = _padded(rows)
         bias = None if prior is None or prior.scale == 0 else self._prior_bias(windows, mask.shape[1], prior)
-        hidden = self.lm(nn.utils.rnn.pad_sequence(rows, batch_first=True), mask, bias=bias)
+        hidden = self.lm(inputs, mask, bias=bias)
 
         if tts:
             spans = [hidden[i, before[i]: before[i] + lengths[i] // c.patch_size] for i in tts]  # states before each patch
@@ -412,17 +437,35 @@ class ARDiT(PretrainedMixin, nn.Module):
                 terms.append(self.code_head(state).sum())
         if asr:
             terms.append(self.text_head(state).sum())
+            if c.asr_encoder_layers:
+                states = self.encode_asr(state.new_zeros(1, c.patch_size, c.latent_dim))[0]
+                terms += [self._asr_ctc_log_probs(states).sum(), self._asr_lm_inputs(states).sum()]
         return 0.0 * sum(terms)
 
     def _align_loss(self, spans: list[torch.Tensor], texts: list[torch.Tensor]) -> torch.Tensor:
         """CTC from each item's states ``[m, dim]`` to its text units: a TTS item's speech-generating
         states (the state before patch k has not seen it, so it must read the text to know what comes
         next) or an ASR item's audio states."""
-        blank = self.end_of_text
-        log_probs = [self.align_head(h).reshape(-1, blank + 1).log_softmax(-1) for h in spans]
+        return self._ctc_loss([self.align_head(h).reshape(-1, self.end_of_text + 1).log_softmax(-1) for h in spans], texts)
+
+    def _ctc_loss(self, log_probs: list[torch.Tensor], texts: list[torch.Tensor]) -> torch.Tensor:
+        """CTC of each item's ``[T, units + 1]`` log-probabilities (blank: the end-of-text class) to its units."""
         padded = nn.utils.rnn.pad_sequence(log_probs)  # [T, N, C]
         return F.ctc_loss(padded, torch.cat(texts), [len(p) for p in log_probs], [len(t) for t in texts],
-                          blank=blank, zero_infinity=True)
+                          blank=self.end_of_text, zero_infinity=True)
+
+    def encode_asr(self, audio: torch.Tensor, mask: torch.Tensor | None = None) -> torch.Tensor:
+        """The bidirectional ASR encoder: normalised latents ``[B, F, D]`` (``mask`` ``[B, F]``: the real
+        frames of right-padded items) → states ``[B, F, asr_encoder_dim]``."""
+        return self.asr_encoder(self.asr_in(audio), mask)
+
+    def _asr_ctc_log_probs(self, states: torch.Tensor) -> torch.Tensor:
+        """Encoder states ``[F, E]`` → CTC log-probabilities ``[F · asr_encoder_upsample, units + 1]``."""
+        return self.asr_ctc_head(states).reshape(-1, self.end_of_text + 1).log_softmax(-1)
+
+    def _asr_lm_inputs(self, states: torch.Tensor) -> torch.Tensor:
+        """Encoder states ``[F, E]`` → what they add to the LM's audio positions ``[F / patch_size, dim]``."""
+        return self.asr_lm_in(states.reshape(states.shape[0] // self.config.patch_size, -1))
 
     def _speech_loss(self, states: torch.Tensor, audio: list[torch.Tensor], text: list[torch.Tensor] | None = None,
                      references: list[torch.Tensor | None] | None = None) -> torch.Tensor:
@@ -629,14 +672,22 @@ class ARDiT(PretrainedMixin, nn.Module):
 
     @torch.inference_mode()
     def transcribe(self, audio: torch.Tensor, *, max_units: int | None = None, use_cache: bool = True) -> str:
-        """ASR: normalised latents ``[F, D]`` or codes ``[F]`` → text, greedy until end-of-text."""
+        """ASR: normalised latents ``[F, D]`` or codes ``[F]`` → text, greedy until end-of-text (the LM),
+        or greedy CTC over the ASR encoder (``asr_decoding: ctc``)."""
         c = self.config
         audio = self.check_audio(self.trim_to_patches(self._on_device(audio)))
         if not audio.shape[0]:
             raise ConfigError(f"audio shorter than one patch ({c.patch_size} frames) cannot be transcribed")
+        if c.asr_decoding == "ctc":
+            best = self._asr_ctc_log_probs(self.encode_asr(audio[None])[0])[:, 1:].argmax(-1) + 1  # 0 is never a unit
+            first = torch.ones_like(best, dtype=torch.bool)
+            first[1:] = best[1:] != best[:-1]
+            return self.vocabulary.decode(best[first & (best != self.end_of_text)].tolist())
+        speech = self.embed_audio(audio[None])[0]
+        if c.asr_encoder_layers:
+            speech = speech + self._asr_lm_inputs(self.encode_asr(audio[None])[0])
         lm = _Context(self.lm, use_cache)
-        prefix = torch.cat([self._specials("<asr>", "<speech>"), self.embed_audio(audio[None])[0],
-                            self._specials("<text>")])
+        prefix = torch.cat([self._specials("<asr>", "<speech>"), speech, self._specials("<text>")])
         state = lm.extend(prefix[None])[-1]
         ids: list[int] = []
         for _ in range(c.max_text_units if max_units is None else max_units):

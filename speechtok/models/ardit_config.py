@@ -91,6 +91,19 @@ class ARDiTConfig:
     # of a prompt's voice at this size (docs/ardit.md, the voice prompt measurements).
     speaker_condition: bool = False
     speaker_drop: float = 0.2
+    # A bidirectional ASR encoder (latents; a deviation from the paper, off at 0 layers): a transformer
+    # over an ASR item's frames with its own CTC head (``asr_encoder_upsample`` sub-frames per frame),
+    # whose states also enter the LM's audio positions of ASR items through a layer that starts at zero.
+    # The paper's ASR reads the audio through the causal patch encoder TTS uses, and on ~10 h it did not
+    # learn to transcribe (docs/ardit.md, "A bidirectional ASR encoder").
+    asr_encoder_layers: int = 0
+    asr_encoder_dim: int = 256
+    asr_encoder_heads: int = 4
+    asr_encoder_mlp_dim: int = 768
+    asr_encoder_upsample: int = 2
+    # How ``transcribe`` reads: "attention", the LM writing text after the audio (the paper's), or
+    # "ctc", greedy over the ASR encoder's CTC head (needs ``asr_encoder_layers``).
+    asr_decoding: Literal["attention", "ctc"] = "attention"
     sample_steps: int = 8
     cfg_scale: float = 1.0
     eos_threshold: float = 0.5  # TTS stops at the first patch whose end-of-speech probability exceeds this
@@ -103,13 +116,16 @@ class ARDiTConfig:
     #: Decoding defaults: they change no weight, so fine-tuning may start from a checkpoint that differs in
     #: them (a bundle carries its chosen end-of-speech threshold; the run trains with its own config's).
     INFERENCE_FIELDS: ClassVar[tuple[str, ...]] = ("sample_steps", "cfg_scale", "eos_threshold",
-                                                   "max_speech_seconds", "max_text_units", "default_voice")
+                                                   "max_speech_seconds", "max_text_units", "default_voice",
+                                                   "asr_decoding")
     #: Training noise with no weights of its own: a fine-tune may change it. (Not speech_input_dropout:
     #: it acts in generation too, so it is part of how the model speaks.)
     OBJECTIVE_FIELDS: ClassVar[tuple[str, ...]] = ("cond_drop", "speaker_drop")
     #: Fields a fine-tune may switch on over its --init checkpoint: they add a fresh head it lacks.
     FINETUNE_FIELDS: ClassVar[tuple[str, ...]] = ("align_weight", "asr_ctc_weight", "regression_weight",
-                                                  "aligner_layers", "speaker_condition")
+                                                  "aligner_layers", "speaker_condition", "asr_encoder_layers",
+                                                  "asr_encoder_dim", "asr_encoder_heads", "asr_encoder_mlp_dim",
+                                                  "asr_encoder_upsample")
     #: Parts a fine-tune may replace, as {part: (its config fields, its modules)}: an aligner that reads
     #: other units starts fresh, its input layers at zero again, so the model starts as its checkpoint.
     REPLACEABLE_PARTS: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
@@ -142,13 +158,21 @@ class ARDiTConfig:
                               f" got {self.speaker_drop} with {self.audio!r}")
         if not 0.0 <= self.speech_input_dropout < 1.0:
             raise ConfigError(f"{self.name}: speech_input_dropout must be in [0, 1), got {self.speech_input_dropout}")
+        if self.asr_encoder_layers < 0 or self.asr_encoder_upsample < 1 or (self.asr_encoder_layers and self.audio != "latents"):
+            raise ConfigError(f"{self.name}: asr_encoder_layers must be >= 0 and needs audio 'latents',"
+                              f" asr_encoder_upsample >= 1, got {self.asr_encoder_layers} with {self.audio!r}"
+                              f" and {self.asr_encoder_upsample}")
+        if self.asr_decoding not in ("attention", "ctc") or (self.asr_decoding == "ctc" and not self.asr_encoder_layers):
+            raise ConfigError(f"{self.name}: asr_decoding must be 'attention' or 'ctc' (which needs"
+                              f" asr_encoder_layers > 0), got {self.asr_decoding!r}")
         check_eos_threshold(self.eos_threshold, f"{self.name}: eos_threshold")
         voice = self.default_voice
         if voice is not None and (self.audio != "latents" or not voice or Path(voice).name != voice
                                   or Path(voice).suffix.lower() not in _audio_formats()):
             raise ConfigError(f"{self.name}: default_voice must name an audio clip of speechtok/assets and needs"
                               f" audio 'latents', got {voice!r} with {self.audio!r}")
-        for width, heads in ((self.dim, self.heads), (self.patch_dim, self.patch_heads), (self.dit_dim, self.dit_heads)):
+        for width, heads in ((self.dim, self.heads), (self.patch_dim, self.patch_heads), (self.dit_dim, self.dit_heads),
+                             (self.asr_encoder_dim, self.asr_encoder_heads)):
             if width % heads:
                 raise ConfigError(f"{self.name}: width {width} is not divisible by {heads} heads")
 

@@ -229,6 +229,8 @@ def _ardit_summary(loaded: LoadedCheckpoint) -> list[str]:
                              f"{cfg.sample_steps} Euler steps, CFG {cfg.cfg_scale:g}, ")
         + ("stops where its text aligner plans" if cfg.aligner_layers else f"end-of-speech threshold {cfg.eos_threshold:g}")
         + (f"; default voice {cfg.default_voice}" if cfg.default_voice else ""),
+        "asr          " + (f"greedy CTC over a {cfg.asr_encoder_layers}-layer bidirectional ASR encoder"
+                           if cfg.asr_decoding == "ctc" else "the LM writes the text after the audio, greedy"),
     ]
 
 

@@ -57,8 +57,13 @@ class ARDiTObjective:
     # latents; "speaker", another utterance of its speaker (its own when it is the speaker's only one),
     # so that the condition can carry the voice but not the words it is to predict.
     speaker_reference: Literal["item", "speaker"] = "item"
+    # The model's top-level parts that train (empty: all of them); the others keep their --init
+    # weights. ``[asr_in, asr_encoder, asr_ctc_head, asr_lm_in, text_head]`` adds an ASR encoder to a
+    # bundle without changing one weight of how it speaks.
+    train_only: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "train_only", tuple(self.train_only))  # a YAML list
         if not 0.0 <= self.tts_ratio <= 1.0:
             raise ConfigError(f"objective.tts_ratio must be in 0..1, got {self.tts_ratio}")
         if self.speaker_reference not in ("item", "speaker"):
@@ -203,11 +208,12 @@ def text_gain(model: nn.Module, items: list[Example], batch: int = 8, seed: int 
 class ARDiTRecipe(Recipe):
     kind = MODEL_KIND
     objective_class = ARDiTObjective
-    progress_keys = ("loss", "tts", "eos", "asr", "align", "asr_ctc", "regress", "aligner", "duration")
+    progress_keys = ("loss", "tts", "eos", "asr", "asr_encoder", "align", "asr_ctc", "regress", "aligner", "duration")
     plot_panels = (
         ("tts", "valid_tts", "TTS: flow matching (latents) or code cross-entropy (tokens)"),
         ("eos", "valid_eos", "end-of-speech BCE"),
         ("asr", "valid_asr", "ASR: text cross-entropy"),
+        ("asr_encoder", "valid_asr_encoder", "ASR encoder → transcript CTC (asr_encoder_layers > 0)"),
         ("align", "valid_align", "TTS states → transcript CTC (align_weight × loss)"),
         ("asr_ctc", "valid_asr_ctc", "ASR audio states → transcript CTC (asr_ctc_weight × loss)"),
         ("regress", "valid_regress", "TTS states → next patch regression (regression_weight × MSE)"),
@@ -235,10 +241,25 @@ class ARDiTRecipe(Recipe):
                               f" has {self.model_config.heads} heads")
         if self.objective.masks_asr and self.model_config.audio != "latents":
             raise ConfigError(f"objective: ASR masks act on latents; {self.model_config.name} reads codes")
+        model = ARDiT(self.model_config)
+        self.freeze_all_but(model, self.objective.train_only)
         self.tokenizer = load_tokenizer(self.model_config.tokenizer)
         check_pair(self.model_config, self.tokenizer)
         self.fitted = False
-        return ARDiT(self.model_config)
+        return model
+
+    @staticmethod
+    def freeze_all_but(model: ARDiT, names: tuple[str, ...]) -> None:
+        """``objective.train_only``: only these top-level parts train (none named: all)."""
+        if not names:
+            return
+        parts = list(dict.fromkeys(name.split(".")[0] for name, _ in model.named_parameters()))
+        unknown = [n for n in names if n not in parts]
+        if unknown:
+            raise ConfigError(f"objective.train_only: {', '.join(unknown)} is not a part of {model.config.name}"
+                              f" (its parts: {', '.join(parts)})")
+        for name, parameter in model.named_parameters():
+            parameter.requires_grad_(name.split(".")[0] in names)
 
     def dataset(self, rows: list[Utterance], model: nn.Module) -> SpeechTextData:
         self.tokenizer.to(model.device)  # encode once, up front, on the training device (a GPU when there is one)
