@@ -867,7 +867,9 @@ def test_bundled_default_speaks_and_listens_without_model(tmp_path, capsys, monk
     assert cli_main(["asr", str(ROOT / "speechtok" / "assets" / "librispeech_84-121123-0001.flac")]) == 0
     assert capsys.readouterr().out.strip()
     assert cli_main(["info", "ardit-default"]) == 0  # its decoding defaults, its default voice among them
-    assert "CFG 5, stops where its text aligner plans; default voice librispeech_2952-407-0000.flac" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "CFG 5, stops where its text aligner plans; default voice librispeech_2952-407-0000.flac" in printed
+    assert "greedy CTC over a 6-layer bidirectional ASR encoder" in printed
     monkeypatch.setattr(speech_lm_cli, "DEFAULT_MODEL", "ardit-missing")
     assert cli_main(["tts", "hi", "-o", str(tmp_path / "y.wav")]) == 2
     err = capsys.readouterr().err.strip()
