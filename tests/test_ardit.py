@@ -497,7 +497,7 @@ def test_asr_encoder_transcribes_by_ctc_starts_as_its_checkpoint_and_is_off_by_d
 
 
 def test_asr_encoder_batched_equals_solo(tokenizers, clips):
-    """Right padding changes no real frame's ASR encoder state."""
+    """Right padding changes no real frame's ASR encoder state, nor the CTC loss of a training batch."""
     lm, examples = _speech_lm("latents", tokenizers, clips)
     torch.manual_seed(0)
     model = ARDiT(dataclasses.replace(lm.model.config, asr_encoder_layers=1, asr_encoder_dim=32,
@@ -505,27 +505,40 @@ def test_asr_encoder_batched_equals_solo(tokenizers, clips):
     audio = [e.audio for e in examples if e.task == "asr"]
     padded = torch.nn.utils.rnn.pad_sequence(audio, batch_first=True)
     mask = torch.nn.utils.rnn.pad_sequence([torch.ones(len(a), dtype=torch.bool) for a in audio], batch_first=True)
+    items = [e for e in examples if e.task == "asr"]
     with torch.no_grad():
         batched = model.encode_asr(padded, mask)
         for i, a in enumerate(audio):
             assert torch.allclose(batched[i, : len(a)], model.encode_asr(a[None])[0], atol=1e-5)
+        solo = torch.stack([model([item])["asr_encoder"] for item in items])  # training pads the batch alike
+        assert torch.allclose(model(items)["asr_encoder"], solo.mean(), atol=1e-4)
 
 
 @pytest.mark.parametrize("config", ["ardit-gpu-continue.yaml", "ardit-asr-encoder.yaml"])
 def test_configs_that_continue_the_bundle_fit_its_weights(config):
     """A config run with ``--init ardit-default`` (the next lease's arm; the ASR encoder's stage) builds
-    the bundle's architecture: the fields a fine-tune may not change are the bundle's, and its weights load."""
+    the bundle's architecture: every field but the decoding defaults and training noise is the bundle's,
+    and every weight loads."""
     from speechtok.checkpoint import load_checkpoint, load_state
     from speechtok.train.cli import configure, load_overrides
 
     model_config, _, _ = configure(get_preset("ardit-small"), ARDiTObjective, load_overrides(ROOT / "configs" / config))
     bundle = ARDiT.from_pretrained("ardit-default")
-    free = (*model_config.INFERENCE_FIELDS, *model_config.OBJECTIVE_FIELDS, *model_config.FINETUNE_FIELDS, "tokenizer_sha256")
+    free = (*model_config.INFERENCE_FIELDS, *model_config.OBJECTIVE_FIELDS, "tokenizer_sha256")
     assert {f: v for f, v in dataclasses.asdict(model_config).items() if f not in free} == \
         {f: v for f, v in dataclasses.asdict(bundle.config).items() if f not in free}
-    model = ARDiT(model_config)
-    load_state(model, load_checkpoint("ardit-default", expected_kind="ardit"), may_lack=model.finetune_additions,
-               may_drop=model.finetune_removals)
+    load_state(ARDiT(model_config), load_checkpoint("ardit-default", expected_kind="ardit"))  # every weight, strictly
+
+
+def test_a_fine_tune_may_add_an_asr_encoder_but_not_reshape_a_trained_one():
+    """A different head count or more layers over a trained encoder would load without a shape error."""
+    base = get_preset("ardit-tiny")
+    with_encoder = dataclasses.replace(base, asr_encoder_layers=2)
+    with_encoder.check_init(base, "init")  # adding one, of any shape
+    dataclasses.replace(with_encoder, asr_encoder_heads=8).check_init(base, "init")
+    for change in ({"asr_encoder_heads": 8}, {"asr_encoder_layers": 3}, {"asr_encoder_layers": 0}):
+        with pytest.raises(ConfigError, match=f"init: its ASR encoder has another shape \\({next(iter(change))}\\)"):
+            dataclasses.replace(with_encoder, **change).check_init(with_encoder, "init")
 
 
 def test_train_only_freezes_every_other_part(tokenizers, clips):

@@ -311,8 +311,8 @@ class ARDiT(PretrainedMixin, nn.Module):
     def forward(self, examples: list[Example], prior: AttentionPrior | None = None) -> dict[str, torch.Tensor]:
         """Teacher-forced losses of a mixed batch: ``tts`` (flow matching, or code cross-entropy),
         ``eos`` (end of speech) and ``asr`` (text cross-entropy), with a text aligner its ``aligner``
-        and ``duration`` losses, summed with weight 1 into ``loss``; the optional heads' losses carry
-        their configured weights.
+        and ``duration`` losses, with an ASR encoder its CTC ``asr_encoder``, summed with weight 1 into
+        ``loss``; the optional heads' losses carry their configured weights.
         ``prior`` biases the LM's attention towards the diagonal (training only)."""
         c, dev = self.config, self.device
         audio = [self.check_audio(e.audio).to(dev) for e in examples]
@@ -338,11 +338,14 @@ class ARDiT(PretrainedMixin, nn.Module):
                                       torch.ones(1, 1, dtype=torch.bool, device=dev))
 
         asr_states: dict[int, torch.Tensor] = {}  # ASR item → its ASR encoder states [F, E]
+        idle_asr = None
         if asr and c.asr_encoder_layers:
             states = self.encode_asr(*_padded([audio[i] for i in asr]))
             asr_states = {i: states[k, : lengths[i]] for k, i in enumerate(asr)}
             out["asr_encoder"] = self._ctc_loss([self._asr_ctc_log_probs(asr_states[i]) for i in asr],
                                                 [examples[i].text.to(dev) for i in asr])
+        elif c.asr_encoder_layers:  # its zero-weighted pass here, before the LM, for FSDP as the aligner's
+            idle_asr = self.encode_asr(audio_embeds.new_zeros(1, c.patch_size, c.latent_dim))[0]
 
         rows, before = [], []  # per item: LM input rows, and the position of the state before its first target
         windows: list[tuple[int, int, int, int]] = []  # per item: (first query, queries, first key, keys) of the prior
@@ -392,7 +395,8 @@ class ARDiT(PretrainedMixin, nn.Module):
                 out["asr_ctc"] = c.asr_ctc_weight * self._align_loss(audio_states, [examples[i].text.to(dev) for i in asr])
         loss = sum(v for k, v in out.items() if k != "asr_accuracy")
         if not (tts and asr):
-            loss = loss + self._idle_branches(hidden[0, :1], tts=not tts, asr=not asr, units=idle_units)
+            loss = loss + self._idle_branches(hidden[0, :1], tts=not tts, asr=not asr, units=idle_units,
+                                              asr_states=idle_asr)
         out["loss"] = loss
         return out
 
@@ -411,10 +415,12 @@ class ARDiT(PretrainedMixin, nn.Module):
         return bias
 
     def _idle_branches(self, state: torch.Tensor, *, tts: bool, asr: bool,
-                       units: tuple[torch.Tensor, torch.Tensor] | None = None) -> torch.Tensor:
+                       units: tuple[torch.Tensor, torch.Tensor] | None = None,
+                       asr_states: torch.Tensor | None = None) -> torch.Tensor:
         """Zero-weighted passes through the heads of a task absent from this batch, so every rank
         runs the same modules (DDP needs a gradient for each parameter; FSDP the same gathers);
-        ``units``: the text aligner's idle output (states, log-durations), run before the LM."""
+        ``units``: the text aligner's idle output (states, log-durations), ``asr_states`` the ASR
+        encoder's, both run before the LM."""
         c, terms = self.config, []
         align_used = (not tts and c.align_weight > 0) or (not asr and c.asr_ctc_weight > 0)
         if hasattr(self, "align_head") and not align_used:
@@ -437,9 +443,8 @@ class ARDiT(PretrainedMixin, nn.Module):
                 terms.append(self.code_head(state).sum())
         if asr:
             terms.append(self.text_head(state).sum())
-            if c.asr_encoder_layers:
-                states = self.encode_asr(state.new_zeros(1, c.patch_size, c.latent_dim))[0]
-                terms += [self._asr_ctc_log_probs(states).sum(), self._asr_lm_inputs(states).sum()]
+            if asr_states is not None:
+                terms += [self._asr_ctc_log_probs(asr_states).sum(), self._asr_lm_inputs(asr_states).sum()]
         return 0.0 * sum(terms)
 
     def _align_loss(self, spans: list[torch.Tensor], texts: list[torch.Tensor]) -> torch.Tensor:
@@ -673,16 +678,17 @@ class ARDiT(PretrainedMixin, nn.Module):
     @torch.inference_mode()
     def transcribe(self, audio: torch.Tensor, *, max_units: int | None = None, use_cache: bool = True) -> str:
         """ASR: normalised latents ``[F, D]`` or codes ``[F]`` → text, greedy until end-of-text (the LM),
-        or greedy CTC over the ASR encoder (``asr_decoding: ctc``)."""
+        or greedy CTC over the ASR encoder (``asr_decoding: ctc``); at most ``max_units`` units."""
         c = self.config
         audio = self.check_audio(self.trim_to_patches(self._on_device(audio)))
         if not audio.shape[0]:
             raise ConfigError(f"audio shorter than one patch ({c.patch_size} frames) cannot be transcribed")
+        limit = c.max_text_units if max_units is None else max_units
         if c.asr_decoding == "ctc":
             best = self._asr_ctc_log_probs(self.encode_asr(audio[None])[0])[:, 1:].argmax(-1) + 1  # 0 is never a unit
             first = torch.ones_like(best, dtype=torch.bool)
             first[1:] = best[1:] != best[:-1]
-            return self.vocabulary.decode(best[first & (best != self.end_of_text)].tolist())
+            return self.vocabulary.decode(best[first & (best != self.end_of_text)][:limit].tolist())
         speech = self.embed_audio(audio[None])[0]
         if c.asr_encoder_layers:
             speech = speech + self._asr_lm_inputs(self.encode_asr(audio[None])[0])
@@ -690,7 +696,7 @@ class ARDiT(PretrainedMixin, nn.Module):
         prefix = torch.cat([self._specials("<asr>", "<speech>"), speech, self._specials("<text>")])
         state = lm.extend(prefix[None])[-1]
         ids: list[int] = []
-        for _ in range(c.max_text_units if max_units is None else max_units):
+        for _ in range(limit):
             logits = self.text_head(state)
             logits[0] = float("-inf")  # the CTC blank shares the vocabulary but is never a target
             unit = int(logits.argmax())

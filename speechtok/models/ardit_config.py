@@ -121,16 +121,27 @@ class ARDiTConfig:
     #: Training noise with no weights of its own: a fine-tune may change it. (Not speech_input_dropout:
     #: it acts in generation too, so it is part of how the model speaks.)
     OBJECTIVE_FIELDS: ClassVar[tuple[str, ...]] = ("cond_drop", "speaker_drop")
+    #: The ASR encoder's shape: free while a fine-tune adds the encoder, fixed once its --init has one.
+    ASR_ENCODER_FIELDS: ClassVar[tuple[str, ...]] = ("asr_encoder_layers", "asr_encoder_dim", "asr_encoder_heads",
+                                                     "asr_encoder_mlp_dim", "asr_encoder_upsample")
+
     #: Fields a fine-tune may switch on over its --init checkpoint: they add a fresh head it lacks.
     FINETUNE_FIELDS: ClassVar[tuple[str, ...]] = ("align_weight", "asr_ctc_weight", "regression_weight",
-                                                  "aligner_layers", "speaker_condition", "asr_encoder_layers",
-                                                  "asr_encoder_dim", "asr_encoder_heads", "asr_encoder_mlp_dim",
-                                                  "asr_encoder_upsample")
+                                                  "aligner_layers", "speaker_condition",
+                                                  *ASR_ENCODER_FIELDS)
     #: Parts a fine-tune may replace, as {part: (its config fields, its modules)}: an aligner that reads
     #: other units starts fresh, its input layers at zero again, so the model starts as its checkpoint.
     REPLACEABLE_PARTS: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
         "text aligner": (("aligner_vocab",), ("aligner", "aligner_embed", "aligned_lm_in", "aligned_dit_in")),
     }
+
+    def check_init(self, source: ARDiTConfig, where: str) -> None:
+        """A fine-tune over ``source`` may add an ASR encoder but not reshape a trained one (a different
+        head count or more layers would load without a shape error and compute something else)."""
+        changed = [f for f in self.ASR_ENCODER_FIELDS if getattr(source, f) != getattr(self, f)]
+        if source.asr_encoder_layers and changed:
+            raise ConfigError(f"{where}: its ASR encoder has another shape ({', '.join(changed)});"
+                              " fine-tuning keeps a trained encoder's shape")
 
     def __post_init__(self) -> None:
         if self.audio not in ("latents", "tokens"):

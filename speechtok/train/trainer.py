@@ -207,6 +207,8 @@ class Trainer:
         # only the main rank writes trainer.json: the others need not read the init's manifests
         self.init_source = init_summary(loaded) if self.info.is_main else None
         source_model = from_dict(type(self.spec.model), loaded.config, "model")
+        if hasattr(self.spec.model, "check_init"):  # what a family's free fields may not change over a trained part
+            self.spec.model.check_init(source_model, str(source))
         free = tuple(f for group in ("INFERENCE_FIELDS", "OBJECTIVE_FIELDS", "FINETUNE_FIELDS")
                      for f in getattr(self.spec.model, group, ()))
         source_model = dataclasses.replace(source_model, **{f: getattr(self.spec.model, f) for f in free})
