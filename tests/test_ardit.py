@@ -542,13 +542,15 @@ def test_a_fine_tune_may_add_an_asr_encoder_but_not_reshape_a_trained_one():
 
 
 def test_train_only_freezes_every_other_part(tokenizers, clips):
-    """``objective.train_only`` trains the parts it names and leaves every other weight as it was."""
+    """``objective.train_only`` (a YAML list) makes the recipe's model train the parts it names and
+    leave every other weight as it was; an unknown part is refused before any data is encoded."""
     lm, examples = _speech_lm("latents", tokenizers, clips)
-    model = ARDiT(dataclasses.replace(lm.model.config, asr_encoder_layers=1, asr_encoder_dim=32, asr_encoder_mlp_dim=64))
+    config = dataclasses.replace(lm.model.config, asr_encoder_layers=1, asr_encoder_dim=32, asr_encoder_mlp_dim=64,
+                                 tokenizer=str(tokenizers["latents"]))
     with pytest.raises(ConfigError, match="train_only: asr_decoder is not a part"):
-        ARDiTRecipe.freeze_all_but(model, ("asr_decoder",))
+        ARDiTRecipe(config, TrainConfig(), ARDiTObjective(train_only=["asr_decoder"])).build_model()
     trained = ("asr_in", "asr_encoder", "asr_ctc_head", "asr_lm_in", "text_head")
-    ARDiTRecipe.freeze_all_but(model, trained)
+    model = ARDiTRecipe(config, TrainConfig(), ARDiTObjective(train_only=list(trained))).build_model()  # as YAML gives it
     before = {k: v.clone() for k, v in model.state_dict().items()}
     optimizer = torch.optim.AdamW([p for p in model.parameters() if p.requires_grad], lr=1e-2)
     model(examples)["loss"].backward()
