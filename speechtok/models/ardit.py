@@ -686,9 +686,8 @@ class ARDiT(PretrainedMixin, nn.Module):
         limit = c.max_text_units if max_units is None else max_units
         if c.asr_decoding == "ctc":
             best = self._asr_ctc_log_probs(self.encode_asr(audio[None])[0])[:, 1:].argmax(-1) + 1  # 0 is never a unit
-            first = torch.ones_like(best, dtype=torch.bool)
-            first[1:] = best[1:] != best[:-1]
-            return self.vocabulary.decode(best[first & (best != self.end_of_text)][:limit].tolist())
+            units = [u for u in torch.unique_consecutive(best).tolist() if u != self.end_of_text]  # blank: end-of-text
+            return self.vocabulary.decode(units[:limit])
         speech = self.embed_audio(audio[None])[0]
         if c.asr_encoder_layers:
             speech = speech + self._asr_lm_inputs(self.encode_asr(audio[None])[0])
