@@ -125,12 +125,14 @@ def load_state(model: nn.Module, loaded: LoadedCheckpoint, may_lack: tuple[str, 
                may_drop: tuple[str, ...] = ()) -> None:
     """Strictly load weights, casting to the model's dtypes; a mismatch is a CheckpointError.
 
-    Parameters under the module names ``may_lack`` (modules a fine-tuning run adds) may be absent
-    from the checkpoint: they keep their initialisation. Parameters under ``may_drop`` (modules a
-    fine-tuning run switched off or replaces) may be in the checkpoint: they are left out."""
+    The modules ``may_lack`` (modules a fine-tuning run adds) may be absent from the checkpoint: they
+    keep their initialisation; one the checkpoint has must load whole (a trained part grown by a layer
+    would otherwise keep a random one). Parameters under ``may_drop`` (modules a fine-tuning run
+    switched off or replaces) may be in the checkpoint: they are left out."""
     own = model.state_dict()
     state = {k: v for k, v in loaded.state.items() if not k.startswith(tuple(f"{m}." for m in may_drop))}
-    missing = sorted(k for k in set(own) - set(state) if not k.startswith(tuple(f"{m}." for m in may_lack)))
+    absent = tuple(f"{m}." for m in may_lack if not any(k.startswith(f"{m}.") for k in state))
+    missing = sorted(k for k in set(own) - set(state) if not k.startswith(absent))
     unexpected = sorted(set(state) - set(own))
     if missing or unexpected:
         raise CheckpointError(

@@ -530,8 +530,20 @@ def test_configs_that_continue_the_bundle_fit_its_weights(config):
     load_state(ARDiT(model_config), load_checkpoint("ardit-default", expected_kind="ardit"))  # every weight, strictly
 
 
-def test_a_fine_tune_may_add_an_asr_encoder_but_not_reshape_a_trained_one():
-    """A different head count or more layers over a trained encoder would load without a shape error."""
+def test_a_fine_tune_may_add_an_asr_encoder_but_not_reshape_a_trained_one(tmp_path):
+    """A different head count or more layers over a trained encoder would load without a shape error;
+    a part the checkpoint has loads whole (a trained aligner grown by a layer is refused)."""
+    from speechtok.checkpoint import load_checkpoint, load_state
+
+    ARDiT(dataclasses.replace(get_preset("ardit-tiny"), aligner_layers=1)).save_pretrained(tmp_path / "aligner")
+    for layers in (1, 2):
+        grown = ARDiT(dataclasses.replace(get_preset("ardit-tiny"), aligner_layers=layers, asr_encoder_layers=1))
+        loaded = load_checkpoint(tmp_path / "aligner", expected_kind="ardit")
+        if layers == 1:  # the encoder it adds may be absent
+            load_state(grown, loaded, may_lack=grown.finetune_additions, may_drop=grown.finetune_removals)
+        else:
+            with pytest.raises(CheckpointError, match="missing.*aligner.encoder.blocks.1"):
+                load_state(grown, loaded, may_lack=grown.finetune_additions, may_drop=grown.finetune_removals)
     base = get_preset("ardit-tiny")
     with_encoder = dataclasses.replace(base, asr_encoder_layers=2)
     with_encoder.check_init(base, "init")  # adding one, of any shape
