@@ -50,6 +50,10 @@ def main() -> None:
     parser.add_argument("--voice", help="AR+DiT: a clip of speechtok/assets whose voice TTS takes when given none")
     parser.add_argument("--asr-decoding", choices=("attention", "ctc"),
                         help="AR+DiT: how ASR reads (ctc needs an ASR encoder)")
+    parser.add_argument("--asr-beam-width", type=int, help="AR+DiT, CTC: prefix beam width (1: greedy)")
+    parser.add_argument("--asr-text-lm", help="AR+DiT, CTC: the bundled text LM beam search reads with")
+    parser.add_argument("--asr-lm-weight", type=float, help="AR+DiT, CTC: the text LM's weight")
+    parser.add_argument("--asr-unit-bonus", type=float, help="AR+DiT, CTC: score added per letter")
     parser.add_argument("--out-dir", type=Path, default=BUNDLED_DIR,
                         help="folder that receives <name>/ (default: the package's bundled checkpoints; e.g."
                              " checkpoints/ for an export kept in the repository but not shipped)")
@@ -67,7 +71,9 @@ def main() -> None:
     decoding = {k: v for k, v in (("sample_steps", args.sample_steps), ("cfg_scale", args.cfg_scale),
                                   ("sample_temperature", args.sample_temperature),
                                   ("eos_threshold", args.eos_threshold), ("default_voice", args.voice),
-                                  ("asr_decoding", args.asr_decoding)) if v is not None}
+                                  ("asr_decoding", args.asr_decoding), ("asr_beam_width", args.asr_beam_width),
+                                  ("asr_text_lm", args.asr_text_lm), ("asr_lm_weight", args.asr_lm_weight),
+                                  ("asr_unit_bonus", args.asr_unit_bonus)) if v is not None}
     if args.voice and not (ASSETS / args.voice).is_file():
         parser.error(f"--voice {args.voice}: not a clip of {ASSETS}")
     fields = {f.name for f in dataclasses.fields(MODELS[loaded.kind].config_class)}
@@ -81,7 +87,10 @@ def main() -> None:
         parser.error(str(error))
     model = MODELS[loaded.kind].from_pretrained(source)
     if decoding:  # inference defaults only: the weights and the codes stay as trained
-        model.config = dataclasses.replace(model.config, **decoding)
+        if loaded.kind == "ardit":
+            model.set_decoding(**decoding)  # loads the text LM it names, so a wrong name fails here
+        else:
+            model.config = dataclasses.replace(model.config, **decoding)
     target = args.out_dir / args.name
     staging = args.out_dir / f".{args.name}.tmp"
     shutil.rmtree(staging, ignore_errors=True)

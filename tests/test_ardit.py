@@ -19,6 +19,7 @@ from speechtok.models.ardit_config import PRESETS, get_preset
 from speechtok.models.holitok import HoliTok
 from speechtok.models.sitok import SiTok
 from speechtok.models.speech_lm import SpeechLM
+from speechtok.text_lm import CharNgramConfig, CharNgramLM
 from speechtok.train.ardit_recipe import ARDiTObjective, ARDiTRecipe, text_gain
 from speechtok.train.config import TrainConfig
 
@@ -465,10 +466,12 @@ def test_regression_and_asr_ctc_heads_learn_and_are_off_by_default(tokenizers, c
         assert float(((predicted - expected) ** 2).mean()) < 0.5 * float(expected.pow(2).mean())
 
 
-def test_asr_encoder_transcribes_by_ctc_starts_as_its_checkpoint_and_is_off_by_default(tokenizers, clips, one_thread):
+def test_asr_encoder_transcribes_by_ctc_starts_as_its_checkpoint_and_is_off_by_default(tokenizers, clips, one_thread,
+                                                                                    tmp_path):
     """``asr_encoder_layers`` adds a bidirectional encoder whose CTC head learns to spell ASR items and
     whose states reach the LM through a layer at zero: added to a trained model, the LM's ASR is
-    unchanged until it trains. ``asr_decoding: ctc`` transcribes with the CTC head."""
+    unchanged until it trains. ``asr_decoding: ctc`` transcribes with the CTC head, greedily or by beam
+    search with a text LM (``set_decoding`` changes only decoding settings)."""
     lm, examples = _speech_lm("latents", tokenizers, clips)
     asr_items = [e for e in examples if e.task == "asr"]
     assert "asr_encoder" not in lm.model(examples) and not hasattr(lm.model, "asr_encoder")
@@ -494,6 +497,20 @@ def test_asr_encoder_transcribes_by_ctc_starts_as_its_checkpoint_and_is_off_by_d
     model.config = dataclasses.replace(config, asr_decoding="ctc")
     for (text, _, _), item in zip(clips, asr_items):
         assert model.transcribe(item.audio) == model.vocabulary.decode(model.vocabulary.encode(text))
+    CharNgramLM.fit([text for text, _, _ in clips], CharNgramConfig(order=6)).save(tmp_path / "lm")
+    model.set_decoding(asr_beam_width=8, asr_text_lm=str(tmp_path / "lm"))
+    assert model.text_lm is not None and model.text_lm.config.sentences == len(clips)
+    for (text, _, _), item in zip(clips, asr_items):
+        assert model.transcribe(item.audio) == model.vocabulary.decode(model.vocabulary.encode(text))
+    model.save_pretrained(tmp_path / "model")  # a saved model finds its text LM again
+    assert ARDiT.from_pretrained(tmp_path / "model").text_lm.config == model.text_lm.config
+    for bad, message in (({"dim": 8}, "not decoding settings"), ({"asr_beam_width": 1}, "asr_text_lm"),
+                         ({"asr_lm_weight": -1.0}, "asr_lm_weight"), ({"asr_text_lm": str(tmp_path)}, "config.json")):
+        with pytest.raises((ConfigError, CheckpointError), match=message):
+            model.set_decoding(**bad)
+    assert model.config.asr_beam_width == 8 and model.config.asr_lm_weight == 1.0  # a refused change changes nothing
+    with pytest.raises(ConfigError, match="needs asr_decoding 'ctc'"):
+        dataclasses.replace(config, asr_beam_width=4)
 
 
 def test_asr_encoder_batched_equals_solo(tokenizers, clips):

@@ -14,13 +14,15 @@ A speaker prompt is a prefix of audio positions whose transcript starts the text
 """
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..ctc_decode import ctc_beam_search, ctc_greedy
 from ..errors import ConfigError
 from ..modules.flow_matching import TimestepEmbedding, euler_integrate, flow_pair, guided
 from ..modules.monotonic_alignment import expand
@@ -29,6 +31,10 @@ from ..modules.transformer import KVCache, Transformer, TransformerConfig
 from ..text import get_vocabulary
 from .ardit_config import ARDiTConfig, check_eos_threshold, get_preset
 from .pretrained import PretrainedMixin
+
+if TYPE_CHECKING:
+    from ..checkpoint import LoadedCheckpoint
+    from ..text_lm import CharNgramLM
 
 MODEL_KIND = "ardit"
 #: Task and boundary symbols, after the text vocabulary in the LM's input table.
@@ -103,6 +109,8 @@ class ARDiT(PretrainedMixin, nn.Module):
         self.aligner_vocabulary = get_vocabulary(c.aligner_vocab) if c.aligner_vocab else self.vocabulary
         units = len(self.vocabulary)
         self.end_of_text = units  # the text head's extra class (an output id; <tts> shares the number as an input id)
+        #: the character n-gram that CTC beam search reads with (``asr_text_lm``), loaded when first needed
+        self.text_lm: CharNgramLM | None = None
         self.special = {name: units + i for i, name in enumerate(SPECIALS)}
         self.text_embed = nn.Embedding(units + len(SPECIALS), c.dim)
         self.lm = Transformer(TransformerConfig(c.dim, c.layers, c.heads, c.mlp_dim, causal=True))
@@ -224,6 +232,38 @@ class ARDiT(PretrainedMixin, nn.Module):
         mean = total / count
         self.latent_mean.copy_(mean)
         self.latent_std.copy_((squares / count - mean * mean).clamp(min=1e-10).sqrt().clamp(min=1e-5))
+
+    def after_load(self, loaded: LoadedCheckpoint) -> None:
+        """A text LM the config names is looked for beside the checkpoint first, then by name."""
+        if self.config.asr_text_lm:
+            self.text_lm = self._load_text_lm(self.companion(loaded, self.config.asr_text_lm))
+
+    def set_decoding(self, **changes: object) -> None:
+        """Change how the model reads or speaks: :attr:`ARDiTConfig.INFERENCE_FIELDS` only (no weight
+        depends on them). Checked, and a new ``asr_text_lm`` loaded, before anything changes."""
+        other = sorted(set(changes) - set(ARDiTConfig.INFERENCE_FIELDS))
+        if other:
+            raise ConfigError(f"not decoding settings: {', '.join(other)}"
+                              f" (those are {', '.join(ARDiTConfig.INFERENCE_FIELDS)})")
+        config = dataclasses.replace(self.config, **changes)
+        text_lm = self.text_lm
+        if config.asr_text_lm != self.config.asr_text_lm:
+            text_lm = self._load_text_lm(config.asr_text_lm) if config.asr_text_lm else None
+        self.config, self.text_lm = config, text_lm
+
+    def _load_text_lm(self, source: str) -> CharNgramLM:
+        from ..text_lm import CharNgramLM
+
+        lm = CharNgramLM.from_pretrained(source)
+        if lm.config.vocabulary != self.config.text_vocab:
+            raise ConfigError(f"{source}: a {lm.config.vocabulary!r} language model cannot score this model's"
+                              f" {self.config.text_vocab!r} text")
+        return lm
+
+    def _text_lm(self) -> CharNgramLM | None:
+        if self.config.asr_text_lm and self.text_lm is None:  # built from a config, not from_pretrained
+            self.text_lm = self._load_text_lm(self.config.asr_text_lm)
+        return self.text_lm
 
     def trim_to_patches(self, audio: torch.Tensor) -> torch.Tensor:
         """Drop the last frames that do not fill a patch (< 160 ms for HoliTok latents)."""
@@ -685,9 +725,14 @@ class ARDiT(PretrainedMixin, nn.Module):
             raise ConfigError(f"audio shorter than one patch ({c.patch_size} frames) cannot be transcribed")
         limit = c.max_text_units if max_units is None else max_units
         if c.asr_decoding == "ctc":
-            best = self._asr_ctc_log_probs(self.encode_asr(audio[None])[0])[:, 1:].argmax(-1) + 1  # 0 is never a unit
-            units = [u for u in torch.unique_consecutive(best).tolist() if u != self.end_of_text]  # blank: end-of-text
-            return self.vocabulary.decode(units[:limit])
+            log_probs = self._asr_ctc_log_probs(self.encode_asr(audio[None])[0])
+            units = range(1, self.end_of_text)  # blank: end-of-text; 0, the vocabulary's own blank, is never a unit
+            if c.asr_beam_width > 1:
+                ids = ctc_beam_search(log_probs, self.end_of_text, units, width=c.asr_beam_width,
+                                      lm=self._text_lm(), lm_weight=c.asr_lm_weight, unit_bonus=c.asr_unit_bonus)
+            else:
+                ids = ctc_greedy(log_probs, self.end_of_text, units)
+            return self.vocabulary.decode(ids[:limit])
         speech = self.embed_audio(audio[None])[0]
         if c.asr_encoder_layers:
             speech = speech + self._asr_lm_inputs(self.encode_asr(audio[None])[0])

@@ -13,6 +13,7 @@ no 136M embedding matrix; its body is within 10 % of Qwen's (we use full multi-h
 from __future__ import annotations
 
 import dataclasses
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -104,6 +105,13 @@ class ARDiTConfig:
     # How ``transcribe`` reads: "attention", the LM writing text after the audio (the paper's), or
     # "ctc", greedy over the ASR encoder's CTC head (needs ``asr_encoder_layers``).
     asr_decoding: Literal["attention", "ctc"] = "attention"
+    # CTC reading: prefix beam search over ``asr_beam_width`` prefixes (1: greedy) with the character
+    # n-gram ``asr_text_lm`` (a bundled name or a directory, speechtok text-lm; None: no text prior),
+    # ``asr_lm_weight`` · its log-probability and ``asr_unit_bonus`` per letter (speechtok.ctc_decode).
+    asr_beam_width: int = 1
+    asr_text_lm: str | None = None
+    asr_lm_weight: float = 1.0
+    asr_unit_bonus: float = 1.0
     sample_steps: int = 8
     cfg_scale: float = 1.0
     eos_threshold: float = 0.5  # TTS stops at the first patch whose end-of-speech probability exceeds this
@@ -117,7 +125,8 @@ class ARDiTConfig:
     #: them (a bundle carries its chosen end-of-speech threshold; the run trains with its own config's).
     INFERENCE_FIELDS: ClassVar[tuple[str, ...]] = ("sample_steps", "cfg_scale", "eos_threshold",
                                                    "max_speech_seconds", "max_text_units", "default_voice",
-                                                   "asr_decoding")
+                                                   "asr_decoding", "asr_beam_width", "asr_text_lm",
+                                                   "asr_lm_weight", "asr_unit_bonus")
     #: Training noise with no weights of its own: a fine-tune may change it. (Not speech_input_dropout:
     #: it acts in generation too, so it is part of how the model speaks.)
     OBJECTIVE_FIELDS: ClassVar[tuple[str, ...]] = ("cond_drop", "speaker_drop")
@@ -176,6 +185,15 @@ class ARDiTConfig:
         if self.asr_decoding not in ("attention", "ctc") or (self.asr_decoding == "ctc" and not self.asr_encoder_layers):
             raise ConfigError(f"{self.name}: asr_decoding must be 'attention' or 'ctc' (which needs"
                               f" asr_encoder_layers > 0), got {self.asr_decoding!r}")
+        if self.asr_beam_width < 1 or ((self.asr_beam_width > 1 or self.asr_text_lm) and self.asr_decoding != "ctc"):
+            raise ConfigError(f"{self.name}: asr_beam_width must be >= 1, and beam search or asr_text_lm needs"
+                              f" asr_decoding 'ctc', got {self.asr_beam_width} with {self.asr_decoding!r}")
+        if self.asr_text_lm is not None and (not self.asr_text_lm or self.asr_beam_width < 2):
+            raise ConfigError(f"{self.name}: asr_text_lm needs a name and asr_beam_width >= 2 (greedy reading"
+                              f" has no prior), got {self.asr_text_lm!r} with width {self.asr_beam_width}")
+        if not (math.isfinite(self.asr_lm_weight) and self.asr_lm_weight >= 0 and math.isfinite(self.asr_unit_bonus)):
+            raise ConfigError(f"{self.name}: asr_lm_weight must be a finite number >= 0 and asr_unit_bonus finite,"
+                              f" got {self.asr_lm_weight} and {self.asr_unit_bonus}")
         check_eos_threshold(self.eos_threshold, f"{self.name}: eos_threshold")
         voice = self.default_voice
         if voice is not None and (self.audio != "latents" or not voice or Path(voice).name != voice

@@ -144,6 +144,10 @@ def info(args: argparse.Namespace) -> int:
         lines = _sitok_summary(loaded)
     elif loaded.kind == "ardit":
         lines = _ardit_summary(loaded)
+    elif loaded.kind == "char-ngram":
+        cfg = loaded.config
+        lines = [f"model        character {cfg['order']}-gram text LM ({cfg['vocabulary']} vocabulary, n-grams of 3+"
+                 f" symbols seen {cfg['min_count']}+ times, from {cfg['sentences']:,} sentences)"]
     else:
         lines = [f"model        {loaded.kind}"]
     lines += [
@@ -229,9 +233,17 @@ def _ardit_summary(loaded: LoadedCheckpoint) -> list[str]:
                              f"{cfg.sample_steps} Euler steps, CFG {cfg.cfg_scale:g}, ")
         + ("stops where its text aligner plans" if cfg.aligner_layers else f"end-of-speech threshold {cfg.eos_threshold:g}")
         + (f"; default voice {cfg.default_voice}" if cfg.default_voice else ""),
-        "asr          " + (f"greedy CTC over a {cfg.asr_encoder_layers}-layer bidirectional ASR encoder"
-                           if cfg.asr_decoding == "ctc" else "the LM writes the text after the audio, greedy"),
+        "asr          " + (_ctc_reading(cfg) if cfg.asr_decoding == "ctc" else "the LM writes the text after the audio, greedy"),
     ]
+
+
+def _ctc_reading(cfg: Any) -> str:
+    encoder = f"CTC over a {cfg.asr_encoder_layers}-layer bidirectional ASR encoder"
+    if cfg.asr_beam_width == 1:
+        return f"greedy {encoder}"
+    prior = (f" with text LM {cfg.asr_text_lm} (weight {cfg.asr_lm_weight:g}, bonus {cfg.asr_unit_bonus:g} per letter)"
+             if cfg.asr_text_lm else "")
+    return f"{encoder}, beam {cfg.asr_beam_width}{prior}"
 
 
 def _vocos_summary(loaded: LoadedCheckpoint) -> list[str]:

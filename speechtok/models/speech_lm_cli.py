@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 
 #: The bundled AR+DiT model that ``tts`` and ``asr`` use without ``--model``.
 DEFAULT_MODEL = "ardit-default"
@@ -52,7 +53,25 @@ def add_speech_lm_commands(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("inputs", nargs="+", help="audio files")
     p.add_argument("--model", help=f"AR+DiT checkpoint directory or bundled name (default: {DEFAULT_MODEL})")
     p.add_argument("--tokenizer", help="tokenizer checkpoint (default: the one recorded in the model)")
+    p.add_argument("--beam", type=int, help="CTC models: prefix beam width, 1 for greedy (default: the model's)")
+    p.add_argument("--text-lm", help="CTC models: character n-gram (speechtok text-lm) the beam search reads with,"
+                                     " a directory or bundled name, or 'none' (default: the model's)")
+    p.add_argument("--lm-weight", type=float, help="CTC models: weight of the text LM's log-probability")
+    p.add_argument("--unit-bonus", type=float, help="CTC models: score added per letter (longer outputs)")
     p.set_defaults(func=_asr)
+
+    p = subparsers.add_parser("text-lm", help="fit a character n-gram for CTC beam search on sentences",
+                              description="Count the character n-grams of text files (one sentence per line, or a"
+                                          " TSV with a 'text' or 'transcript' column) into a checkpoint that"
+                                          " `speechtok asr --text-lm` and the asr_text_lm setting read.")
+    p.add_argument("texts", nargs="+", help="text files")
+    p.add_argument("-o", "--output", required=True, help="output checkpoint directory (must not exist)")
+    p.add_argument("--order", type=int, default=8, help="symbols per n-gram, context + 1 (default: 8)")
+    p.add_argument("--min-count", type=int, default=1,
+                   help="leave out n-grams of 3+ symbols seen fewer times (default: 1, keep all)")
+    p.add_argument("--exclude", nargs="*", default=[],
+                   help="files of the same forms whose sentences (by id or by text) stay out, e.g. evaluation sets")
+    p.set_defaults(func=_text_lm)
 
 
 def _tts(args: argparse.Namespace) -> int:
@@ -83,11 +102,65 @@ def _tts(args: argparse.Namespace) -> int:
 
 def _asr(args: argparse.Namespace) -> int:
     from ..audio import load_audio
+    from ..errors import DataError
     from .speech_lm import SpeechLM
 
-    lm = SpeechLM.from_pretrained(model_source(args), tokenizer=args.tokenizer)
+    missing = [p for p in args.inputs if not os.path.isfile(p)]
+    if missing:
+        raise DataError(f"{missing[0]}: audio file not found")
+    source = model_source(args)
+    decoding = {name: value for name, value in (("asr_beam_width", args.beam), ("asr_lm_weight", args.lm_weight),
+                                                ("asr_unit_bonus", args.unit_bonus)) if value is not None}
+    if args.text_lm is not None:
+        decoding["asr_text_lm"] = None if args.text_lm == "none" else args.text_lm
+    _check_decoding(source, decoding)
+    lm = SpeechLM.from_pretrained(source, tokenizer=args.tokenizer)
+    lm.model.set_decoding(**decoding)
     for path in args.inputs:
         wav, rate = load_audio(path)
         text = lm.asr(wav, rate)
         print(text if len(args.inputs) == 1 else f"{path}\t{text}")
+    return 0
+
+
+def _check_decoding(source: str, decoding: dict[str, object]) -> None:
+    """Refuse decoding settings from the model's config.json and the text LM's, before any weights load."""
+    import dataclasses
+    import json
+
+    from ..bundled import CONFIG_FILE, load_checkpoint_kind, resolve
+    from ..config import from_dict
+    from ..errors import DataError
+    from ..text_lm import KIND
+    from .ardit_config import ARDiTConfig
+
+    text_lm = decoding.get("asr_text_lm")
+    if text_lm and load_checkpoint_kind(text_lm) != KIND:
+        raise DataError(f"{text_lm}: not a character n-gram checkpoint (speechtok text-lm writes them)")
+    if load_checkpoint_kind(source) == "ardit":  # other cases fail as the model loads, with their own message
+        config = json.loads((resolve(source) / CONFIG_FILE).read_text())["config"]
+        dataclasses.replace(from_dict(ARDiTConfig, config, f"{source}/config"), **decoding)
+
+
+def _text_lm(args: argparse.Namespace) -> int:
+    from ..errors import DataError
+    from ..fileio import check_output_dir
+    from ..text import normalize_text
+    from ..text_lm import CharNgramConfig, CharNgramLM, read_sentences
+
+    if os.path.exists(args.output):
+        raise DataError(f"{args.output}: already exists; give a new directory")
+    check_output_dir(args.output, what="language model")
+    config = CharNgramConfig(order=args.order, min_count=args.min_count)  # bad values fail before any reading
+    excluded = [pair for path in args.exclude for pair in read_sentences(path)]
+    ids, texts = {i for i, _ in excluded if i}, {normalize_text(t) for _, t in excluded} - {""}
+    pairs = [pair for path in args.texts for pair in read_sentences(path)]
+    kept = [t for i, t in pairs if (i is None or i not in ids) and normalize_text(t) not in texts]
+    kept = [t for t in kept if normalize_text(t)]
+    if not kept:
+        raise DataError(f"no sentences left to count ({len(pairs)} read, all excluded or empty)")
+    lm = CharNgramLM.fit(kept, config)
+    lm.save(args.output)
+    print(f"{args.output}: {len(lm):,} n-grams of order ≤ {config.order} from {lm.config.sentences:,} sentences"
+          f" ({len(pairs) - len(kept):,} excluded)")
     return 0
