@@ -30,7 +30,7 @@ class Vocabulary:
         return len(self.symbols)
 
     def units(self, text: str) -> list[str]:
-        normalized = normalize_text(text)
+        normalized = _normalize_text(text)
         if self.name == "phoneme":
             from .espeak import ipa  # the phoneme extra, loaded only when used
             return list(ipa(normalized))
@@ -52,7 +52,7 @@ def get_vocabulary(name: str) -> Vocabulary:
     raise ConfigError(f"unknown text vocabulary {name!r} (use 'char' or 'phoneme')")
 
 
-def normalize_text(text: str) -> str:
+def _normalize_text(text: str) -> str:
     text = text.lower()
     text = re.sub(r"\d", lambda m: f" {_DIGITS[int(m.group())]} ", text)
     text = re.sub(r"[^a-z' ]+", " ", text)

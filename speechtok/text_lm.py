@@ -12,7 +12,6 @@ the sentence.
 """
 from __future__ import annotations
 
-import csv
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -142,26 +141,3 @@ class CharNgramLM:
         loaded = load_checkpoint(name_or_dir, expected_kind=KIND)
         config = from_dict(CharNgramConfig, loaded.config, f"{loaded.directory}/config.json")
         return cls(config, loaded.state["keys"].numpy(), loaded.state["counts"].numpy())
-
-
-def read_sentences(path: str | os.PathLike[str]) -> list[tuple[str | None, str]]:
-    """``(id, text)`` pairs from a plain text file (one sentence per line, no ids) or a TSV with a
-    header naming a ``text`` or ``transcript`` column (id: its ``id`` column, else the stem of its
-    ``path`` column, e.g. an LJ Speech clip's sentence id). A TSV row without text keeps its id (an
-    exclusion list may name clips by id alone); blank lines of plain text are skipped."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"{path}: text file not found")
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except UnicodeDecodeError:
-        raise DataError(f"{path}: not UTF-8 text") from None
-    header = lines[0].split("\t") if lines else []
-    column = next((c for c in ("text", "transcript") if c in header), None)
-    if column is None:
-        return [(None, line.strip()) for line in lines if line.strip()]
-    pairs = []
-    for row in csv.DictReader(lines, delimiter="\t", quoting=csv.QUOTE_NONE):
-        ident = row.get("id") or (Path(row["path"]).stem if row.get("path") else None)
-        pairs.append((ident, (row.get(column) or "").strip()))
-    return pairs

@@ -9,9 +9,10 @@ import torch
 
 from speechtok.cli import main as cli_main
 from speechtok.ctc_decode import ctc_beam_search, ctc_greedy
+from speechtok.data.texts import Sentence, read_texts
 from speechtok.errors import CheckpointError, ConfigError
 from speechtok.text import get_vocabulary
-from speechtok.text_lm import CharNgramConfig, CharNgramLM, read_sentences
+from speechtok.text_lm import CharNgramConfig, CharNgramLM
 
 SENTENCES = ["the cat sat on the mat", "the dog sat on the log", "a cat and a dog", "the cat saw the dog"]
 CHARS = get_vocabulary("char")
@@ -121,7 +122,7 @@ def test_text_lm_command_excludes_evaluation_sentences_and_refuses_bad_input(tmp
     assert "from 3 sentences (2 excluded)" in capsys.readouterr().out
     lm = CharNgramLM.from_pretrained(out)
     assert lm.config.order == 4 and lm.config.sentences == 3
-    assert read_sentences(held)[0] == ("A2", "")
+    assert read_texts(held)[0] == Sentence("A2", "") and read_texts(plain)[1] == Sentence("", "the cat saw the dog")
     assert cli_main(["info", str(out)]) == 0
     assert "character 4-gram text LM" in capsys.readouterr().out
     for args, message in ((["-o", str(out)], "already exists"),

@@ -48,6 +48,25 @@ def read_sentences(path: str | os.PathLike[str]) -> list[Sentence]:
     return sentences
 
 
+def read_texts(path: str | os.PathLike[str]) -> list[Sentence]:
+    """Sentences from any text file a user has: an ``id  text`` TSV, a manifest (its transcripts; id:
+    the file's stem, e.g. an LJ Speech clip's sentence id, kept for rows without a transcript so an
+    exclusion list can name clips by id alone) or plain text, one sentence per line (no ids)."""
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: text file not found")
+    try:
+        lines = path.read_text(encoding="utf-8").splitlines()
+    except UnicodeDecodeError:
+        raise DataError(f"{path}: not UTF-8 text") from None
+    header = lines[0].split("\t") if lines else []
+    if header[:2] == ["id", "text"]:
+        return read_sentences(path)
+    if "transcript" in header:
+        return [Sentence(r.path.stem, r.transcript) for r in read_manifest(path)]
+    return [Sentence("", " ".join(line.split())) for line in lines if line.strip()]
+
+
 @dataclass(frozen=True)
 class Exclusion:
     """What must never be spoken in training: LJ ids and normalised sentences."""
@@ -57,6 +76,12 @@ class Exclusion:
 
     def excludes(self, sentence_id: str, text: str) -> bool:
         return sentence_id in self.ids or normalize(text) in self.texts
+
+    @classmethod
+    def of(cls, sentences: list[Sentence]) -> Exclusion:
+        """Exclude these sentences, by id (where they have one) and by text."""
+        return cls(frozenset(s.id for s in sentences if s.id),
+                   frozenset(normalize(s.text) for s in sentences) - {""})
 
 
 def evaluation_exclusion(dev_manifest: str | os.PathLike[str], shared_data: str | os.PathLike[str]) -> Exclusion:

@@ -143,24 +143,22 @@ def _check_decoding(source: str, decoding: dict[str, object]) -> None:
 
 
 def _text_lm(args: argparse.Namespace) -> int:
+    from ..data.texts import Exclusion, read_texts
     from ..errors import DataError
     from ..fileio import check_output_dir
-    from ..text import normalize_text
-    from ..text_lm import CharNgramConfig, CharNgramLM, read_sentences
+    from ..text_lm import CharNgramConfig, CharNgramLM
 
     if os.path.exists(args.output):
         raise DataError(f"{args.output}: already exists; give a new directory")
     check_output_dir(args.output, what="language model")
     config = CharNgramConfig(order=args.order, min_count=args.min_count)  # bad values fail before any reading
-    excluded = [pair for path in args.exclude for pair in read_sentences(path)]
-    ids, texts = {i for i, _ in excluded if i}, {normalize_text(t) for _, t in excluded} - {""}
-    pairs = [pair for path in args.texts for pair in read_sentences(path)]
-    kept = [t for i, t in pairs if (i is None or i not in ids) and normalize_text(t) not in texts]
-    kept = [t for t in kept if normalize_text(t)]
+    exclusion = Exclusion.of([s for path in args.exclude for s in read_texts(path)])
+    sentences = [s for path in args.texts for s in read_texts(path)]
+    kept = [s.text for s in sentences if s.text and not exclusion.excludes(s.id, s.text)]
     if not kept:
-        raise DataError(f"no sentences left to count ({len(pairs)} read, all excluded or empty)")
+        raise DataError(f"no sentences left to count ({len(sentences)} read, all excluded or empty)")
     lm = CharNgramLM.fit(kept, config)
     lm.save(args.output)
     print(f"{args.output}: {len(lm):,} n-grams of order ≤ {config.order} from {lm.config.sentences:,} sentences"
-          f" ({len(pairs) - len(kept):,} excluded)")
+          f" ({len(sentences) - len(kept):,} excluded)")
     return 0
