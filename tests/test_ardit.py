@@ -502,6 +502,9 @@ def test_asr_encoder_transcribes_by_ctc_starts_as_its_checkpoint_and_is_off_by_d
     assert model.text_lm is not None and model.text_lm.config.sentences == len(clips)
     for (text, _, _), item in zip(clips, asr_items):
         assert model.transcribe(item.audio) == model.vocabulary.decode(model.vocabulary.encode(text))
+        assert model.read_ctc(model.asr_log_probs(item.audio)) == model.transcribe(item.audio)  # what sweeps reuse
+    with pytest.raises(ConfigError, match="no ASR encoder"):
+        lm.model.asr_log_probs(asr_items[0].audio)
     model.save_pretrained(tmp_path / "model")  # a saved model finds its text LM again
     assert ARDiT.from_pretrained(tmp_path / "model").text_lm.config == model.text_lm.config
     for bad, message in (({"dim": 8}, "not decoding settings"), ({"asr_beam_width": 1}, "asr_text_lm"),

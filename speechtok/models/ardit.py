@@ -716,23 +716,36 @@ class ARDiT(PretrainedMixin, nn.Module):
         return indices[choice].to(self.device)
 
     @torch.inference_mode()
+    def asr_log_probs(self, audio: torch.Tensor) -> torch.Tensor:
+        """The ASR encoder's CTC log-probabilities ``[F · asr_encoder_upsample, units + 1]`` of normalised
+        latents ``[F, D]`` (blank: the last class), for :meth:`read_ctc` with other decoding settings."""
+        if not self.config.asr_encoder_layers:
+            raise ConfigError(f"{self.config.name}: has no ASR encoder (asr_encoder_layers is 0)")
+        return self._asr_ctc_log_probs(self.encode_asr(self.check_audio(self.trim_to_patches(self._on_device(audio)))[None])[0])
+
+    def read_ctc(self, log_probs: torch.Tensor, *, max_units: int | None = None) -> str:
+        """CTC log-probabilities → text (at most ``max_units`` units), as the config says: greedy, or beam
+        search with its text LM."""
+        c = self.config
+        units = range(1, self.end_of_text)  # blank: end-of-text; 0, the vocabulary's own blank, is never a unit
+        if c.asr_beam_width > 1:
+            ids = ctc_beam_search(log_probs, self.end_of_text, units, width=c.asr_beam_width,
+                                  lm=self._text_lm(), lm_weight=c.asr_lm_weight, unit_bonus=c.asr_unit_bonus)
+        else:
+            ids = ctc_greedy(log_probs, self.end_of_text, units)
+        return self.vocabulary.decode(ids[:max_units])
+
+    @torch.inference_mode()
     def transcribe(self, audio: torch.Tensor, *, max_units: int | None = None, use_cache: bool = True) -> str:
         """ASR: normalised latents ``[F, D]`` or codes ``[F]`` → text, greedy until end-of-text (the LM),
-        or greedy CTC over the ASR encoder (``asr_decoding: ctc``); at most ``max_units`` units."""
+        or CTC over the ASR encoder (``asr_decoding: ctc``, :meth:`read_ctc`); at most ``max_units`` units."""
         c = self.config
         audio = self.check_audio(self.trim_to_patches(self._on_device(audio)))
         if not audio.shape[0]:
             raise ConfigError(f"audio shorter than one patch ({c.patch_size} frames) cannot be transcribed")
         limit = c.max_text_units if max_units is None else max_units
         if c.asr_decoding == "ctc":
-            log_probs = self._asr_ctc_log_probs(self.encode_asr(audio[None])[0])
-            units = range(1, self.end_of_text)  # blank: end-of-text; 0, the vocabulary's own blank, is never a unit
-            if c.asr_beam_width > 1:
-                ids = ctc_beam_search(log_probs, self.end_of_text, units, width=c.asr_beam_width,
-                                      lm=self._text_lm(), lm_weight=c.asr_lm_weight, unit_bonus=c.asr_unit_bonus)
-            else:
-                ids = ctc_greedy(log_probs, self.end_of_text, units)
-            return self.vocabulary.decode(ids[:limit])
+            return self.read_ctc(self._asr_ctc_log_probs(self.encode_asr(audio[None])[0]), max_units=limit)
         speech = self.embed_audio(audio[None])[0]
         if c.asr_encoder_layers:
             speech = speech + self._asr_lm_inputs(self.encode_asr(audio[None])[0])
