@@ -1,14 +1,15 @@
-"""Choose the AR+DiT model's CTC decoding defaults (beam width, text-LM weight, bonus per letter) away
-from the speech the ASR figures are reported on.
+"""Choose the AR+DiT model's CTC decoding defaults (beam width, text-LM weight, bonus per letter), and
+among several checkpoints the one to bundle, away from the speech the ASR figures are reported on.
 
-    python scripts/asr_lm_sweep.py [--model ardit-default] [--text-lm charlm-ljspeech] [--data data/splits/dev.tsv]
-                                   [--width 16] [--lm-weight 0.5 0.8 1 1.3 1.6] [--unit-bonus 0 1 2 3] [--marker M]
+    python scripts/asr_lm_sweep.py [--model ardit-default [RUN/checkpoints/step_N …]] [--text-lm charlm-ljspeech]
+                                   [--data data/splits/dev.tsv] [--width 16] [--lm-weight 0.5 0.8 1 1.3 1.6]
+                                   [--unit-bonus 0 1 2 3] [--marker M]
 
 Tunes on the ``--data`` files without a transcript from LibriSpeech (dev.tsv: 20 held-out training-set
 speakers, one file each), labelled by Moonshine, the data engine's gate ASR, never by the evaluation
 judge; the transcribed files (LibriSpeech dev speaker 84, LJ Speech), on which ``scripts/ardit_table.py``
 reports ASR, play no part in the choice. Prints WER (pooled over words) against the labels for greedy
-reading and every (weight, bonus), and rewrites the ``asr-lm-sweep`` block of docs/ardit.md. Bundle the
+reading and every (model, weight, bonus), and rewrites the ``asr-lm-sweep`` block of docs/ardit.md. Bundle the
 choice with ``scripts/bundle_checkpoint.py CHECKPOINT ardit-default --asr-beam-width W --asr-text-lm LM
 --asr-lm-weight A --asr-unit-bonus B``.
 """
@@ -34,7 +35,8 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", default="ardit-default", help="AR+DiT checkpoint with an ASR encoder")
+    parser.add_argument("--model", nargs="+", default=["ardit-default"],
+                        help="AR+DiT checkpoints with an ASR encoder (bundled names or folders)")
     parser.add_argument("--text-lm", default="charlm-ljspeech", help="character n-gram (speechtok text-lm)")
     parser.add_argument("--data", default=str(ROOT / "data" / "splits" / "dev.tsv"))
     parser.add_argument("--width", type=int, default=16, help="beam width")
@@ -47,38 +49,45 @@ def main() -> int:
         rows = [r for r in read_manifest(args.data) if not r.transcript and "librispeech" in r.path.parent.name]
         if not rows:
             raise SpeechtokError(f"{args.data}: no untranscribed LibriSpeech files to tune on")
-        lm = SpeechLM.from_pretrained(args.model)
-        lm.model.set_decoding(asr_beam_width=args.width, asr_text_lm=args.text_lm)  # checks the combination
+        models = [SpeechLM.from_pretrained(source) for source in args.model]
+        for lm in models:
+            lm.model.set_decoding(asr_beam_width=args.width, asr_text_lm=args.text_lm)  # checks the combination
     except SpeechtokError as error:
         parser.exit(2, f"error: {error}\n")
     labeller = Moonshine()
-    items = []
-    for row in tqdm(rows, desc="label + encode", unit="file"):
-        wav, rate = load_audio(row.path)
-        items.append((labeller.transcribe(wav, rate), lm.model.asr_log_probs(lm.features(wav, rate))))
-    lines = ["| beam | LM weight | bonus per letter | WER % (vs Moonshine) |", "|---|---|---|---|"]
-    lm.model.set_decoding(asr_text_lm=None, asr_beam_width=1)
-    lines.append(f"| greedy | – | – | {pooled_wer([(t, lm.model.read_ctc(p)) for t, p in items]):.1f} |")
-    print(lines[-1], flush=True)
-    results = {}
-    for weight, bonus in itertools.product(args.lm_weight, args.unit_bonus):
-        lm.model.set_decoding(asr_beam_width=args.width, asr_text_lm=args.text_lm, asr_lm_weight=weight,
-                              asr_unit_bonus=bonus)
-        results[weight, bonus] = pooled_wer([(t, lm.model.read_ctc(p)) for t, p in items])
-        lines.append(f"| {args.width} | {weight:g} | {bonus:g} | {results[weight, bonus]:.1f} |")
-        print(lines[-1], flush=True)
+    audio = [load_audio(row.path) for row in rows]
+    labels = [labeller.transcribe(wav, rate) for wav, rate in tqdm(audio, desc="Moonshine labels", unit="file")]
+    results: dict[tuple[str, float | None, float | None], float] = {}
+    for source, lm in zip(args.model, models):
+        log_probs = [lm.model.asr_log_probs(lm.features(wav, rate))
+                     for wav, rate in tqdm(audio, desc=f"{source}: ASR encoder", unit="file")]
+        lm.model.set_decoding(asr_text_lm=None, asr_beam_width=1)
+        results[source, None, None] = pooled_wer([(t, lm.model.read_ctc(p)) for t, p in zip(labels, log_probs)])
+        for weight, bonus in itertools.product(args.lm_weight, args.unit_bonus):
+            lm.model.set_decoding(asr_beam_width=args.width, asr_text_lm=args.text_lm, asr_lm_weight=weight,
+                                  asr_unit_bonus=bonus)
+            results[source, weight, bonus] = pooled_wer([(t, lm.model.read_ctc(p)) for t, p in zip(labels, log_probs)])
+        print(f"{source}: greedy {results[source, None, None]:.1f} %, with the LM"
+              f" {min(v for (m, w, _), v in results.items() if m == source and w is not None):.1f} %", flush=True)
+    lines = ["| decoding | LM weight | bonus per letter | " + " | ".join(f"`{m}`" for m in args.model) + " |",
+             "|---|---|---|" + "---|" * len(args.model)]
+    for weight, bonus in [(None, None), *itertools.product(args.lm_weight, args.unit_bonus)]:
+        setting = "greedy | – | –" if weight is None else f"beam {args.width} | {weight:g} | {bonus:g}"
+        lines.append(f"| {setting} | " + " | ".join(f"{results[m, weight, bonus]:.1f}" for m in args.model) + " |")
+    results = {k: v for k, v in results.items() if k[1] is not None}
     best = min(results, key=results.get)
-    command = " ".join(["python scripts/asr_lm_sweep.py", f"--model {args.model}", f"--text-lm {args.text_lm}",
+    command = " ".join(["python scripts/asr_lm_sweep.py", "--model", *args.model, f"--text-lm {args.text_lm}",
                         *([] if args.data == str(ROOT / "data" / "splits" / "dev.tsv") else [f"--data {args.data}"]),
                         f"--width {args.width}", "--lm-weight", *(f"{w:g}" for w in args.lm_weight),
                         "--unit-bonus", *(f"{b:g}" for b in args.unit_bonus),
                         *([f"--marker {args.marker}"] if args.marker != "asr-lm-sweep" else [])])
     block = "\n".join([f"Produced by `{command}`: {len(rows)} untranscribed LibriSpeech files of"
                        f" `{Path(args.data).name}` ({len(rows)} speakers held out of training), labelled by"
-                       " Moonshine base (the gate ASR, not the evaluation judge). Lowest: weight"
-                       f" {best[0]:g}, bonus {best[1]:g}.", "", *lines])
+                       " Moonshine base (the gate ASR, not the evaluation judge); WER % (pooled over words)"
+                       f" against the labels. Lowest: {best[0]}, weight"
+                       f" {best[1]:g}, bonus {best[2]:g}.", "", *lines])
     replace_marked_block(ROOT / "docs" / "ardit.md", args.marker, block)
-    print(f"lowest: --asr-lm-weight {best[0]:g} --asr-unit-bonus {best[1]:g}; updated docs/ardit.md")
+    print(f"lowest: {best[0]} --asr-lm-weight {best[1]:g} --asr-unit-bonus {best[2]:g}; updated docs/ardit.md")
     return 0
 
 
