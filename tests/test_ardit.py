@@ -534,7 +534,7 @@ def test_asr_encoder_batched_equals_solo(tokenizers, clips):
         assert torch.allclose(model(items)["asr_encoder"], solo.mean(), atol=1e-4)
 
 
-@pytest.mark.parametrize("config", ["ardit-gpu-continue.yaml", "ardit-asr-encoder.yaml"])
+@pytest.mark.parametrize("config", ["ardit-gpu-continue.yaml", "ardit-asr-encoder.yaml", "ardit-asr-encoder-masks.yaml"])
 def test_configs_that_continue_the_bundle_fit_its_weights(config):
     """A config run with ``--init ardit-default`` (the next lease's arm; the ASR encoder's stage) builds
     the bundle's architecture: every field but the decoding defaults and training noise is the bundle's,
@@ -916,7 +916,17 @@ def test_bundled_default_speaks_and_listens_without_model(tmp_path, capsys, monk
     assert cli_main(["info", "ardit-default"]) == 0  # its decoding defaults, its default voice among them
     printed = capsys.readouterr().out
     assert "CFG 5, stops where its text aligner plans; default voice librispeech_2952-407-0000.flac" in printed
-    assert "greedy CTC over a 6-layer bidirectional ASR encoder" in printed
+    assert "CTC over a 6-layer bidirectional ASR encoder, beam 16 with text LM charlm-ljspeech" in printed
+    sample = str(ROOT / "speechtok" / "assets" / "librispeech_84-121123-0001.flac")
+    for args, message in ((["--beam", "0"], "asr_beam_width must be >= 1"),
+                          (["--text-lm", "holitok-default"], "not a character n-gram checkpoint"),
+                          (["--beam", "1", "--text-lm", "charlm-ljspeech"], "asr_text_lm needs"),
+                          (["--lm-weight", "nan"], "asr_lm_weight must be")):
+        assert cli_main(["asr", sample, *args]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1
+    assert cli_main(["asr", sample, "--beam", "1", "--text-lm", "none"]) == 0  # greedy, as the model was read before
+    assert capsys.readouterr().out.strip()
     monkeypatch.setattr(speech_lm_cli, "DEFAULT_MODEL", "ardit-missing")
     assert cli_main(["tts", "hi", "-o", str(tmp_path / "y.wav")]) == 2
     err = capsys.readouterr().err.strip()
