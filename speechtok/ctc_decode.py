@@ -21,7 +21,7 @@ if TYPE_CHECKING:
 def ctc_greedy(log_probs: torch.Tensor, blank: int, units: Sequence[int]) -> list[int]:
     """Best class of every frame of ``log_probs`` ``[T, C]`` among ``units`` and ``blank``, repeats
     collapsed, blanks dropped."""
-    allowed = torch.tensor(sorted({*units, blank}))
+    allowed = torch.tensor(sorted({*units, blank}), device=log_probs.device)
     best = allowed[log_probs[:, allowed].argmax(-1)]
     return [u for u in torch.unique_consecutive(best).tolist() if u != blank]
 
@@ -46,7 +46,7 @@ def ctc_beam_search(log_probs: torch.Tensor, blank: int, units: Sequence[int], *
     if width < 1:
         raise ValueError(f"beam width must be ≥ 1, got {width}")
     rows = log_probs.detach().float().cpu().numpy()
-    units = np.array(sorted(set(units) - {blank}))
+    units = np.array(sorted(set(units) - {blank}), dtype=np.int64)
     prior: dict[tuple[int, ...], np.ndarray] = {}
 
     def letter_scores(prefix: tuple[int, ...]) -> np.ndarray:

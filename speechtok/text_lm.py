@@ -26,7 +26,6 @@ if TYPE_CHECKING:
     import torch
 
 KIND = "char-ngram"
-_MAX_ORDER = 12  # keys are base-(vocabulary + 1) numbers in an int64: 30 ** 12 < 2 ** 63
 
 
 @dataclass
@@ -40,11 +39,13 @@ class CharNgramConfig:
     sentences: int = 0  # how many sentences the counts came from (provenance, set by fit)
 
     def __post_init__(self) -> None:
-        if not 1 <= self.order <= _MAX_ORDER:
-            raise ConfigError(f"{self.name}: order must be 1..{_MAX_ORDER}, got {self.order}")
         if self.min_count < 1:
             raise ConfigError(f"{self.name}: min_count must be ≥ 1, got {self.min_count}")
-        get_vocabulary(self.vocabulary)
+        base = len(get_vocabulary(self.vocabulary)) + 1
+        if self.order < 1 or base ** self.order >= 2 ** 63:  # keys are int64
+            longest = max(n for n in range(1, 64) if base ** n < 2 ** 63)
+            raise ConfigError(f"{self.name}: order must be 1..{longest} for the {self.vocabulary!r} vocabulary,"
+                              f" got {self.order}")
 
 
 class CharNgramLM:
@@ -123,6 +124,8 @@ class CharNgramLM:
     def state_dict(self) -> dict[str, torch.Tensor]:
         import torch
 
+        if self.counts.max(initial=0) >= 2 ** 31:
+            raise DataError(f"{self.config.name}: counts above 2^31 do not fit the checkpoint's int32")
         return {"keys": torch.from_numpy(self.keys), "counts": torch.from_numpy(self.counts.astype(np.int32))}
 
     def save(self, directory: str | os.PathLike[str]) -> Path:

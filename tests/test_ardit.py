@@ -506,12 +506,15 @@ def test_asr_encoder_transcribes_by_ctc_starts_as_its_checkpoint_and_is_off_by_d
     with pytest.raises(ConfigError, match="no ASR encoder"):
         lm.model.asr_log_probs(asr_items[0].audio)
     model.save_pretrained(tmp_path / "model")  # a saved model finds its text LM again
-    assert ARDiT.from_pretrained(tmp_path / "model").text_lm.config == model.text_lm.config
-    for bad, message in (({"dim": 8}, "not decoding settings"), ({"asr_beam_width": 1}, "asr_text_lm"),
+    assert ARDiT.from_pretrained(tmp_path / "model")._text_lm().config == model.text_lm.config
+    for bad, message in (({"dim": 8}, "not decoding settings"),
+                         ({"asr_beam_width": 1, "asr_text_lm": str(tmp_path / "lm")}, "asr_text_lm needs"),
                          ({"asr_lm_weight": -1.0}, "asr_lm_weight"), ({"asr_text_lm": str(tmp_path)}, "config.json")):
         with pytest.raises((ConfigError, CheckpointError), match=message):
             model.set_decoding(**bad)
     assert model.config.asr_beam_width == 8 and model.config.asr_lm_weight == 1.0  # a refused change changes nothing
+    model.set_decoding(asr_beam_width=1)  # greedy reading drops the prior
+    assert model.config.asr_text_lm is None and model.text_lm is None
     with pytest.raises(ConfigError, match="needs asr_decoding 'ctc'"):
         dataclasses.replace(config, asr_beam_width=4)
 
@@ -925,7 +928,7 @@ def test_bundled_default_speaks_and_listens_without_model(tmp_path, capsys, monk
         assert cli_main(["asr", sample, *args]) == 2
         err = capsys.readouterr().err.strip()
         assert message in err and len(err.splitlines()) == 1
-    assert cli_main(["asr", sample, "--beam", "1", "--text-lm", "none"]) == 0  # greedy, as the model was read before
+    assert cli_main(["asr", sample, "--beam", "1"]) == 0  # greedy: the text LM is dropped
     assert capsys.readouterr().out.strip()
     monkeypatch.setattr(speech_lm_cli, "DEFAULT_MODEL", "ardit-missing")
     assert cli_main(["tts", "hi", "-o", str(tmp_path / "y.wav")]) == 2

@@ -10,7 +10,7 @@ import torch
 from speechtok.cli import main as cli_main
 from speechtok.ctc_decode import ctc_beam_search, ctc_greedy
 from speechtok.data.texts import Sentence, read_texts
-from speechtok.errors import CheckpointError, ConfigError
+from speechtok.errors import CheckpointError, ConfigError, DataError
 from speechtok.text import get_vocabulary
 from speechtok.text_lm import CharNgramConfig, CharNgramLM
 
@@ -72,7 +72,11 @@ def test_bad_configs_and_empty_text_are_refused():
         CharNgramConfig(order=13)
     with pytest.raises(ConfigError, match="min_count"):
         CharNgramConfig(min_count=0)
-    with pytest.raises(Exception, match="no text"):
+    with pytest.raises(ConfigError, match="order must be 1..12 for the 'char'"):
+        CharNgramConfig(order=13)
+    with pytest.raises(ConfigError, match="order must be 1..10 for the 'phoneme'"):  # 60 ** 11 > 2 ** 63
+        CharNgramConfig(vocabulary="phoneme", order=11)
+    with pytest.raises(DataError, match="no text"):
         CharNgramLM.fit(["", "123 !!"[4:]])
 
 
@@ -93,6 +97,8 @@ def test_beam_search_without_prior_reads_clear_speech_as_greedy_does():
     assert ctc_greedy(log_probs, BLANK, UNITS) == ids == ctc_beam_search(log_probs, BLANK, UNITS, width=8)
     doubled = _frames("too", blank_frames=1)  # a repeated letter survives only through its blank
     assert CHARS.decode(ctc_beam_search(doubled, BLANK, UNITS, width=8)) == "too" == CHARS.decode(ctc_greedy(doubled, BLANK, UNITS))
+    held = torch.cat([_frames("o", blank_frames=0)] * 2)  # one letter over two frames, no blank: one letter
+    assert CHARS.decode(ctc_beam_search(held, BLANK, UNITS, width=8)) == "o" == CHARS.decode(ctc_greedy(held, BLANK, UNITS))
     with pytest.raises(ValueError, match="width"):
         ctc_beam_search(log_probs, BLANK, UNITS, width=0)
 
@@ -134,3 +140,8 @@ def test_text_lm_command_excludes_evaluation_sentences_and_refuses_bad_input(tmp
     assert not (tmp_path / "b").exists() and not (tmp_path / "c").exists()
     assert cli_main(["text-lm", str(tmp_path / "missing.txt"), "-o", str(tmp_path / "d")]) == 2
     assert "text file not found" in capsys.readouterr().err
+    odd = tmp_path / "odd.tsv"
+    odd.write_text("path\ttext\na.flac\thello\n")  # a TSV of another form is refused, not read as sentences
+    assert cli_main(["text-lm", str(odd), "-o", str(tmp_path / "e")]) == 2
+    assert "needs an 'id<TAB>text' header" in capsys.readouterr().err
+    assert not any(p.name.startswith(".lm") for p in tmp_path.iterdir())  # no staging folder left behind

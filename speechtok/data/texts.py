@@ -64,6 +64,8 @@ def read_texts(path: str | os.PathLike[str]) -> list[Sentence]:
         return read_sentences(path)
     if "transcript" in header:
         return [Sentence(r.path.stem, r.transcript) for r in read_manifest(path)]
+    if len(header) > 1:
+        raise DataError(f"{path}: a TSV needs an 'id<TAB>text' header or a manifest's columns, got {lines[0][:60]!r}")
     return [Sentence("", " ".join(line.split())) for line in lines if line.strip()]
 
 

@@ -14,7 +14,6 @@ A speaker prompt is a prefix of audio positions whose transcript starts the text
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Literal
 
@@ -110,7 +109,9 @@ class ARDiT(PretrainedMixin, nn.Module):
         units = len(self.vocabulary)
         self.end_of_text = units  # the text head's extra class (an output id; <tts> shares the number as an input id)
         #: the character n-gram that CTC beam search reads with (``asr_text_lm``), loaded when first needed
+        #: (from ``_text_lm_source``: beside the checkpoint, else the name), so a missing LM stops only ASR
         self.text_lm: CharNgramLM | None = None
+        self._text_lm_source: str | None = None
         self.special = {name: units + i for i, name in enumerate(SPECIALS)}
         self.text_embed = nn.Embedding(units + len(SPECIALS), c.dim)
         self.lm = Transformer(TransformerConfig(c.dim, c.layers, c.heads, c.mlp_dim, causal=True))
@@ -236,20 +237,17 @@ class ARDiT(PretrainedMixin, nn.Module):
     def after_load(self, loaded: LoadedCheckpoint) -> None:
         """A text LM the config names is looked for beside the checkpoint first, then by name."""
         if self.config.asr_text_lm:
-            self.text_lm = self._load_text_lm(self.companion(loaded, self.config.asr_text_lm))
+            self._text_lm_source = self.companion(loaded, self.config.asr_text_lm)
 
     def set_decoding(self, **changes: object) -> None:
-        """Change how the model reads or speaks: :attr:`ARDiTConfig.INFERENCE_FIELDS` only (no weight
-        depends on them). Checked, and a new ``asr_text_lm`` loaded, before anything changes."""
-        other = sorted(set(changes) - set(ARDiTConfig.INFERENCE_FIELDS))
-        if other:
-            raise ConfigError(f"not decoding settings: {', '.join(other)}"
-                              f" (those are {', '.join(ARDiTConfig.INFERENCE_FIELDS)})")
-        config = dataclasses.replace(self.config, **changes)
-        text_lm = self.text_lm
+        """Change how the model reads or speaks (:meth:`ARDiTConfig.with_decoding`: no weight depends on
+        it). Checked, and a new ``asr_text_lm`` loaded, before anything changes."""
+        config = self.config.with_decoding(**changes)
+        text_lm, source = self.text_lm, self._text_lm_source
         if config.asr_text_lm != self.config.asr_text_lm:
             text_lm = self._load_text_lm(config.asr_text_lm) if config.asr_text_lm else None
-        self.config, self.text_lm = config, text_lm
+            source = config.asr_text_lm
+        self.config, self.text_lm, self._text_lm_source = config, text_lm, source
 
     def _load_text_lm(self, source: str) -> CharNgramLM:
         from ..text_lm import CharNgramLM
@@ -261,8 +259,8 @@ class ARDiT(PretrainedMixin, nn.Module):
         return lm
 
     def _text_lm(self) -> CharNgramLM | None:
-        if self.config.asr_text_lm and self.text_lm is None:  # built from a config, not from_pretrained
-            self.text_lm = self._load_text_lm(self.config.asr_text_lm)
+        if self.config.asr_text_lm and self.text_lm is None:
+            self.text_lm = self._load_text_lm(self._text_lm_source or self.config.asr_text_lm)
         return self.text_lm
 
     def trim_to_patches(self, audio: torch.Tensor) -> torch.Tensor:
@@ -721,7 +719,10 @@ class ARDiT(PretrainedMixin, nn.Module):
         latents ``[F, D]`` (blank: the last class), for :meth:`read_ctc` with other decoding settings."""
         if not self.config.asr_encoder_layers:
             raise ConfigError(f"{self.config.name}: has no ASR encoder (asr_encoder_layers is 0)")
-        return self._asr_ctc_log_probs(self.encode_asr(self.check_audio(self.trim_to_patches(self._on_device(audio)))[None])[0])
+        audio = self.check_audio(self.trim_to_patches(self._on_device(audio)))
+        if not audio.shape[0]:
+            raise ConfigError(f"audio shorter than one patch ({self.config.patch_size} frames) cannot be transcribed")
+        return self._asr_ctc_log_probs(self.encode_asr(audio[None])[0])
 
     def read_ctc(self, log_probs: torch.Tensor, *, max_units: int | None = None) -> str:
         """CTC log-probabilities → text (at most ``max_units`` units), as the config says: greedy, or beam

@@ -144,6 +144,16 @@ class ARDiTConfig:
         "text aligner": (("aligner_vocab",), ("aligner", "aligner_embed", "aligned_lm_in", "aligned_dit_in")),
     }
 
+    def with_decoding(self, **changes: object) -> ARDiTConfig:
+        """This config with other decoding settings (:attr:`INFERENCE_FIELDS` only; checked). Greedy
+        reading (``asr_beam_width=1``) without a text LM named drops the config's: greedy has no prior."""
+        other = sorted(set(changes) - set(self.INFERENCE_FIELDS))
+        if other:
+            raise ConfigError(f"not decoding settings: {', '.join(other)} (those are {', '.join(self.INFERENCE_FIELDS)})")
+        if changes.get("asr_beam_width") == 1:
+            changes.setdefault("asr_text_lm", None)
+        return dataclasses.replace(self, **changes)
+
     def check_init(self, source: ARDiTConfig, where: str) -> None:
         """A fine-tune over ``source`` may add an ASR encoder but not reshape a trained one (a different
         head count or more layers would load without a shape error and compute something else)."""

@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
+from pathlib import Path
 
 #: The bundled AR+DiT model that ``tts`` and ``asr`` use without ``--model``.
 DEFAULT_MODEL = "ardit-default"
@@ -61,14 +63,14 @@ def add_speech_lm_commands(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=_asr)
 
     p = subparsers.add_parser("text-lm", help="fit a character n-gram for CTC beam search on sentences",
-                              description="Count the character n-grams of text files (one sentence per line, or a"
-                                          " TSV with a 'text' or 'transcript' column) into a checkpoint that"
+                              description="Count the character n-grams of text files (one sentence per line, an"
+                                          " 'id<TAB>text' TSV or a manifest's transcripts) into a checkpoint that"
                                           " `speechtok asr --text-lm` and the asr_text_lm setting read.")
     p.add_argument("texts", nargs="+", help="text files")
     p.add_argument("-o", "--output", required=True, help="output checkpoint directory (must not exist)")
-    p.add_argument("--order", type=int, default=8, help="symbols per n-gram, context + 1 (default: 8)")
-    p.add_argument("--min-count", type=int, default=1,
-                   help="leave out n-grams of 3+ symbols seen fewer times (default: 1, keep all)")
+    p.add_argument("--order", type=int, help="symbols per n-gram, context + 1 (default: 8)")
+    p.add_argument("--min-count", type=int,
+                   help="leave out n-grams of 3+ symbols seen fewer times (default: 2; 1 keeps all)")
     p.add_argument("--exclude", nargs="*", default=[],
                    help="files of the same forms whose sentences (by id or by text) stay out, e.g. evaluation sets")
     p.set_defaults(func=_text_lm)
@@ -125,7 +127,6 @@ def _asr(args: argparse.Namespace) -> int:
 
 def _check_decoding(source: str, decoding: dict[str, object]) -> None:
     """Refuse decoding settings from the model's config.json and the text LM's, before any weights load."""
-    import dataclasses
     import json
 
     from ..bundled import CONFIG_FILE, load_checkpoint_kind, resolve
@@ -135,11 +136,16 @@ def _check_decoding(source: str, decoding: dict[str, object]) -> None:
     from .ardit_config import ARDiTConfig
 
     text_lm = decoding.get("asr_text_lm")
-    if text_lm and load_checkpoint_kind(text_lm) != KIND:
+    if text_lm and load_checkpoint_kind(resolve(text_lm)) != KIND:  # resolve: a one-line error when missing
         raise DataError(f"{text_lm}: not a character n-gram checkpoint (speechtok text-lm writes them)")
     if load_checkpoint_kind(source) == "ardit":  # other cases fail as the model loads, with their own message
-        config = json.loads((resolve(source) / CONFIG_FILE).read_text())["config"]
-        dataclasses.replace(from_dict(ARDiTConfig, config, f"{source}/config"), **decoding)
+        config = from_dict(ARDiTConfig, json.loads((resolve(source) / CONFIG_FILE).read_text()).get("config"),
+                           f"{source}/config").with_decoding(**decoding)
+        if text_lm:
+            vocabulary = json.loads((resolve(text_lm) / CONFIG_FILE).read_text()).get("config", {}).get("vocabulary")
+            if vocabulary != config.text_vocab:
+                raise DataError(f"{text_lm}: a {vocabulary!r} language model cannot score {source}'s"
+                                f" {config.text_vocab!r} text")
 
 
 def _text_lm(args: argparse.Namespace) -> int:
@@ -151,14 +157,21 @@ def _text_lm(args: argparse.Namespace) -> int:
     if os.path.exists(args.output):
         raise DataError(f"{args.output}: already exists; give a new directory")
     check_output_dir(args.output, what="language model")
-    config = CharNgramConfig(order=args.order, min_count=args.min_count)  # bad values fail before any reading
+    sizes = {k: v for k, v in (("order", args.order), ("min_count", args.min_count)) if v is not None}
+    config = CharNgramConfig(**sizes)  # bad values fail before any reading
     exclusion = Exclusion.of([s for path in args.exclude for s in read_texts(path)])
-    sentences = [s for path in args.texts for s in read_texts(path)]
-    kept = [s.text for s in sentences if s.text and not exclusion.excludes(s.id, s.text)]
+    sentences = [s for path in args.texts for s in read_texts(path) if s.text]
+    kept = [s.text for s in sentences if not exclusion.excludes(s.id, s.text)]
     if not kept:
-        raise DataError(f"no sentences left to count ({len(sentences)} read, all excluded or empty)")
+        raise DataError(f"no sentences left to count ({len(sentences)} read, all excluded)")
     lm = CharNgramLM.fit(kept, config)
-    lm.save(args.output)
+    output = Path(args.output)
+    staging = output.with_name(f".{output.name}.tmp-{os.getpid()}")
+    try:  # written beside, then renamed: an interrupted run leaves no half checkpoint at the output
+        lm.save(staging)
+        os.replace(staging, output)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
     print(f"{args.output}: {len(lm):,} n-grams of order ≤ {config.order} from {lm.config.sentences:,} sentences"
           f" ({len(sentences) - len(kept):,} excluded)")
     return 0
