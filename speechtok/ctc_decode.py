@@ -47,12 +47,14 @@ def ctc_beam_search(log_probs: torch.Tensor, blank: int, units: Sequence[int], *
         raise ValueError(f"beam width must be ≥ 1, got {width}")
     rows = log_probs.detach().float().cpu().numpy()
     units = np.array(sorted(set(units) - {blank}), dtype=np.int64)
-    prior: dict[tuple[int, ...], np.ndarray] = {}
+    prior: dict[tuple[int, ...], np.ndarray] = {}  # prefix → weighted LM log-probabilities of what follows
+    flat = np.zeros(int(units.max()) + 1 if len(units) else 1)  # no LM: every letter (and the end) scores 0
 
     def letter_scores(prefix: tuple[int, ...]) -> np.ndarray:
+        if lm is None or not lm_weight:
+            return flat
         if prefix not in prior:
-            prior[prefix] = (lm_weight * lm.next_log_probs(prefix) if lm is not None and lm_weight
-                             else np.zeros(int(units.max()) + 1 if len(units) else 1))
+            prior[prefix] = lm_weight * lm.next_log_probs(prefix)
         return prior[prefix]
 
     # prefix → [log P(ends in blank), log P(ends in a unit), prior score of the prefix]
@@ -78,7 +80,6 @@ def ctc_beam_search(log_probs: torch.Tensor, blank: int, units: Sequence[int], *
 
     def final(item: tuple[tuple[int, ...], list[float]]) -> float:
         prefix, (p_blank, p_unit, score) = item
-        end = lm_weight * lm.next_log_probs(prefix)[0] if lm is not None and lm_weight else 0.0
-        return _add(p_blank, p_unit) + score + end
+        return _add(p_blank, p_unit) + score + letter_scores(prefix)[0]  # id 0: the sentence ends
 
     return list(max(beams.items(), key=final)[0])

@@ -80,11 +80,9 @@ class CharNgramLM:
         for offset in range(pad):
             valid[starts + offset] = False  # padding positions are contexts, not outcomes
         keys, counts = [], []
+        key = np.zeros(len(seq), dtype=np.int64)
         for n in range(1, config.order + 1):
-            key = np.zeros(len(seq), dtype=np.int64)
-            for back in range(n - 1, -1, -1):  # the oldest symbol is the most significant digit
-                shifted = np.roll(seq, back)
-                key = key * base + shifted
+            key = key + np.roll(seq, n - 1) * base ** (n - 1)  # one symbol further back: the most significant digit
             grams, tally = np.unique(key[valid], return_counts=True)
             if n >= 3 and config.min_count > 1:
                 grams, tally = grams[tally >= config.min_count], tally[tally >= config.min_count]

@@ -719,10 +719,14 @@ class ARDiT(PretrainedMixin, nn.Module):
         latents ``[F, D]`` (blank: the last class), for :meth:`read_ctc` with other decoding settings."""
         if not self.config.asr_encoder_layers:
             raise ConfigError(f"{self.config.name}: has no ASR encoder (asr_encoder_layers is 0)")
+        return self._asr_ctc_log_probs(self.encode_asr(self._asr_audio(audio)[None])[0])
+
+    def _asr_audio(self, audio: torch.Tensor) -> torch.Tensor:
+        """What ASR reads: the audio on the model's device, checked and trimmed to whole patches (at least one)."""
         audio = self.check_audio(self.trim_to_patches(self._on_device(audio)))
         if not audio.shape[0]:
             raise ConfigError(f"audio shorter than one patch ({self.config.patch_size} frames) cannot be transcribed")
-        return self._asr_ctc_log_probs(self.encode_asr(audio[None])[0])
+        return audio
 
     def read_ctc(self, log_probs: torch.Tensor, *, max_units: int | None = None) -> str:
         """CTC log-probabilities → text (at most ``max_units`` units), as the config says: greedy, or beam
@@ -741,12 +745,10 @@ class ARDiT(PretrainedMixin, nn.Module):
         """ASR: normalised latents ``[F, D]`` or codes ``[F]`` → text, greedy until end-of-text (the LM),
         or CTC over the ASR encoder (``asr_decoding: ctc``, :meth:`read_ctc`); at most ``max_units`` units."""
         c = self.config
-        audio = self.check_audio(self.trim_to_patches(self._on_device(audio)))
-        if not audio.shape[0]:
-            raise ConfigError(f"audio shorter than one patch ({c.patch_size} frames) cannot be transcribed")
         limit = c.max_text_units if max_units is None else max_units
         if c.asr_decoding == "ctc":
-            return self.read_ctc(self._asr_ctc_log_probs(self.encode_asr(audio[None])[0]), max_units=limit)
+            return self.read_ctc(self.asr_log_probs(audio), max_units=limit)
+        audio = self._asr_audio(audio)
         speech = self.embed_audio(audio[None])[0]
         if c.asr_encoder_layers:
             speech = speech + self._asr_lm_inputs(self.encode_asr(audio[None])[0])

@@ -14,6 +14,7 @@ from typing import Any, Callable, Literal
 import torch
 from torch import nn
 
+from ..ctc_decode import ctc_greedy
 from ..data.dataset import Batch, DurationBatcher, MelDataset, collate
 from ..data.manifest import Utterance
 from ..data.teacher import Teacher, load_teacher
@@ -138,14 +139,15 @@ def ctc_errors(model: SiTok, batch: Batch, device: torch.device) -> tuple[int, i
     """Character edits and reference length of greedy CTC decoding on ``batch``."""
     x, token_mask, _ = model.stack(batch.mel.to(device), batch.frame_lengths.to(device))
     enc = model.encode_mel(x, token_mask)
-    best = model.ctc_log_probs(enc.cond, token_mask).argmax(-1).cpu()
+    log_probs = model.ctc_log_probs(enc.cond, token_mask).cpu()
+    units = range(1, log_probs.shape[-1])  # blank: 0
     edits = total = 0
-    for i in range(best.shape[0]):
+    for i in range(log_probs.shape[0]):
         n_labels = int(batch.label_lengths[i])
         if n_labels == 0:
             continue
         frames = int(token_mask[i].sum()) * model.config.ctc_upsample
-        hyp = [t for t in torch.unique_consecutive(best[i, :frames]).tolist() if t != 0]
+        hyp = ctc_greedy(log_probs[i, :frames], 0, units)
         edits += edit_distance(batch.labels[i, :n_labels].tolist(), hyp)
         total += n_labels
     return edits, total
