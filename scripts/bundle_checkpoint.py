@@ -18,7 +18,6 @@ HoliTok mel head names its vocoder in its config (``vocoder``, bundled vocos-24k
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import shutil
 from pathlib import Path
 
@@ -76,13 +75,13 @@ def main() -> None:
                                   ("asr_unit_bonus", args.asr_unit_bonus)) if v is not None}
     if args.voice and not (ASSETS / args.voice).is_file():
         parser.error(f"--voice {args.voice}: not a clip of {ASSETS}")
-    fields = {f.name for f in dataclasses.fields(MODELS[loaded.kind].config_class)}
-    unknown = [k for k in decoding if k not in fields]
+    config = from_dict(MODELS[loaded.kind].config_class, loaded.config)
+    unknown = [k for k in decoding if k not in getattr(config, "INFERENCE_FIELDS", ())]
     if unknown:
         flag = "voice" if unknown[0] == "default_voice" else unknown[0]
         parser.error(f"--{flag.replace('_', '-')} does not apply to {loaded.kind} checkpoints")
     try:  # the new defaults checked on the config before the weights load
-        dataclasses.replace(from_dict(MODELS[loaded.kind].config_class, loaded.config), **decoding)
+        config.with_decoding(**decoding)
     except SpeechtokError as error:
         parser.error(str(error))
     model = MODELS[loaded.kind].from_pretrained(source)
@@ -90,7 +89,7 @@ def main() -> None:
         if loaded.kind == "ardit":
             model.set_decoding(**decoding)  # loads the text LM it names, so a wrong name fails here
         else:
-            model.config = dataclasses.replace(model.config, **decoding)
+            model.config = model.config.with_decoding(**decoding)
     target = args.out_dir / args.name
     staging = args.out_dir / f".{args.name}.tmp"
     shutil.rmtree(staging, ignore_errors=True)

@@ -12,13 +12,28 @@ import os
 import types
 import typing
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
 
 from .errors import ConfigError
 
 T = TypeVar("T")
+
+
+class InferenceDefaults:
+    """Base of model configs whose decoding defaults (Euler steps, guidance scale, …) a bundle or a user may
+    change after training: they touch no weight. Subclasses name them in ``INFERENCE_FIELDS``."""
+
+    INFERENCE_FIELDS: ClassVar[tuple[str, ...]] = ()
+
+    def with_decoding(self: T, **changes: Any) -> T:
+        """This config with other decoding settings (``INFERENCE_FIELDS`` only), checked as any config is."""
+        other = sorted(set(changes) - set(self.INFERENCE_FIELDS))
+        if other:
+            raise ConfigError(f"not decoding settings: {', '.join(other)} (those are"
+                              f" {', '.join(self.INFERENCE_FIELDS) or 'none'})")
+        return dataclasses.replace(self, **changes)
 
 
 def to_dict(config: Any) -> dict[str, Any]:

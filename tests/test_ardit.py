@@ -216,7 +216,41 @@ def test_asr_masks_hide_spans_of_training_audio_only():
     assert seen[0][0] is batch[0] and any(bool((e.audio == 0).any()) for e in seen[0][1:])
     assert all(torch.equal(a.audio, b.audio) for a, b in zip(seen[0], seen[1]))
     assert not all(torch.equal(a.audio, b.audio) for a, b in zip(seen[0], seen[2]))
-    with pytest.raises(ConfigError, match="ASR masks act on latents"):
+    with pytest.raises(ConfigError, match="ASR masks and time warp act on latents"):
+        ARDiTRecipe(get_preset("ardit-tiny-sitok"), TrainConfig(), objective, progress=False).build_model()
+
+
+def test_asr_time_warp_resamples_training_latents_to_whole_patches():
+    """Tempo perturbation: ASR latents stretched or squeezed within 1 ± asr_time_warp, to whole patches,
+    the first and last frames kept (linear interpolation between real frames, nothing invented); factors
+    on both sides drawn; the same step draws the same warp (exact resume); TTS items untouched; off by
+    default, refused outside [0, 0.5) and on codes."""
+    objective = ARDiTObjective(asr_time_warp=0.2)
+    assert not ARDiTObjective().perturbs_asr and objective.perturbs_asr and not objective.masks_asr
+    audio = torch.cumsum(torch.rand(100, 8), 0)  # rising in time: a warp keeps every channel monotone
+    lengths = set()
+    for seed in range(30):
+        warped = objective.warp_asr_audio(audio, torch.Generator().manual_seed(seed), patch_size=4)
+        assert warped.shape[1] == 8 and warped.shape[0] % 4 == 0 and 80 <= warped.shape[0] <= 128
+        torch.testing.assert_close(warped[[0, -1]], audio[[0, -1]])
+        assert bool((warped.diff(dim=0) >= 0).all())
+        lengths.add(warped.shape[0])
+    assert min(lengths) < 100 < max(lengths)
+    assert objective.warp_asr_audio(audio[:3], torch.Generator().manual_seed(0), patch_size=4).shape == (4, 8)
+    for bad in (-0.1, 0.5):
+        with pytest.raises(ConfigError, match="asr_time_warp"):
+            ARDiTObjective(asr_time_warp=bad)
+
+    recipe = ARDiTRecipe(get_preset("ardit-tiny"), TrainConfig(), objective, progress=False)
+    batch = [Example(task, torch.tensor([3, 4]), torch.rand(40, 128)) for task in ("tts", "asr", "asr")]
+    seen = []
+    model = lambda items, prior: seen.append(items) or {}  # noqa: E731
+    for step in (7, 7, 8):
+        recipe.losses({"model": model}, batch, "model", {}, step)
+    assert seen[0][0] is batch[0] and all(e.audio.shape[0] % recipe.model_config.patch_size == 0 for e in seen[0])
+    assert all(torch.equal(a.audio, b.audio) for a, b in zip(seen[0], seen[1]))
+    assert not all(a.audio.shape == b.audio.shape and torch.equal(a.audio, b.audio) for a, b in zip(seen[0], seen[2]))
+    with pytest.raises(ConfigError, match="time warp act on latents"):
         ARDiTRecipe(get_preset("ardit-tiny-sitok"), TrainConfig(), objective, progress=False).build_model()
 
 
@@ -507,6 +541,12 @@ def test_asr_encoder_transcribes_by_ctc_starts_as_its_checkpoint_and_is_off_by_d
         lm.model.asr_log_probs(asr_items[0].audio)
     model.save_pretrained(tmp_path / "model")  # a saved model finds its text LM again
     assert ARDiT.from_pretrained(tmp_path / "model")._text_lm().config == model.text_lm.config
+    bundle = [sys.executable, str(ROOT / "scripts" / "bundle_checkpoint.py"), str(tmp_path / "model"), "greedy",
+              "--out-dir", str(tmp_path)]
+    refused = subprocess.run([*bundle, "--sample-temperature", "0.5"], capture_output=True, text=True)
+    assert refused.returncode == 2 and "does not apply to ardit" in refused.stderr and not (tmp_path / "greedy").exists()
+    subprocess.run([*bundle, "--asr-beam-width", "1"], check=True, capture_output=True)  # greedy drops the LM there too
+    assert ARDiT.from_pretrained(tmp_path / "greedy").config.asr_text_lm is None
     for bad, message in (({"dim": 8}, "not decoding settings"),
                          ({"asr_beam_width": 1, "asr_text_lm": str(tmp_path / "lm")}, "asr_text_lm needs"),
                          ({"asr_lm_weight": -1.0}, "asr_lm_weight"), ({"asr_text_lm": str(tmp_path)}, "config.json")):

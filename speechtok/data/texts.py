@@ -56,17 +56,20 @@ def read_texts(path: str | os.PathLike[str]) -> list[Sentence]:
     if not path.is_file():
         raise DataError(f"{path}: text file not found")
     try:
-        lines = path.read_text(encoding="utf-8").splitlines()
+        with open(path, encoding="utf-8") as handle:  # the header decides the reader; only plain text is read here
+            first = handle.readline().rstrip("\r\n")
+            header = first.split("\t")
+            if header[:2] == ["id", "text"]:
+                return read_sentences(path)
+            if "transcript" in header:
+                return [Sentence(r.path.stem, r.transcript) for r in read_manifest(path)]
+            if len(header) > 1:
+                raise DataError(f"{path}: a TSV needs an 'id<TAB>text' header or a manifest's columns,"
+                                f" got {first[:60]!r}")
+            handle.seek(0)
+            return [Sentence("", " ".join(line.split())) for line in handle if line.strip()]
     except UnicodeDecodeError:
         raise DataError(f"{path}: not UTF-8 text") from None
-    header = lines[0].split("\t") if lines else []
-    if header[:2] == ["id", "text"]:
-        return read_sentences(path)
-    if "transcript" in header:
-        return [Sentence(r.path.stem, r.transcript) for r in read_manifest(path)]
-    if len(header) > 1:
-        raise DataError(f"{path}: a TSV needs an 'id<TAB>text' header or a manifest's columns, got {lines[0][:60]!r}")
-    return [Sentence("", " ".join(line.split())) for line in lines if line.strip()]
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
 
+from ..config import InferenceDefaults
 from ..errors import ConfigError
 
 
 @dataclass(frozen=True)
-class ARDiTConfig:
+class ARDiTConfig(InferenceDefaults):
     name: str = "ardit-tiny"
     audio: Literal["latents", "tokens"] = "latents"
     # The tokenizer checkpoint whose latents/codes this model reads and writes (a directory or a
@@ -145,14 +146,11 @@ class ARDiTConfig:
     }
 
     def with_decoding(self, **changes: object) -> ARDiTConfig:
-        """This config with other decoding settings (:attr:`INFERENCE_FIELDS` only; checked). Greedy
-        reading (``asr_beam_width=1``) without a text LM named drops the config's: greedy has no prior."""
-        other = sorted(set(changes) - set(self.INFERENCE_FIELDS))
-        if other:
-            raise ConfigError(f"not decoding settings: {', '.join(other)} (those are {', '.join(self.INFERENCE_FIELDS)})")
+        """This config with other decoding settings (checked). Greedy reading (``asr_beam_width=1``)
+        without a text LM named drops the config's: greedy has no prior."""
         if changes.get("asr_beam_width") == 1:
             changes.setdefault("asr_text_lm", None)
-        return dataclasses.replace(self, **changes)
+        return super().with_decoding(**changes)
 
     def check_init(self, source: ARDiTConfig, where: str) -> None:
         """A fine-tune over ``source`` may add an ASR encoder but not reshape a trained one (a different

@@ -15,6 +15,7 @@ import math
 from dataclasses import dataclass, field
 from typing import ClassVar, Literal
 
+from ..config import InferenceDefaults
 from ..errors import ConfigError
 from ..mel_config import MelConfig
 
@@ -27,7 +28,7 @@ def check_decoding_scale(value: float, name: str) -> float:
 
 
 @dataclass(frozen=True)
-class SiTokConfig:
+class SiTokConfig(InferenceDefaults):
     name: str = "sitok-tiny"
     mel: MelConfig = field(default_factory=MelConfig)
     stack: int = 4  # mel frames per token: 50 Hz → 12.5 Hz

@@ -49,6 +49,11 @@ class ARDiTObjective:
     asr_time_mask_frames: int = 10
     asr_channel_masks: int = 0
     asr_channel_mask_dims: int = 16
+    # Tempo perturbation of ASR items (after Ko et al. 2015's speed perturbation; a deviation from the
+    # paper, off at 0): the latents are resampled in time by a factor drawn from 1 ± `asr_time_warp`
+    # (linear interpolation, rounded to whole patches), so the encoder meets each sentence at several
+    # speaking rates instead of memorising one.
+    asr_time_warp: float = 0.0
     # Each teacher-forced input unit of an ASR item is replaced by a random unit with this probability
     # (targets unchanged; a deviation from the paper, off at 0). The masks hide audio; this hides the
     # history the model otherwise completes from sentences it has seen, so the audio has to carry it.
@@ -68,6 +73,8 @@ class ARDiTObjective:
             raise ConfigError(f"objective.tts_ratio must be in 0..1, got {self.tts_ratio}")
         if self.speaker_reference not in ("item", "speaker"):
             raise ConfigError(f"objective.speaker_reference must be 'item' or 'speaker', got {self.speaker_reference!r}")
+        if not 0.0 <= self.asr_time_warp < 0.5:
+            raise ConfigError(f"objective.asr_time_warp must be in [0, 0.5), got {self.asr_time_warp}")
         if not 0.0 <= self.asr_text_noise < 1.0:
             raise ConfigError(f"objective.asr_text_noise must be in [0, 1), got {self.asr_text_noise}")
         if min(self.asr_time_masks, self.asr_time_mask_frames, self.asr_channel_masks, self.asr_channel_mask_dims) < 0:
@@ -84,7 +91,7 @@ class ARDiTObjective:
 
     @property
     def perturbs_asr(self) -> bool:
-        return self.masks_asr or self.asr_text_noise > 0
+        return self.masks_asr or self.asr_text_noise > 0 or self.asr_time_warp > 0
 
     def noisy_asr_inputs(self, text: torch.Tensor, units: int, generator: torch.Generator) -> torch.Tensor:
         """``text`` ``[n]`` with each id replaced, with probability ``asr_text_noise``, by a random
@@ -92,11 +99,20 @@ class ARDiTObjective:
         hit = torch.rand(text.shape, generator=generator) < self.asr_text_noise
         return torch.where(hit, torch.randint(1, units, text.shape, generator=generator), text)
 
-    def perturb_asr(self, example: Example, units: int, generator: torch.Generator) -> Example:
-        """An ASR item with its latents masked and its teacher-forced inputs noised, as configured."""
-        audio = self.mask_asr_audio(example.audio, generator) if self.masks_asr else example.audio
+    def perturb_asr(self, example: Example, units: int, generator: torch.Generator, patch_size: int = 1) -> Example:
+        """An ASR item with its latents time-warped (to whole ``patch_size`` patches) and masked, and its
+        teacher-forced inputs noised, as configured."""
+        audio = self.warp_asr_audio(example.audio, generator, patch_size) if self.asr_time_warp else example.audio
+        audio = self.mask_asr_audio(audio, generator) if self.masks_asr else audio
         inputs = self.noisy_asr_inputs(example.text, units, generator) if self.asr_text_noise else None
         return dataclasses.replace(example, audio=audio, inputs=inputs)
+
+    def warp_asr_audio(self, audio: torch.Tensor, generator: torch.Generator, patch_size: int = 1) -> torch.Tensor:
+        """Latents ``[F, D]`` resampled in time by a factor drawn from 1 ± ``asr_time_warp`` (above 1: faster
+        speech, fewer frames), to a whole number of ``patch_size`` patches, at least one."""
+        factor = 1.0 + self.asr_time_warp * (2.0 * float(torch.rand((), generator=generator)) - 1.0)
+        frames = max(patch_size, round(audio.shape[0] / factor / patch_size) * patch_size)
+        return torch.nn.functional.interpolate(audio.T[None], size=frames, mode="linear", align_corners=True)[0].T
 
     def mask_asr_audio(self, audio: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         """Latents ``[F, D]`` with the time and channel masks drawn from ``generator`` set to 0."""
@@ -239,8 +255,8 @@ class ARDiTRecipe(Recipe):
         if self.objective.prior_heads > self.model_config.heads:  # before any data is encoded
             raise ConfigError(f"objective.prior_heads is {self.objective.prior_heads}; {self.model_config.name}"
                               f" has {self.model_config.heads} heads")
-        if self.objective.masks_asr and self.model_config.audio != "latents":
-            raise ConfigError(f"objective: ASR masks act on latents; {self.model_config.name} reads codes")
+        if (self.objective.masks_asr or self.objective.asr_time_warp) and self.model_config.audio != "latents":
+            raise ConfigError(f"objective: ASR masks and time warp act on latents; {self.model_config.name} reads codes")
         model = ARDiT(self.model_config)
         self.freeze_all_but(model, self.objective.train_only)
         self.tokenizer = load_tokenizer(self.model_config.tokenizer)
@@ -289,7 +305,8 @@ class ARDiTRecipe(Recipe):
         if self.objective.perturbs_asr:
             rank = torch.distributed.get_rank() if torch.distributed.is_initialized() else 0
             generator = torch.Generator().manual_seed((self.train.seed * 1_000_003 + step) * 1009 + rank)
-            batch = [self.objective.perturb_asr(e, self.text_units, generator) if e.task == "asr" else e for e in batch]
+            batch = [self.objective.perturb_asr(e, self.text_units, generator, self.model_config.patch_size)
+                     if e.task == "asr" else e for e in batch]
         return modules["model"](batch, self.objective.prior(step))
 
     @torch.no_grad()
