@@ -25,7 +25,7 @@ import torch
 
 from speechtok.assets import ASSETS
 from speechtok.bundled import BUNDLED_DIR
-from speechtok.checkpoint import load_checkpoint
+from speechtok.checkpoint import average_checkpoints, load_checkpoint, load_state
 from speechtok.config import from_dict
 from speechtok.errors import SpeechtokError
 from speechtok.models.ardit import ARDiT
@@ -53,12 +53,20 @@ def main() -> None:
     parser.add_argument("--asr-text-lm", help="AR+DiT, CTC: the bundled text LM beam search reads with")
     parser.add_argument("--asr-lm-weight", type=float, help="AR+DiT, CTC: the text LM's weight")
     parser.add_argument("--asr-unit-bonus", type=float, help="AR+DiT, CTC: score added per letter")
+    parser.add_argument("--average-with", nargs="+", default=[], metavar="CHECKPOINT",
+                        help="average the weights with these checkpoints (of the same architecture, e.g. the"
+                             " run's neighbouring steps or the bundle it was fine-tuned from)")
     parser.add_argument("--out-dir", type=Path, default=BUNDLED_DIR,
                         help="folder that receives <name>/ (default: the package's bundled checkpoints; e.g."
                              " checkpoints/ for an export kept in the repository but not shipped)")
     args = parser.parse_args()
     source = Path(args.checkpoint)
-    loaded = load_checkpoint(source, expected_kind=None)
+    try:
+        loaded = load_checkpoint(source, expected_kind=None)
+        others = [load_checkpoint(other, expected_kind=None) for other in args.average_with]
+        averaged = average_checkpoints([loaded, *others]) if others else None
+    except SpeechtokError as error:
+        parser.error(str(error))
     info = dict(loaded.info)
     if (source / "trainer.json").is_file():
         info = {"training": training_summary(source, loaded.kind)}
@@ -85,6 +93,9 @@ def main() -> None:
     except SpeechtokError as error:
         parser.error(str(error))
     model = MODELS[loaded.kind].from_pretrained(source)
+    if averaged is not None:
+        load_state(model, averaged)
+        info["averaged_with"] = [str(other.directory) for other in others]
     if decoding:  # inference defaults only: the weights and the codes stay as trained
         if loaded.kind == "ardit":
             model.set_decoding(**decoding)  # loads the text LM it names, so a wrong name fails here

@@ -121,6 +121,30 @@ def load_checkpoint(name_or_dir: str | os.PathLike[str], *, expected_kind: str |
     return LoadedCheckpoint(directory, meta, state)
 
 
+def average_checkpoints(checkpoints: list[LoadedCheckpoint]) -> LoadedCheckpoint:
+    """The first checkpoint with its floating-point weights replaced by the mean over all of them
+    (computed in fp32, stored in the first's dtypes): checkpoint averaging, which smooths the noise of
+    the last steps of a run for free (as ESPnet and fairseq average their last checkpoints). They must
+    be of one kind with the same tensors; other tensors (integer buffers) must agree."""
+    first = checkpoints[0]
+    for other in checkpoints[1:]:
+        if other.kind != first.kind:
+            raise CheckpointError(f"{other.directory}: a {other.kind!r} checkpoint cannot be averaged with a"
+                                  f" {first.kind!r} one ({first.directory})")
+        shapes = {k: tuple(v.shape) for k, v in other.state.items()}
+        if shapes != {k: tuple(v.shape) for k, v in first.state.items()}:
+            raise CheckpointError(f"{other.directory}: its tensors differ from {first.directory}'s: not the same architecture")
+    state = {}
+    for key, value in first.state.items():
+        if value.is_floating_point():
+            state[key] = (sum(c.state[key].float() for c in checkpoints) / len(checkpoints)).to(value.dtype)
+        elif all(torch.equal(c.state[key], value) for c in checkpoints[1:]):
+            state[key] = value
+        else:
+            raise CheckpointError(f"{key}: a non-float tensor that differs between the checkpoints cannot be averaged")
+    return LoadedCheckpoint(first.directory, first.meta, state)
+
+
 def load_state(model: nn.Module, loaded: LoadedCheckpoint, may_lack: tuple[str, ...] = (),
                may_drop: tuple[str, ...] = ()) -> None:
     """Strictly load weights, casting to the model's dtypes; a mismatch is a CheckpointError.

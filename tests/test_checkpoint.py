@@ -102,6 +102,39 @@ def test_the_same_weights_exported_twice_get_the_same_file_hash(tmp_path, tiny_m
         assert (tmp_path / name / "model.safetensors").read_bytes() == data
 
 
+def test_checkpoints_average_weight_by_weight_and_only_alike(tmp_path, tiny_model):
+    """average_checkpoints: each float tensor the mean of the checkpoints' (in the first's dtype);
+    another kind or architecture refused; scripts/bundle_checkpoint.py --average-with exports it."""
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from speechtok.checkpoint import average_checkpoints, load_checkpoint
+
+    tiny_model.save_pretrained(tmp_path / "a")
+    torch.manual_seed(1)
+    SiTok.from_preset("sitok-tiny").save_pretrained(tmp_path / "b", dtype=torch.float16)
+    a, b = (load_checkpoint(tmp_path / n, expected_kind="sitok") for n in "ab")
+    averaged = average_checkpoints([a, b])
+    weight = "encoder_in.weight"
+    assert averaged.state[weight].dtype == torch.float32 and not torch.equal(a.state[weight], b.state[weight].float())
+    torch.testing.assert_close(averaged.state[weight], (a.state[weight] + b.state[weight].float()) / 2)
+    SiTok.from_preset("sitok-tiny", decoder_layers=3).save_pretrained(tmp_path / "deeper")
+    with pytest.raises(CheckpointError, match="not the same architecture"):
+        average_checkpoints([a, load_checkpoint(tmp_path / "deeper", expected_kind=None)])
+    with pytest.raises(CheckpointError, match="cannot be averaged"):
+        average_checkpoints([a, load_checkpoint("vocos-24k", expected_kind=None)])
+
+    script = [sys.executable, str(Path(__file__).resolve().parents[1] / "scripts" / "bundle_checkpoint.py"),
+              str(tmp_path / "a"), "mean", "--out-dir", str(tmp_path), "--average-with"]
+    refused = subprocess.run([*script, str(tmp_path / "deeper")], capture_output=True, text=True)
+    assert refused.returncode == 2 and "not the same architecture" in refused.stderr and not (tmp_path / "mean").exists()
+    subprocess.run([*script, str(tmp_path / "b")], check=True, capture_output=True)
+    exported = SiTok.from_pretrained(tmp_path / "mean")
+    torch.testing.assert_close(exported.encoder_in.weight, averaged.state[weight].half().float())
+    assert load_checkpoint(tmp_path / "mean", expected_kind="sitok").info["averaged_with"] == [str(tmp_path / "b")]
+
+
 def test_bundled_checkpoint_loads_with_hash_check_and_tokenizes(speech):
     from speechtok.bundled import bundled_names
 
