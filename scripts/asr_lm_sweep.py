@@ -1,14 +1,15 @@
 """Choose the AR+DiT model's CTC decoding defaults (beam width, text-LM weight, bonus per letter), and
 among several checkpoints the one to bundle, away from the speech the ASR figures are reported on.
 
-    python scripts/asr_lm_sweep.py [--model ardit-default [RUN/checkpoints/step_N …]] [--text-lm charlm-ljspeech]
+    python scripts/asr_lm_sweep.py [--model ardit-default [RUN/checkpoints/step_N …] [A+B …]] [--text-lm charlm-ljspeech]
                                    [--data data/splits/dev.tsv] [--width 16] [--lm-weight 0.5 0.8 1 1.3 1.6]
                                    [--unit-bonus 0 1 2 3] [--marker M]
 
 Tunes on the ``--data`` files without a transcript from LibriSpeech (dev.tsv: 20 held-out training-set
 speakers, one file each), labelled by Moonshine, the data engine's gate ASR, never by the evaluation
 judge; the transcribed files (LibriSpeech dev speaker 84, LJ Speech), on which ``scripts/ardit_table.py``
-reports ASR, play no part in the choice. Prints WER (pooled over words) against the labels for greedy
+reports ASR, play no part in the choice. A model written ``A+B+…`` is the average of those checkpoints' weights
+(what ``bundle_checkpoint.py A --average-with B …`` exports). Prints WER (pooled over words) against the labels for greedy
 reading and every (model, weight, bonus), and rewrites the ``asr-lm-sweep`` block of docs/ardit.md. Bundle the
 choice with ``scripts/bundle_checkpoint.py CHECKPOINT ardit-default --asr-beam-width W --asr-text-lm LM
 --asr-lm-weight A --asr-unit-bonus B``.
@@ -23,6 +24,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from speechtok.audio import load_audio
+from speechtok.checkpoint import average_checkpoints, load_checkpoint, load_state
 from speechtok.data.manifest import read_manifest
 from speechtok.data.moonshine import Moonshine
 from speechtok.errors import SpeechtokError
@@ -33,10 +35,19 @@ from speechtok.models.speech_lm import SpeechLM
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def averaged_model(source: str) -> SpeechLM:
+    """The model ``source`` names; ``A+B+…``: A with the weights averaged over all of them."""
+    first, *others = source.split("+")
+    lm = SpeechLM.from_pretrained(first)
+    if others:
+        load_state(lm.model, average_checkpoints([load_checkpoint(s, expected_kind="ardit") for s in (first, *others)]))
+    return lm
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", nargs="+", default=["ardit-default"],
-                        help="AR+DiT checkpoints with an ASR encoder (bundled names or folders)")
+                        help="AR+DiT checkpoints with an ASR encoder (bundled names or folders; A+B: their average)")
     parser.add_argument("--text-lm", default="charlm-ljspeech", help="character n-gram (speechtok text-lm)")
     parser.add_argument("--data", default=str(ROOT / "data" / "splits" / "dev.tsv"))
     parser.add_argument("--width", type=int, default=16, help="beam width")
@@ -49,7 +60,7 @@ def main() -> int:
         rows = [r for r in read_manifest(args.data) if not r.transcript and "librispeech" in r.path.parent.name]
         if not rows:
             raise SpeechtokError(f"{args.data}: no untranscribed LibriSpeech files to tune on")
-        models = [SpeechLM.from_pretrained(source) for source in args.model]
+        models = [averaged_model(source) for source in args.model]
         for lm in models:
             lm.model.set_decoding(asr_beam_width=args.width, asr_text_lm=args.text_lm)  # checks the combination
     except SpeechtokError as error:
