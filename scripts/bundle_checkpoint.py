@@ -64,7 +64,6 @@ def main() -> None:
     try:
         loaded = load_checkpoint(source, expected_kind=None)
         others = [load_checkpoint(other, expected_kind=None) for other in args.average_with]
-        averaged = average_checkpoints([loaded, *others]) if others else None
     except SpeechtokError as error:
         parser.error(str(error))
     info = dict(loaded.info)
@@ -83,13 +82,14 @@ def main() -> None:
                                   ("asr_unit_bonus", args.asr_unit_bonus)) if v is not None}
     if args.voice and not (ASSETS / args.voice).is_file():
         parser.error(f"--voice {args.voice}: not a clip of {ASSETS}")
-    config = from_dict(MODELS[loaded.kind].config_class, loaded.config)
-    unknown = [k for k in decoding if k not in getattr(config, "INFERENCE_FIELDS", ())]
+    config_class = MODELS[loaded.kind].config_class
+    unknown = [k for k in decoding if k not in getattr(config_class, "INFERENCE_FIELDS", ())]
     if unknown:
         flag = "voice" if unknown[0] == "default_voice" else unknown[0]
         parser.error(f"--{flag.replace('_', '-')} does not apply to {loaded.kind} checkpoints")
-    try:  # the new defaults checked on the config before the weights load
-        config.with_decoding(**decoding)
+    try:  # the new defaults checked on the config, and the checkpoints' shapes, before the weights load
+        from_dict(config_class, loaded.config).with_decoding(**decoding)
+        averaged = average_checkpoints([loaded, *others]) if others else None
     except SpeechtokError as error:
         parser.error(str(error))
     model = MODELS[loaded.kind].from_pretrained(source)
