@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import math
 import subprocess
 import sys
@@ -9,6 +10,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from speechtok.audio import load_audio
 from speechtok.cli import main as cli_main
@@ -209,7 +211,7 @@ def test_asr_masks_hide_spans_of_training_audio_only():
     recipe = ARDiTRecipe(get_preset("ardit-tiny"), TrainConfig(), objective, progress=False)
     batch = [Example(task, torch.tensor([3, 4]), torch.rand(40, 128) + 1.0) for task in ("tts", "asr", "asr")]
     seen = []
-    model = lambda items, prior: seen.append(items) or {}  # noqa: E731
+    model = lambda items, prior, asr_teacher=None: seen.append(items) or {}  # noqa: E731
     recipe.losses({"model": model}, batch, "model", {}, 7)
     recipe.losses({"model": model}, batch, "model", {}, 7)
     recipe.losses({"model": model}, batch, "model", {}, 8)
@@ -244,7 +246,7 @@ def test_asr_time_warp_resamples_training_latents_to_whole_patches():
     recipe = ARDiTRecipe(get_preset("ardit-tiny"), TrainConfig(), objective, progress=False)
     batch = [Example(task, torch.tensor([3, 4]), torch.rand(40, 128)) for task in ("tts", "asr", "asr")]
     seen = []
-    model = lambda items, prior: seen.append(items) or {}  # noqa: E731
+    model = lambda items, prior, asr_teacher=None: seen.append(items) or {}  # noqa: E731
     for step in (7, 7, 8):
         recipe.losses({"model": model}, batch, "model", {}, step)
     assert seen[0][0] is batch[0] and all(e.audio.shape[0] % recipe.model_config.patch_size == 0 for e in seen[0])
@@ -252,6 +254,51 @@ def test_asr_time_warp_resamples_training_latents_to_whole_patches():
     assert not all(a.audio.shape == b.audio.shape and torch.equal(a.audio, b.audio) for a, b in zip(seen[0], seen[2]))
     with pytest.raises(ConfigError, match="time warp act on latents"):
         ARDiTRecipe(get_preset("ardit-tiny-sitok"), TrainConfig(), objective, progress=False).build_model()
+
+
+def test_asr_distillation_trains_the_encoder_towards_a_teacher_on_real_speech(tokenizers, real_manifest, tmp_path,
+                                                                              capsys, one_thread):
+    """``objective.asr_teacher``: a head on the ASR encoder's states learns a frozen teacher's frame
+    features of real speech (its loss falls, validation reports it), checkpointed with the run but not
+    in the model; the features are warped with the latents they line up with; refused without an ASR
+    encoder, without ASR items, and for the evaluation's judges, in one line before any data is read."""
+    objective = ARDiTObjective(asr_time_warp=0.3, asr_teacher="toy_teacher:toy_teacher")
+    audio = torch.cumsum(torch.rand(40, 128), 0)
+    teacher = audio[:, :12].clone()  # features that are a function of the frames they line up with
+    recipe = ARDiTRecipe(get_preset("ardit-tiny"), TrainConfig(), objective, progress=False)
+    seen = []
+    model = lambda items, prior, asr_teacher=None: seen.append(items) or {}  # noqa: E731
+    for step in range(6):
+        recipe.losses({"model": model}, [Example("asr", torch.tensor([3, 4]), audio, teacher=teacher)], "model", {}, step)
+    assert len({e.audio.shape[0] for [e] in seen}) > 1
+    assert all(torch.allclose(e.teacher, e.audio[:, :12]) for [e] in seen)
+    for bad, message in (({"tts_ratio": 1.0}, "tts_ratio 1"), ({"asr_teacher_weight": -1.0}, "asr_teacher_weight")):
+        with pytest.raises(ConfigError, match=message):
+            ARDiTObjective(asr_teacher="toy_teacher:toy_teacher", **bad)
+
+    config = tmp_path / "distil.yaml"
+    config.write_text(f"model:\n  tokenizer: {tokenizers['latents']}\n  asr_encoder_layers: 1\n  asr_encoder_dim: 32\n"
+                      "  asr_encoder_mlp_dim: 64\nobjective:\n  tts_ratio: 0.0\n  asr_teacher: toy_teacher:toy_teacher\n"
+                      "train:\n  steps: 40\n  lr: 0.01\n  warmup_steps: 1\n  batch_seconds: 8.0\n  log_every: 1\n"
+                      "  checkpoint_every: 40\n  valid_every: 40\n")
+    run = tmp_path / "run"
+    assert cli_main(["train", "--preset", "ardit-tiny", "--data", str(real_manifest), "--valid", str(real_manifest),
+                     "--config", str(config), "--out", str(run), "--no-progress"]) == 0
+    records = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
+    losses = [r["asr_teacher"] for r in records if "asr_teacher" in r]
+    first, last = sum(losses[:5]) / 5, sum(losses[-5:]) / 5
+    assert len(losses) == 40 and 0 < last < 0.85 * first, (first, last)
+    assert any("valid_asr_teacher" in r for r in records)
+    checkpoint = run / "checkpoints" / "step_0000040"
+    assert not any(k.startswith("asr_teacher") for k in load_file(str(checkpoint / "model.safetensors")))
+    ARDiT.from_pretrained(checkpoint)  # the model loads without its teacher
+    for change, message in ((("  asr_encoder_layers: 1\n", ""), "has none"),
+                            (("toy_teacher:toy_teacher", "speechtok.eval.judges.asr:whisper_base"), "judge")):
+        (tmp_path / "bad.yaml").write_text(config.read_text().replace(*change))
+        assert cli_main(["train", "--preset", "ardit-tiny", "--data", str(real_manifest), "--config",
+                         str(tmp_path / "bad.yaml"), "--out", str(tmp_path / "bad"), "--no-progress"]) == 2
+        err = capsys.readouterr().err.strip()
+        assert message in err and len(err.splitlines()) == 1 and not (tmp_path / "bad" / "checkpoints").exists()
 
 
 def test_asr_text_noise_replaces_training_inputs_only(tokenizers, clips):
@@ -269,7 +316,7 @@ def test_asr_text_noise_replaces_training_inputs_only(tokenizers, clips):
     recipe = ARDiTRecipe(get_preset("ardit-tiny"), TrainConfig(), objective, progress=False)
     batch = [Example(task, torch.arange(1, 41), torch.rand(40, 128)) for task in ("tts", "asr", "asr")]
     seen = []
-    model = lambda items, prior: seen.append(items) or {}  # noqa: E731
+    model = lambda items, prior, asr_teacher=None: seen.append(items) or {}  # noqa: E731
     for step in (7, 7, 8):
         recipe.losses({"model": model}, batch, "model", {}, step)
     assert seen[0][0] is batch[0] and all(e.inputs is not None and not torch.equal(e.inputs, e.text)

@@ -13,13 +13,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from ..audio import load_audio, resample
+from ..audio import load_audio
 from ..errors import DataError
 from ..mel import MelSpectrogram
 from ..text import Vocabulary
 from .engine_config import source_of
 from .manifest import Utterance
-from .teacher import Teacher
+from .teacher import Teacher, teacher_frames
 from .threads import read_ahead
 
 
@@ -94,17 +94,9 @@ class MelDataset:
             with torch.no_grad():  # on the front-end's device (the training GPU), kept on the CPU
                 mel = self.mel(torch.from_numpy(wav)[None, None].to(self.mel.device))[0].cpu()
             labels = self.vocabulary.encode(utt.transcript) if utt.transcript else []
-            features = None if self.teacher is None else self._teacher_features(wav, rate, mel.shape[-1])
+            features = None if self.teacher is None else teacher_frames(self.teacher, wav, rate, mel.shape[-1])
             self._cache[index] = (mel, labels, features)
         return self._cache[index]
-
-    def _teacher_features(self, wav: np.ndarray, rate: int, frames: int) -> torch.Tensor:
-        """The teacher's features ``[frames, D]`` on the mel's frame grid (linear interpolation)."""
-        with torch.no_grad():
-            audio = torch.from_numpy(resample(wav, rate, self.teacher.sample_rate))[None, None]
-            features = self.teacher.frame_features(audio)[0].float()  # [frames', D]
-            features = torch.nn.functional.interpolate(features.T[None], size=frames, mode="linear")[0].T
-        return features.to(torch.float16).contiguous()
 
     def get(self, index: int, epoch: int) -> Example:
         mel, labels, features = self._load(index)

@@ -12,8 +12,10 @@ import functools
 import importlib
 from typing import Protocol, runtime_checkable
 
+import numpy as np
 import torch
 
+from ..audio import resample
 from ..errors import ConfigError
 
 FORBIDDEN_TEACHER_MODULES = ("speechtok.eval", "faster_whisper", "resemblyzer", "speechmos")
@@ -51,3 +53,13 @@ def load_teacher(spec: str) -> Teacher:
     if not isinstance(teacher, Teacher):
         raise ConfigError(f"teacher {spec!r}: needs sample_rate, frame_dim, utterance_dim, frame_features, utterance_embedding")
     return teacher
+
+
+def teacher_frames(teacher: Teacher, wav: np.ndarray, rate: int, frames: int) -> torch.Tensor:
+    """A teacher's frame features of one mono clip on another frame grid: ``[frames, D]`` float16
+    (linear interpolation), so they line up with the frames a student sees (mel or latent frames)."""
+    with torch.no_grad():
+        audio = torch.from_numpy(np.ascontiguousarray(resample(wav, rate, teacher.sample_rate), dtype=np.float32))
+        features = teacher.frame_features(audio[None, None])[0].float()  # [frames', D]
+        features = torch.nn.functional.interpolate(features.T[None], size=frames, mode="linear")[0].T
+    return features.to(torch.float16).contiguous()

@@ -51,6 +51,7 @@ class Example:
     units: torch.Tensor | None = None  # [u] the text aligner's own unit ids (``aligner_vocab``), TTS items
     inputs: torch.Tensor | None = None  # [n] ASR items' teacher-forced input ids where training noised them
     reference: torch.Tensor | None = None  # [F', D] TTS items: whose statistics the speaker condition gets (default: audio)
+    teacher: torch.Tensor | None = None  # [F, D_t] ASR items: a teacher's frame features on the audio's frames
 
 
 @dataclass(frozen=True)
@@ -346,12 +347,16 @@ class ARDiT(PretrainedMixin, nn.Module):
         return windows[:, :, :span], windows[:, :, span:]
 
     # ----------------------------------------------------------------------------- training
-    def forward(self, examples: list[Example], prior: AttentionPrior | None = None) -> dict[str, torch.Tensor]:
+    def forward(self, examples: list[Example], prior: AttentionPrior | None = None,
+                asr_teacher: nn.Module | None = None) -> dict[str, torch.Tensor]:
         """Teacher-forced losses of a mixed batch: ``tts`` (flow matching, or code cross-entropy),
         ``eos`` (end of speech) and ``asr`` (text cross-entropy), with a text aligner its ``aligner``
         and ``duration`` losses, with an ASR encoder its CTC ``asr_encoder``, summed with weight 1 into
         ``loss``; the optional heads' losses carry their configured weights.
-        ``prior`` biases the LM's attention towards the diagonal (training only)."""
+        ``prior`` biases the LM's attention towards the diagonal (training only). ``asr_teacher``
+        (training only, e.g. :class:`~speechtok.modules.distillation.FeatureHead`) maps the ASR encoder's
+        states ``[B, F, E]``, the ASR items' ``teacher`` features and their mask to a distillation loss,
+        ``asr_teacher``."""
         c, dev = self.config, self.device
         audio = [self.check_audio(e.audio).to(dev) for e in examples]
         lengths = [a.shape[0] for a in audio]
@@ -382,6 +387,11 @@ class ARDiT(PretrainedMixin, nn.Module):
             asr_states = {i: states[k, : lengths[i]] for k, i in enumerate(asr)}
             out["asr_encoder"] = self._ctc_loss([self._asr_ctc_log_probs(asr_states[i]) for i in asr],
                                                 [examples[i].text.to(dev) for i in asr])
+            if asr_teacher is not None:
+                if any(examples[i].teacher is None for i in asr):
+                    raise ConfigError("ASR distillation needs every ASR item's teacher features")
+                targets, mask = _padded([examples[i].teacher.to(dev).float() for i in asr])
+                out["asr_teacher"] = asr_teacher(states, targets, mask)
         elif c.asr_encoder_layers:  # its zero-weighted pass here, before the LM, for FSDP as the aligner's
             idle_asr = self.encode_asr(audio_embeds.new_zeros(1, c.patch_size, c.latent_dim))[0]
 

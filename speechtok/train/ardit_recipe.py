@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import math
 from dataclasses import dataclass
 from typing import Any, Literal
 
@@ -21,11 +22,13 @@ from tqdm import tqdm
 from ..audio import load_audio
 from ..data.engine_config import source_of
 from ..data.manifest import Utterance
+from ..data.teacher import Teacher, load_teacher, teacher_frames
 from ..data.threads import read_ahead
 from ..errors import ConfigError, DataError
 from ..models.ardit import MODEL_KIND, ARDiT, AttentionPrior, Example
 from ..models.ardit_config import ARDiTConfig
 from ..models.speech_lm import check_pair, encode_clip, load_tokenizer, tokenizer_sha256
+from ..modules.distillation import FeatureHead
 from ..text import Vocabulary, get_vocabulary
 from .recipe import Recipe
 
@@ -54,6 +57,14 @@ class ARDiTObjective:
     # (linear interpolation, rounded to whole patches), so the encoder meets each sentence at several
     # speaking rates instead of memorising one.
     asr_time_warp: float = 0.0
+    # Distillation into the ASR encoder (a deviation from the paper, off without a teacher): a linear
+    # head on the encoder's states predicts a frozen teacher's frame features on every frame of an ASR
+    # item, the masked ones too (cosine distance × `asr_teacher_weight`). Dense targets from a model
+    # trained on far more speech, where a transcript gives a few letters a second. A teacher is named
+    # `package.module:factory` as for HoliTok (`speechtok.data.moonshine:teacher`); the evaluation's
+    # judges are refused. Its features are computed once per utterance, with the latents.
+    asr_teacher: str | None = None
+    asr_teacher_weight: float = 1.0
     # Each teacher-forced input unit of an ASR item is replaced by a random unit with this probability
     # (targets unchanged; a deviation from the paper, off at 0). The masks hide audio; this hides the
     # history the model otherwise completes from sentences it has seen, so the audio has to carry it.
@@ -75,6 +86,10 @@ class ARDiTObjective:
             raise ConfigError(f"objective.speaker_reference must be 'item' or 'speaker', got {self.speaker_reference!r}")
         if not 0.0 <= self.asr_time_warp < 0.5:
             raise ConfigError(f"objective.asr_time_warp must be in [0, 0.5), got {self.asr_time_warp}")
+        if not (math.isfinite(self.asr_teacher_weight) and self.asr_teacher_weight >= 0.0):
+            raise ConfigError(f"objective.asr_teacher_weight must be a finite number >= 0, got {self.asr_teacher_weight}")
+        if self.asr_teacher and self.tts_ratio == 1.0:
+            raise ConfigError("objective.asr_teacher distils into the ASR encoder; tts_ratio 1 trains no ASR item")
         if not 0.0 <= self.asr_text_noise < 1.0:
             raise ConfigError(f"objective.asr_text_noise must be in [0, 1), got {self.asr_text_noise}")
         if min(self.asr_time_masks, self.asr_time_mask_frames, self.asr_channel_masks, self.asr_channel_mask_dims) < 0:
@@ -102,10 +117,14 @@ class ARDiTObjective:
     def perturb_asr(self, example: Example, units: int, generator: torch.Generator, patch_size: int = 1) -> Example:
         """An ASR item with its latents time-warped (to whole ``patch_size`` patches) and masked, and its
         teacher-forced inputs noised, as configured."""
-        audio = self.warp_asr_audio(example.audio, generator, patch_size) if self.asr_time_warp else example.audio
+        audio, teacher = example.audio, example.teacher
+        if self.asr_time_warp:  # the teacher's features, on the same frames, warped with them
+            joined = audio if teacher is None else torch.cat([audio, teacher.to(audio.dtype)], dim=1)
+            joined = self.warp_asr_audio(joined, generator, patch_size)
+            audio, teacher = (joined, None) if teacher is None else joined.split([audio.shape[1], teacher.shape[1]], 1)
         audio = self.mask_asr_audio(audio, generator) if self.masks_asr else audio
         inputs = self.noisy_asr_inputs(example.text, units, generator) if self.asr_text_noise else None
-        return dataclasses.replace(example, audio=audio, inputs=inputs)
+        return dataclasses.replace(example, audio=audio, inputs=inputs, teacher=teacher)
 
     def warp_asr_audio(self, audio: torch.Tensor, generator: torch.Generator, patch_size: int = 1) -> torch.Tensor:
         """Latents ``[F, D]`` resampled in time by a factor drawn from 1 ± ``asr_time_warp`` (above 1: faster
@@ -134,12 +153,14 @@ class ARDiTObjective:
 
 
 class SpeechTextData:
-    """Transcribed utterances with their tokenizer features, computed once up front."""
+    """Transcribed utterances with their tokenizer features (and a teacher's), computed once up front."""
 
     def __init__(self, rows: list[Utterance], tokenizer: Any, model: ARDiT, vocabulary: Vocabulary,
-                 objective: ARDiTObjective, seed: int, progress: bool = True, load_workers: int = 1) -> None:
+                 objective: ARDiTObjective, seed: int, progress: bool = True, load_workers: int = 1,
+                 teacher: Teacher | None = None) -> None:
         self.model, self.objective, self.seed = model, objective, seed
         self.items: list[tuple[torch.Tensor, torch.Tensor, float]] = []  # (text ids, features, seconds)
+        self.item_teacher: list[torch.Tensor | None] = []  # [F, D_t] fp16 on the latent frames, with a teacher
         self.item_units: list[torch.Tensor | None] = []  # the text aligner's own unit ids (aligner_vocab)
         self.item_sources: list[str] = []  # the data engine source of each item (the data mix)
         self.item_speakers: list[str] = []
@@ -153,9 +174,12 @@ class SpeechTextData:
             ids = vocabulary.encode(row.transcript)
             units = model.aligner_vocabulary.encode(row.transcript) if own_units else None
             features = encode_clip(tokenizer, torch.from_numpy(wav), rate)
+            frames = features.shape[0]
             features = model.trim_to_patches(features.cpu())
             if ids and features.shape[0] and units != []:
                 self.items.append((torch.tensor(ids, dtype=torch.long), features, row.seconds))
+                self.item_teacher.append(None if teacher is None else
+                                         teacher_frames(teacher, wav, rate, frames)[: features.shape[0]])
                 self.item_units.append(None if units is None else torch.tensor(units, dtype=torch.long))
                 self.item_sources.append(source_of(row.path))
                 self.item_speakers.append(row.speaker)
@@ -196,7 +220,8 @@ class SpeechTextData:
             others = [j for j in self.by_speaker[self.item_speakers[index]] if j != index] or [index]
             mean = self.items[others[int(rng.integers(len(others)))]][1][:, : self.model.config.latent_dim]
             reference = self.model.normalize(mean)
-        return Example(task, ids, audio, self.item_units[index], reference=reference)
+        teacher = self.item_teacher[index] if task == "asr" else None
+        return Example(task, ids, audio, self.item_units[index], reference=reference, teacher=teacher)
 
 
 @torch.no_grad()
@@ -224,12 +249,13 @@ def text_gain(model: nn.Module, items: list[Example], batch: int = 8, seed: int 
 class ARDiTRecipe(Recipe):
     kind = MODEL_KIND
     objective_class = ARDiTObjective
-    progress_keys = ("loss", "tts", "eos", "asr", "asr_encoder", "align", "asr_ctc", "regress", "aligner", "duration")
+    progress_keys = ("loss", "tts", "eos", "asr", "asr_encoder", "asr_teacher", "align", "asr_ctc", "regress", "aligner", "duration")
     plot_panels = (
         ("tts", "valid_tts", "TTS: flow matching (latents) or code cross-entropy (tokens)"),
         ("eos", "valid_eos", "end-of-speech BCE"),
         ("asr", "valid_asr", "ASR: text cross-entropy"),
         ("asr_encoder", "valid_asr_encoder", "ASR encoder → transcript CTC (asr_encoder_layers > 0)"),
+        ("asr_teacher", "valid_asr_teacher", "ASR encoder → teacher features (asr_teacher_weight × cosine distance)"),
         ("align", "valid_align", "TTS states → transcript CTC (align_weight × loss)"),
         ("asr_ctc", "valid_asr_ctc", "ASR audio states → transcript CTC (asr_ctc_weight × loss)"),
         ("regress", "valid_regress", "TTS states → next patch regression (regression_weight × MSE)"),
@@ -257,6 +283,12 @@ class ARDiTRecipe(Recipe):
                               f" has {self.model_config.heads} heads")
         if (self.objective.masks_asr or self.objective.asr_time_warp) and self.model_config.audio != "latents":
             raise ConfigError(f"objective: ASR masks and time warp act on latents; {self.model_config.name} reads codes")
+        if self.objective.asr_teacher and not self.model_config.asr_encoder_layers:
+            raise ConfigError(f"objective.asr_teacher distils into the ASR encoder; {self.model_config.name} has none"
+                              " (model.asr_encoder_layers is 0)")
+        self.teacher: Teacher | None = load_teacher(self.objective.asr_teacher) if self.objective.asr_teacher else None
+        if self.teacher is not None and not self.teacher.frame_dim:
+            raise ConfigError(f"objective.asr_teacher {self.objective.asr_teacher!r} gives no frame features")
         model = ARDiT(self.model_config)
         self.freeze_all_but(model, self.objective.train_only)
         self.tokenizer = load_tokenizer(self.model_config.tokenizer)
@@ -280,11 +312,19 @@ class ARDiTRecipe(Recipe):
     def dataset(self, rows: list[Utterance], model: nn.Module) -> SpeechTextData:
         self.tokenizer.to(model.device)  # encode once, up front, on the training device (a GPU when there is one)
         data = SpeechTextData(rows, self.tokenizer, model, model.vocabulary, self.objective, self.train.seed,
-                              progress=self.progress, load_workers=self.train.preload_workers)
+                              progress=self.progress, load_workers=self.train.preload_workers, teacher=self.teacher)
         if model.config.audio == "latents" and not self.fitted:  # the training set comes first
             model.fit_latent_stats(data.posterior_means())
             self.fitted = True
         return data
+
+    def auxiliary_modules(self, model: nn.Module) -> dict[str, nn.Module]:
+        """With ``objective.asr_teacher``: the head that maps the ASR encoder's states to the teacher's
+        features (checkpointed with the run, not bundled)."""
+        if self.teacher is None:
+            return {}
+        return {"asr_teacher": FeatureHead(self.model_config.asr_encoder_dim, self.teacher.frame_dim,
+                                           self.objective.asr_teacher_weight)}
 
     def collate(self, examples: list[Example], model: nn.Module) -> list[Example]:
         return examples
@@ -307,7 +347,7 @@ class ARDiTRecipe(Recipe):
             generator = torch.Generator().manual_seed((self.train.seed * 1_000_003 + step) * 1009 + rank)
             batch = [self.objective.perturb_asr(e, self.text_units, generator, self.model_config.patch_size)
                      if e.task == "asr" else e for e in batch]
-        return modules["model"](batch, self.objective.prior(step))
+        return modules["model"](batch, self.objective.prior(step), modules.get("asr_teacher"))
 
     @torch.no_grad()
     def validate(self, modules: dict[str, nn.Module], data: SpeechTextData, model: nn.Module,
@@ -320,7 +360,7 @@ class ARDiTRecipe(Recipe):
         with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
             torch.manual_seed(1234)
             for start in range(0, len(items), 8):
-                out = modules["model"](items[start:start + 8])
+                out = modules["model"](items[start:start + 8], asr_teacher=modules.get("asr_teacher"))
                 for key, value in out.items():
                     if key != "loss":
                         sums[key] = sums.get(key, 0.0) + float(value)
