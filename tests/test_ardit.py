@@ -640,9 +640,12 @@ def test_configs_that_continue_the_bundle_fit_its_weights(config):
     load_state(ARDiT(model_config), load_checkpoint("ardit-default", expected_kind="ardit"))  # every weight, strictly
 
 
-def test_a_fine_tune_may_add_an_asr_encoder_but_not_reshape_a_trained_one(tmp_path):
-    """A different head count or more layers over a trained encoder would load without a shape error;
-    a part the checkpoint has loads whole (a trained aligner grown by a layer is refused)."""
+def test_a_fine_tune_may_add_or_replace_an_asr_encoder_but_not_drop_a_trained_one(tmp_path, tokenizers, real_manifest,
+                                                                                     capsys, one_thread):
+    """A part the checkpoint has loads whole (a trained aligner grown by a layer is refused); an ASR
+    encoder of another shape over a trained one starts fresh while every other weight loads (loaded
+    over it, a different head count or depth would compute something else without a shape error), and
+    a run without an encoder over a trained one is refused."""
     from speechtok.checkpoint import load_checkpoint, load_state
 
     ARDiT(dataclasses.replace(get_preset("ardit-tiny"), aligner_layers=1)).save_pretrained(tmp_path / "aligner")
@@ -657,10 +660,31 @@ def test_a_fine_tune_may_add_an_asr_encoder_but_not_reshape_a_trained_one(tmp_pa
     base = get_preset("ardit-tiny")
     with_encoder = dataclasses.replace(base, asr_encoder_layers=2)
     with_encoder.check_init(base, "init")  # adding one, of any shape
-    dataclasses.replace(with_encoder, asr_encoder_heads=8).check_init(base, "init")
-    for change in ({"asr_encoder_heads": 8}, {"asr_encoder_layers": 3}, {"asr_encoder_layers": 0}):
-        with pytest.raises(ConfigError, match=f"init: its ASR encoder has another shape \\({next(iter(change))}\\)"):
-            dataclasses.replace(with_encoder, **change).check_init(with_encoder, "init")
+    dataclasses.replace(with_encoder, asr_encoder_heads=8).check_init(with_encoder, "init")  # replacing one
+    with pytest.raises(ConfigError, match="init: has a trained ASR encoder and this run's asr_encoder_layers is 0"):
+        base.check_init(with_encoder, "init")
+
+    encoder = "  asr_encoder_layers: {}\n  asr_encoder_dim: 32\n  asr_encoder_mlp_dim: 64\n"
+    common = ["train", "--preset", "ardit-tiny", "--data", str(real_manifest), "--no-progress"]
+    for name, layers, extra in (("first", 1, ""), ("second", 2, "objective:\n  tts_ratio: 0.0\n  train_only: [asr_encoder]\n")):
+        (tmp_path / f"{name}.yaml").write_text(f"model:\n  tokenizer: {tokenizers['latents']}\n" + encoder.format(layers)
+                                              + extra + "train:\n  steps: 1\n  batch_seconds: 6.0\n")
+    assert cli_main([*common, "--config", str(tmp_path / "first.yaml"), "--out", str(tmp_path / "first")]) == 0
+    source = ARDiT.from_pretrained(tmp_path / "first" / "checkpoints" / "step_0000001")
+    capsys.readouterr()
+    assert cli_main([*common, "--config", str(tmp_path / "second.yaml"), "--out", str(tmp_path / "second"),
+                     "--init", str(tmp_path / "first" / "checkpoints" / "step_0000001")]) == 0
+    assert "a new ASR encoder (ardit-tiny) starts fresh" in capsys.readouterr().out
+    replaced = ARDiT.from_pretrained(tmp_path / "second" / "checkpoints" / "step_0000001")
+    assert replaced.config.asr_encoder_layers == 2 and not torch.equal(replaced.asr_in.weight, source.asr_in.weight)
+    for part in ("patch_in", "text_embed", "dit_out"):  # every other weight loaded (and frozen here)
+        assert torch.equal(getattr(replaced, part).weight, getattr(source, part).weight)
+    assert not bool(replaced.asr_lm_in.weight.any())  # the LM reads nothing of the new encoder yet
+    (tmp_path / "none.yaml").write_text(f"model:\n  tokenizer: {tokenizers['latents']}\ntrain:\n  steps: 1\n")
+    assert cli_main([*common, "--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "none"),
+                     "--init", str(tmp_path / "first" / "checkpoints" / "step_0000001")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "asr_encoder_layers is 0" in err and len(err.splitlines()) == 1
 
 
 def test_train_only_freezes_every_other_part(tokenizers, clips):

@@ -140,9 +140,12 @@ class ARDiTConfig(InferenceDefaults):
                                                   "aligner_layers", "speaker_condition",
                                                   *ASR_ENCODER_FIELDS)
     #: Parts a fine-tune may replace, as {part: (its config fields, its modules)}: an aligner that reads
-    #: other units starts fresh, its input layers at zero again, so the model starts as its checkpoint.
+    #: other units, or an ASR encoder of another shape, starts fresh, its input layers at zero again, so
+    #: the model starts as its checkpoint (a reshaped encoder loaded over a trained one would compute
+    #: something else without a shape error).
     REPLACEABLE_PARTS: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
         "text aligner": (("aligner_vocab",), ("aligner", "aligner_embed", "aligned_lm_in", "aligned_dit_in")),
+        "ASR encoder": (ASR_ENCODER_FIELDS, ("asr_in", "asr_encoder", "asr_ctc_head", "asr_lm_in")),
     }
 
     def with_decoding(self, **changes: object) -> ARDiTConfig:
@@ -153,12 +156,12 @@ class ARDiTConfig(InferenceDefaults):
         return super().with_decoding(**changes)
 
     def check_init(self, source: ARDiTConfig, where: str) -> None:
-        """A fine-tune over ``source`` may add an ASR encoder but not reshape a trained one (a different
-        head count or more layers would load without a shape error and compute something else)."""
-        changed = [f for f in self.ASR_ENCODER_FIELDS if getattr(source, f) != getattr(self, f)]
-        if source.asr_encoder_layers and changed:
-            raise ConfigError(f"{where}: its ASR encoder has another shape ({', '.join(changed)});"
-                              " fine-tuning keeps a trained encoder's shape")
+        """A fine-tune over ``source`` may add an ASR encoder or replace a trained one by another shape
+        (``REPLACEABLE_PARTS``), but not drop a trained one: a preset's default of 0 layers would
+        otherwise lose it without a word."""
+        if source.asr_encoder_layers and not self.asr_encoder_layers:
+            raise ConfigError(f"{where}: has a trained ASR encoder and this run's asr_encoder_layers is 0;"
+                              " fine-tuning keeps it (or replaces it: give its shape)")
 
     def __post_init__(self) -> None:
         if self.audio not in ("latents", "tokens"):
