@@ -137,12 +137,11 @@ class ARDiTConfig(InferenceDefaults):
 
     #: Fields a fine-tune may switch on over its --init checkpoint: they add a fresh head it lacks.
     FINETUNE_FIELDS: ClassVar[tuple[str, ...]] = ("align_weight", "asr_ctc_weight", "regression_weight",
-                                                  "aligner_layers", "speaker_condition",
-                                                  *ASR_ENCODER_FIELDS)
+                                                  "aligner_layers", "speaker_condition")
     #: Parts a fine-tune may replace, as {part: (its config fields, its modules)}: an aligner that reads
-    #: other units, or an ASR encoder of another shape, starts fresh, its input layers at zero again, so
-    #: the model starts as its checkpoint (a reshaped encoder loaded over a trained one would compute
-    #: something else without a shape error).
+    #: other units, or an ASR encoder added or of another shape, starts fresh, its input layers at zero
+    #: again, so the model starts as its checkpoint (a reshaped encoder loaded over a trained one would
+    #: compute something else without a shape error).
     REPLACEABLE_PARTS: ClassVar[dict[str, tuple[tuple[str, ...], tuple[str, ...]]]] = {
         "text aligner": (("aligner_vocab",), ("aligner", "aligner_embed", "aligned_lm_in", "aligned_dit_in")),
         "ASR encoder": (ASR_ENCODER_FIELDS, ("asr_in", "asr_encoder", "asr_ctc_head", "asr_lm_in")),

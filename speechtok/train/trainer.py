@@ -211,7 +211,6 @@ class Trainer:
             self.spec.model.check_init(source_model, str(source))
         free = tuple(f for group in ("INFERENCE_FIELDS", "OBJECTIVE_FIELDS", "FINETUNE_FIELDS")
                      for f in getattr(self.spec.model, group, ()))
-        original = source_model  # what the checkpoint has, for the parts a changed field replaces
         source_model = dataclasses.replace(source_model, **{f: getattr(self.spec.model, f) for f in free})
         grown = {}  # module → (layers it had, layers it has): the trained layers load, the new ones start silenced
         for field, module in getattr(self.spec.model, "GROWABLE_STACKS", {}).items():
@@ -221,7 +220,7 @@ class Trainer:
                 source_model = dataclasses.replace(source_model, **{field: has})
         parts = getattr(self.spec.model, "REPLACEABLE_PARTS", {})
         replaced_parts = [part for part, (fields, _) in parts.items()
-                          if any(getattr(original, f) != getattr(self.spec.model, f) for f in fields)]
+                          if any(getattr(source_model, f) != getattr(self.spec.model, f) for f in fields)]
         for part in replaced_parts:  # e.g. a new quantiser (bitrate) over the trained encoder and decoder
             fields = parts[part][0] + ("name",)
             source_model = dataclasses.replace(source_model, **{f: getattr(self.spec.model, f) for f in fields})
