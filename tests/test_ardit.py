@@ -291,6 +291,7 @@ def test_asr_distillation_trains_the_encoder_towards_a_teacher_on_real_speech(to
     assert any("valid_asr_teacher" in r for r in records)
     checkpoint = run / "checkpoints" / "step_0000040"
     assert not any(k.startswith("asr_teacher") for k in load_file(str(checkpoint / "model.safetensors")))
+    assert (checkpoint / "asr_teacher.safetensors").is_file()  # the head resumes with the run
     ARDiT.from_pretrained(checkpoint)  # the model loads without its teacher
     for change, message in ((("  asr_encoder_layers: 1\n", ""), "has none"),
                             (("toy_teacher:toy_teacher", "speechtok.eval.judges.asr:whisper_base"), "judge")):
