@@ -10,7 +10,8 @@ speakers, one file each), labelled by Moonshine, the data engine's gate ASR, nev
 judge; the transcribed files (LibriSpeech dev speaker 84, LJ Speech), on which ``scripts/ardit_table.py``
 reports ASR, play no part in the choice. A model written ``A+B+…`` is the average of those checkpoints' weights
 (what ``bundle_checkpoint.py A --average-with B …`` exports). Prints WER (pooled over words) against the labels for greedy
-reading and every (model, weight, bonus), and rewrites the ``asr-lm-sweep`` block of docs/ardit.md. Bundle the
+reading and every (model, weight, bonus); with ``--marker M`` it also rewrites that block of docs/ardit.md (an
+exploratory sweep leaves the documented tables alone). Bundle the
 choice with ``scripts/bundle_checkpoint.py CHECKPOINT ardit-default --asr-beam-width W --asr-text-lm LM
 --asr-lm-weight A --asr-unit-bonus B``.
 """
@@ -53,10 +54,11 @@ def main() -> int:
     parser.add_argument("--width", type=int, default=16, help="beam width")
     parser.add_argument("--lm-weight", type=float, nargs="+", default=[0.5, 0.8, 1.0, 1.3, 1.6])
     parser.add_argument("--unit-bonus", type=float, nargs="+", default=[0.0, 1.0, 2.0, 3.0])
-    parser.add_argument("--marker", default="asr-lm-sweep", help="block of docs/ardit.md to rewrite")
+    parser.add_argument("--marker", help="block of docs/ardit.md to rewrite (default: print the table only)")
     args = parser.parse_args()
     try:  # every refusal before the model and Moonshine load
-        check_marked_block(ROOT / "docs" / "ardit.md", args.marker)
+        if args.marker:
+            check_marked_block(ROOT / "docs" / "ardit.md", args.marker)
         rows = [r for r in read_manifest(args.data) if not r.transcript and "librispeech" in r.path.parent.name]
         if not rows:
             raise SpeechtokError(f"{args.data}: no untranscribed LibriSpeech files to tune on")
@@ -91,14 +93,18 @@ def main() -> int:
                         *([] if args.data == str(ROOT / "data" / "splits" / "dev.tsv") else [f"--data {args.data}"]),
                         f"--width {args.width}", "--lm-weight", *(f"{w:g}" for w in args.lm_weight),
                         "--unit-bonus", *(f"{b:g}" for b in args.unit_bonus),
-                        *([f"--marker {args.marker}"] if args.marker != "asr-lm-sweep" else [])])
+                        *([f"--marker {args.marker}"] if args.marker else [])])
     block = "\n".join([f"Produced by `{command}`: {len(rows)} untranscribed LibriSpeech files of"
                        f" `{Path(args.data).name}` ({len(rows)} speakers held out of training), labelled by"
                        " Moonshine base (the gate ASR, not the evaluation judge); WER % (pooled over words)"
                        f" against the labels. Lowest: {best[0]}, weight"
                        f" {best[1]:g}, bonus {best[2]:g}.", "", *lines])
-    replace_marked_block(ROOT / "docs" / "ardit.md", args.marker, block)
-    print(f"lowest: {best[0]} --asr-lm-weight {best[1]:g} --asr-unit-bonus {best[2]:g}; updated docs/ardit.md")
+    if args.marker:
+        replace_marked_block(ROOT / "docs" / "ardit.md", args.marker, block)
+    else:
+        print(f"\n{block}\n")
+    print(f"lowest: {best[0]} --asr-lm-weight {best[1]:g} --asr-unit-bonus {best[2]:g}"
+          + (f"; updated the {args.marker} block of docs/ardit.md" if args.marker else ""))
     return 0
 
 
