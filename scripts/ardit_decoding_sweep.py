@@ -10,8 +10,7 @@ scores the speech with Moonshine, the data engine's gate ASR, never with the eva
 (Whisper): the held-out TTS figures of ``scripts/ardit_table.py`` stay a fair test of the setting
 chosen here. Reports WER (pooled over words) and the generated / real duration ratio, beside the same
 ASR on the real recordings and on their reconstruction by the model's tokenizer (what TTS through
-that tokenizer can reach at best), and rewrites
-the ``ardit-decoding-sweep`` block of docs/ardit.md. Bundle the choice with
+that tokenizer can reach at best); with ``--marker M`` it also rewrites that block of docs/ardit.md. Bundle the choice with
 ``scripts/bundle_checkpoint.py RUN/checkpoints/step_N ardit-default --cfg-scale C --sample-steps S --eos-threshold E
 --voice CLIP``.
 """
@@ -30,7 +29,7 @@ from speechtok.data.manifest import read_manifest
 from speechtok.data.moonshine import Moonshine
 from speechtok.errors import ConfigError, SpeechtokError
 from speechtok.eval.judges.asr import pooled_wer
-from speechtok.eval.summary import check_marked_block, replace_marked_block
+from speechtok.eval.summary import check_marked_block, publish_block
 from speechtok.models.ardit_config import check_eos_threshold
 from speechtok.models.speech_lm import SpeechLM
 
@@ -50,10 +49,11 @@ def main() -> int:
     parser.add_argument("--voices", nargs="+", default=["default"],
                         help="voice clips (speechtok tts --voice); 'default': the model's default voice, if it has"
                              " one; 'none': no voice at all")
-    parser.add_argument("--marker", default="ardit-decoding-sweep", help="block of docs/ardit.md to rewrite")
+    parser.add_argument("--marker", help="block of docs/ardit.md to rewrite (default: print the table only)")
     args = parser.parse_args()
     try:  # every refusal before the model and the judge load
-        check_marked_block(ROOT / "docs" / "ardit.md", args.marker)
+        if args.marker:
+            check_marked_block(ROOT / "docs" / "ardit.md", args.marker)
         for eos in args.eos:
             check_eos_threshold(eos, "--eos")
         if args.steps and min(args.steps) < 1:
@@ -101,12 +101,11 @@ def main() -> int:
                         *(["--steps", *map(str, args.steps)] if args.steps else []),
                         "--eos", *(f"{e:g}" for e in args.eos),
                         *(["--voices", *args.voices] if args.voices != ["default"] else []),
-                        *([f"--marker {args.marker}"] if args.marker != "ardit-decoding-sweep" else [])])
+                        *([f"--marker {args.marker}"] if args.marker else [])])
     block = "\n".join([f"Produced by `{command}`:"
                        f" the first {len(rows)} transcripts of `{Path(args.data).name}`, one seed each, scored by"
                        " Moonshine base (the gate ASR, not the evaluation judge).", "", *lines])
-    replace_marked_block(ROOT / "docs" / "ardit.md", args.marker, block)
-    print("updated docs/ardit.md")
+    publish_block(ROOT / "docs" / "ardit.md", args.marker, block)
     return 0
 
 

@@ -1,6 +1,6 @@
 """The AR+DiT comparison table (issue 6): unified vs single-task, HoliTok latents vs SiTok codes.
 
-    python scripts/ardit_table.py [--runs runs] [--data data/splits/dev.tsv] [--tts-texts 20]
+    python scripts/ardit_table.py [--runs runs] [--data data/splits/dev.tsv] [--tts-texts 20] [--marker ardit-table]
     python scripts/ardit_table.py --runs RUNS --run ardit-default --marker ardit-default-table --tts-texts 47
 
 Needs the runs of ``bash scripts/train_ardit_comparison.sh`` (CPU) or ``bash scripts/train_gpu.sh`` (GPU),
@@ -11,8 +11,8 @@ the held-out sentences of ``--tts-sentences`` (50 LJ Speech sentences no trainin
 measures their intelligibility with the evaluation's ASR judge (Whisper; WER pooled over words) and
 its text gain on the dev split (``speechtok.train.ardit_recipe.text_gain``: > 0 once it reads the text); for
 every run that can listen, transcribes every transcribed dev file (WER against the manifest), and its
-LibriSpeech files alone. Writes the generated audio under ``runs/eval/ardit/`` and rewrites the
-``--marker`` block (default ``ardit-table``) of docs/ardit.md.
+LibriSpeech files alone. Writes the generated audio under ``runs/eval/ardit/`` and prints the table; with
+``--marker M`` it also rewrites that block of docs/ardit.md (the comparison's own block: ``ardit-table``).
 """
 from __future__ import annotations
 
@@ -29,7 +29,7 @@ from speechtok.data.manifest import read_manifest
 from speechtok.data.texts import read_sentences
 from speechtok.errors import SpeechtokError
 from speechtok.eval.judges.asr import ASRJudge, load_asr_judge, pooled_wer
-from speechtok.eval.summary import check_marked_block, replace_marked_block
+from speechtok.eval.summary import check_marked_block, publish_block
 from speechtok.models.speech_lm import SpeechLM
 from speechtok.train.ardit_recipe import ARDiTObjective, SpeechTextData, text_gain
 from speechtok.train.plots import read_metrics
@@ -102,6 +102,7 @@ def plot_curves(runs_dir: Path, out_png: Path) -> None:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     fig.tight_layout()
+    out_png.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out_png, dpi=90)
     plt.close(fig)
 
@@ -117,14 +118,15 @@ def main() -> int:
                         " comparison's runs)")
     parser.add_argument("--eos-threshold", type=float, help="TTS end-of-speech threshold instead of the checkpoint's"
                         " (e.g. the one bundled with it after scripts/ardit_decoding_sweep.py)")
-    parser.add_argument("--marker", default="ardit-table", help="block of docs/ardit.md to rewrite")
+    parser.add_argument("--marker", help="block of docs/ardit.md to rewrite (default: print the table only)")
     parser.add_argument("-o", "--output", default=str(ROOT / "runs" / "eval" / "ardit"))
     parser.add_argument("--tokenizer", action="append", default=[], metavar="RUN=CHECKPOINT",
                         help="load RUN with this copy of its tokenizer (same weights hash) instead of the recorded"
                              " path, e.g. when the bundled checkpoint's decoding defaults changed after training")
     args = parser.parse_args()
     try:
-        check_marked_block(ROOT / "docs" / "ardit.md", args.marker)
+        if args.marker:
+            check_marked_block(ROOT / "docs" / "ardit.md", args.marker)
     except SpeechtokError as error:
         parser.exit(2, f"error: {error}\n")
     tokenizers = dict(item.split("=", 1) for item in args.tokenizer)
@@ -171,18 +173,18 @@ def main() -> int:
                      f" {valid_asr_accuracy(metrics, 1000)} / {valid_asr_accuracy(metrics, None)} | {gain} |")
     command = " ".join(["python scripts/ardit_table.py", f"--runs {Path(args.runs).name}",
                         *(f"--run {r}" for r in args.run),
-                        *([f"--marker {args.marker}"] if args.marker != "ardit-table" else []),
+                        *([f"--marker {args.marker}"] if args.marker else []),
                         *([f"--eos-threshold {args.eos_threshold:g}"] if args.eos_threshold is not None else []),
                         f"--tts-texts {args.tts_texts}"])
     lines = [f"Produced by `{command}`:"
              f" TTS on the first {args.tts_texts} transcripts of `{Path(args.data).name}` and on {len(heldout)} held-out"
              f" sentences (`{Path(args.tts_sentences).name if heldout else '–'}`), ASR on its {len(rows)}"
              f" transcribed files; judge {judge.info.name} (`{judge.info.version}`).", "", *table]
-    if not args.run:
-        plot_curves(Path(args.runs), ROOT / "docs" / "images" / "ardit-comparison.png")
-        lines += ["", "![validation curves](images/ardit-comparison.png)"]
-    replace_marked_block(ROOT / "docs" / "ardit.md", args.marker, "\n".join(lines))
-    print("\n".join(lines))
+    if not args.run:  # the curves go with the table: into the docs with a marker, beside the audio without
+        plot = ROOT / "docs" / "images" / "ardit-comparison.png" if args.marker else out_dir / "ardit-comparison.png"
+        plot_curves(Path(args.runs), plot)
+        lines += ["", f"![validation curves]({'images/ardit-comparison.png' if args.marker else plot})"]
+    publish_block(ROOT / "docs" / "ardit.md", args.marker, "\n".join(lines))
     return 0
 
 

@@ -30,7 +30,7 @@ from speechtok.data.manifest import read_manifest
 from speechtok.data.moonshine import Moonshine
 from speechtok.errors import SpeechtokError
 from speechtok.eval.judges.asr import pooled_wer
-from speechtok.eval.summary import check_marked_block, replace_marked_block
+from speechtok.eval.summary import check_marked_block, publish_block
 from speechtok.models.speech_lm import SpeechLM
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -99,12 +99,8 @@ def main() -> int:
                        " Moonshine base (the gate ASR, not the evaluation judge); WER % (pooled over words)"
                        f" against the labels. Lowest: {best[0]}, weight"
                        f" {best[1]:g}, bonus {best[2]:g}.", "", *lines])
-    if args.marker:
-        replace_marked_block(ROOT / "docs" / "ardit.md", args.marker, block)
-    else:
-        print(f"\n{block}\n")
-    print(f"lowest: {best[0]} --asr-lm-weight {best[1]:g} --asr-unit-bonus {best[2]:g}"
-          + (f"; updated the {args.marker} block of docs/ardit.md" if args.marker else ""))
+    publish_block(ROOT / "docs" / "ardit.md", args.marker, block)
+    print(f"lowest: {best[0]} --asr-lm-weight {best[1]:g} --asr-unit-bonus {best[2]:g}")
     return 0
 
 

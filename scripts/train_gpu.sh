@@ -36,4 +36,4 @@ for spec in "ardit-unified checkpoints/holitok-small-stage3 0.8333" "ardit-tts c
   train "$1" --preset "$preset" --data "$data/train+synthetic.tsv" --config "$runs/$1.yaml" & pids+=($!)
 done
 for pid in "${pids[@]}"; do wait "$pid"; done
-echo "done: bundle with scripts/bundle_checkpoint.py (sitok → sitok-default, vocos → vocos-24k); AR+DiT table: python scripts/ardit_table.py --runs $runs"
+echo "done: bundle with scripts/bundle_checkpoint.py (sitok → sitok-default, vocos → vocos-24k); AR+DiT table: python scripts/ardit_table.py --runs $runs --marker ardit-table"

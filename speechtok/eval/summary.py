@@ -222,6 +222,16 @@ def check_marked_block(doc: Path, marker: str) -> str:
     return text
 
 
+def publish_block(doc: Path, marker: str | None, block: str) -> None:
+    """Rewrite ``marker``'s block of ``doc`` with ``block``; with no marker, print the block only, so that an
+    exploratory run of a table script (other models, other settings) leaves the documented tables alone."""
+    if marker:
+        replace_marked_block(doc, marker, block)
+        print(f"updated the {marker} block of {doc.name}")
+    else:
+        print(f"\n{block}\n")
+
+
 def replace_marked_block(doc: Path, marker: str, block: str) -> None:
     """Rewrite the text between ``<!-- marker:begin -->`` and ``<!-- marker:end -->`` in ``doc``."""
     import re
