@@ -646,7 +646,8 @@ def test_a_fine_tune_may_add_or_replace_an_asr_encoder_but_not_drop_a_trained_on
     """A part the checkpoint has loads whole (a trained aligner grown by a layer is refused); an ASR
     encoder of another shape over a trained one starts fresh while every other weight loads (loaded
     over it, a different head count or depth would compute something else without a shape error), and
-    a run without an encoder over a trained one is refused."""
+    a run without an encoder over a trained one is refused. Dropout in the encoder (training noise) may
+    change: the trained encoder loads."""
     from speechtok.checkpoint import load_checkpoint, load_state
 
     ARDiT(dataclasses.replace(get_preset("ardit-tiny"), aligner_layers=1)).save_pretrained(tmp_path / "aligner")
@@ -681,6 +682,19 @@ def test_a_fine_tune_may_add_or_replace_an_asr_encoder_but_not_drop_a_trained_on
     for part in ("patch_in", "text_embed", "dit_out"):  # every other weight loaded (and frozen here)
         assert torch.equal(getattr(replaced, part).weight, getattr(source, part).weight)
     assert not bool(replaced.asr_lm_in.weight.any())  # the LM reads nothing of the new encoder yet
+    # Dropout in the encoder is training noise, not a shape: switched on over a trained encoder, it loads it.
+    (tmp_path / "dropout.yaml").write_text(
+        f"model:\n  tokenizer: {tokenizers['latents']}\n" + encoder.format(2) + "  asr_encoder_dropout: 0.2\n"
+        "objective:\n  tts_ratio: 0.0\n  train_only: [asr_ctc_head]\ntrain:\n  steps: 1\n  batch_seconds: 6.0\n")
+    assert cli_main([*common, "--config", str(tmp_path / "dropout.yaml"), "--out", str(tmp_path / "dropout"),
+                     "--init", str(tmp_path / "second" / "checkpoints" / "step_0000001")]) == 0
+    assert "starts fresh" not in capsys.readouterr().out
+    dropped = ARDiT.from_pretrained(tmp_path / "dropout" / "checkpoints" / "step_0000001")
+    assert dropped.config.asr_encoder_dropout == 0.2 and dropped.asr_encoder.blocks[0].dropout.p == 0.2
+    assert all(torch.equal(a, b) for a, b in zip(dropped.asr_encoder.state_dict().values(),
+                                                 replaced.asr_encoder.state_dict().values()))
+    with pytest.raises(ConfigError, match="asr_encoder_dropout must be in"):
+        dataclasses.replace(with_encoder, asr_encoder_dropout=1.0)
     (tmp_path / "none.yaml").write_text(f"model:\n  tokenizer: {tokenizers['latents']}\ntrain:\n  steps: 1\n")
     assert cli_main([*common, "--config", str(tmp_path / "none.yaml"), "--out", str(tmp_path / "none"),
                      "--init", str(tmp_path / "first" / "checkpoints" / "step_0000001")]) == 2

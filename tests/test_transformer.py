@@ -92,3 +92,23 @@ def test_attention_bias_adds_to_the_logits_and_keeps_masks():
     assert torch.allclose(model(x, bias=zero)[:, :8], model(future, bias=zero)[:, :8], atol=1e-6)
     with pytest.raises(ValueError, match="bias"):
         model(x[:, :1], cache=KVCache(), bias=zero[:, :, :1, :1])
+
+
+def test_dropout_acts_in_training_only_and_adds_no_weights():
+    torch.manual_seed(0)
+    plain = Transformer(TransformerConfig(32, 2, 4, 64))
+    dropped = Transformer(TransformerConfig(32, 2, 4, 64, dropout=0.3))
+    assert plain.state_dict().keys() == dropped.state_dict().keys()  # checkpoints load either way
+    dropped.load_state_dict(plain.state_dict())
+    x = torch.randn(2, 10, 32)
+    assert torch.equal(plain.eval()(x), dropped.eval()(x))
+    dropped.train()
+    first, second = dropped(x), dropped(x)
+    assert not torch.allclose(first, second)
+    torch.manual_seed(5)
+    again = dropped(x)
+    torch.manual_seed(5)
+    assert torch.equal(again, dropped(x))  # drawn from the global generator: a resumed run repeats it
+    assert torch.equal(plain.train()(x), plain(x))  # no dropout built at 0
+    with pytest.raises(ValueError, match="dropout must be in"):
+        TransformerConfig(32, 2, 4, 64, dropout=1.0)

@@ -143,7 +143,8 @@ class ARDiT(PretrainedMixin, nn.Module):
             if switches["asr_encoder"]:
                 self.asr_in = nn.Linear(c.latent_dim, c.asr_encoder_dim)
                 self.asr_encoder = Transformer(TransformerConfig(c.asr_encoder_dim, c.asr_encoder_layers,
-                                                                 c.asr_encoder_heads, c.asr_encoder_mlp_dim))
+                                                                 c.asr_encoder_heads, c.asr_encoder_mlp_dim,
+                                                                 dropout=c.asr_encoder_dropout))
                 self.asr_ctc_head = nn.Linear(c.asr_encoder_dim, c.asr_encoder_upsample * (units + 1))
                 # At zero: a fine-tune that adds the encoder starts as its checkpoint.
                 self.asr_lm_in = nn.Linear(c.patch_size * c.asr_encoder_dim, c.dim)
