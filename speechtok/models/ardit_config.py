@@ -104,7 +104,8 @@ class ARDiTConfig(InferenceDefaults):
     asr_encoder_mlp_dim: int = 768
     asr_encoder_upsample: int = 2
     # Residual dropout in the ASR encoder's blocks (training only; 0: none): on ~1.3 h of real speech the
-    # encoder's training CTC falls to a tenth of its dev CTC (docs/ardit.md, "Dropout in the ASR encoder").
+    # encoder's training CTC falls to a tenth of its dev CTC (docs/ardit.md, "Dropout in the ASR encoder
+    # (session 34)": it keeps the dev CTC flat, but the words read no better).
     asr_encoder_dropout: float = 0.0
     # How ``transcribe`` reads: "attention", the LM writing text after the audio (the paper's), or
     # "ctc", greedy over the ASR encoder's CTC head (needs ``asr_encoder_layers``).
