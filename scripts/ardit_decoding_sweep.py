@@ -10,7 +10,8 @@ scores the speech with Moonshine, the data engine's gate ASR, never with the eva
 (Whisper): the held-out TTS figures of ``scripts/ardit_table.py`` stay a fair test of the setting
 chosen here. Reports WER (pooled over words) and the generated / real duration ratio, beside the same
 ASR on the real recordings and on their reconstruction by the model's tokenizer (what TTS through
-that tokenizer can reach at best); with ``--marker M`` it also rewrites that block of docs/ardit.md. Bundle the choice with
+that tokenizer can reach at best); with ``--marker M`` it also rewrites that block of docs/ardit.md. Bundle
+the choice with
 ``scripts/bundle_checkpoint.py RUN/checkpoints/step_N ardit-default --cfg-scale C --sample-steps S --eos-threshold E
 --voice CLIP``.
 """

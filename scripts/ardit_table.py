@@ -181,9 +181,10 @@ def main() -> int:
              f" sentences (`{Path(args.tts_sentences).name if heldout else '–'}`), ASR on its {len(rows)}"
              f" transcribed files; judge {judge.info.name} (`{judge.info.version}`).", "", *table]
     if not args.run:  # the curves go with the table: into the docs with a marker, beside the audio without
-        plot = ROOT / "docs" / "images" / "ardit-comparison.png" if args.marker else out_dir / "ardit-comparison.png"
+        docs_images = ROOT / "docs" / "images"
+        plot = (docs_images if args.marker else out_dir) / "ardit-comparison.png"
         plot_curves(Path(args.runs), plot)
-        lines += ["", f"![validation curves]({'images/ardit-comparison.png' if args.marker else plot})"]
+        lines += ["", f"![validation curves]({plot.relative_to(docs_images.parent) if args.marker else plot})"]
     publish_block(ROOT / "docs" / "ardit.md", args.marker, "\n".join(lines))
     return 0
 

@@ -223,13 +223,13 @@ def check_marked_block(doc: Path, marker: str) -> str:
 
 
 def publish_block(doc: Path, marker: str | None, block: str) -> None:
-    """Rewrite ``marker``'s block of ``doc`` with ``block``; with no marker, print the block only, so that an
-    exploratory run of a table script (other models, other settings) leaves the documented tables alone."""
+    """Print ``block`` and, with a ``marker``, rewrite that block of ``doc`` with it; with none the document
+    stays as it is, so that an exploratory run of a table script (other models, other settings) leaves the
+    documented tables alone."""
+    print(f"\n{block}\n")
     if marker:
         replace_marked_block(doc, marker, block)
         print(f"updated the {marker} block of {doc.name}")
-    else:
-        print(f"\n{block}\n")
 
 
 def replace_marked_block(doc: Path, marker: str, block: str) -> None:

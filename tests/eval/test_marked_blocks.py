@@ -7,11 +7,12 @@ from speechtok.eval.summary import publish_block
 DOC = "intro\n<!-- a:begin -->\nold a\n<!-- a:end -->\nmiddle\n<!-- b:begin -->\nold b\n<!-- b:end -->\n"
 
 
-def test_a_marker_rewrites_its_block_and_nothing_else(tmp_path):
+def test_a_marker_rewrites_its_block_and_nothing_else(tmp_path, capsys):
     doc = tmp_path / "doc.md"
     doc.write_text(DOC)
     publish_block(doc, "b", "new b\n| x |")
     assert doc.read_text() == DOC.replace("old b", "new b\n| x |")
+    assert "new b\n| x |" in capsys.readouterr().out  # printed as well
 
 
 def test_without_a_marker_the_block_is_printed_and_the_document_untouched(tmp_path, capsys):
